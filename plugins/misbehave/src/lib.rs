@@ -1,0 +1,28 @@
+//! `misbehave`: a test plugin that breaks its limits on request, to prove the host contains it.
+//!
+//! The event body picks the behaviour: `{"mode": "loop"}` spins forever, `"grow"` allocates
+//! until memory runs out, `"trap"` panics; anything else is echoed back unchanged.
+
+use hookyard_sdk::prelude::*;
+
+#[plugin]
+fn handle(event: Event) -> Result<Vec<Output>> {
+    let doc: Value = event.json()?;
+    match doc["mode"].as_str() {
+        Some("loop") => {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        Some("grow") => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        Some("trap") => panic!("misbehave was asked to trap"),
+        _ => Ok(vec![Output::bytes(event.body, "application/json")]),
+    }
+}

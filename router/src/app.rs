@@ -1,0 +1,245 @@
+//! Wiring: builds routes, plugins, destinations and the store from a [`Config`], then
+//! serves until shutdown. Nothing here binds sockets or reads signals: callers pass a bound
+//! listener and a [`Shutdown`], so tests can run the whole router on port 0.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+
+use crate::config::{Config, ConfigError};
+use crate::delivery::DeliveryWorker;
+use crate::delivery::http::{DestinationError, HttpDestination};
+use crate::dispatch::Dispatcher;
+use crate::ingress::{self, Ingress};
+use crate::pipeline::engine::{EngineError, PoolLimits, WasmEngine};
+use crate::pipeline::{LoadError, Plugin};
+use crate::shutdown::Shutdown;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, StoreError};
+use crate::verify::{BadSecret, Verifier};
+
+/// Why the router could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// `router.toml` is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The wasm engine could not start.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A plugin could not be loaded.
+    #[error(transparent)]
+    Plugin(#[from] LoadError),
+    /// A route's verification secret is unusable.
+    #[error("route {route:?}: {source}")]
+    Verify {
+        /// The route.
+        route: String,
+        /// What is wrong with the secret.
+        source: BadSecret,
+    },
+    /// A destination is unusable.
+    #[error(transparent)]
+    Destination(#[from] DestinationError),
+    /// The listener failed.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A route ready to serve.
+pub struct Route {
+    /// `POST /hooks/<name>`.
+    pub name: String,
+    /// How requests are authenticated.
+    pub verifier: Verifier,
+    /// Plugins in order.
+    pub steps: Vec<Arc<Plugin>>,
+    /// Default destinations.
+    pub to: Vec<String>,
+    /// Every configured destination, to check outputs that name their own.
+    pub known_destinations: Arc<HashSet<String>>,
+}
+
+/// Routes by name.
+pub type Routes = HashMap<String, Arc<Route>>;
+
+/// Plugins by name, and the engine that runs them (kept alive with them).
+pub struct LoadedPlugins {
+    /// The engine; dropping it stops the epoch ticker.
+    pub engine: Arc<WasmEngine>,
+    /// Each `[plugins.<name>]`.
+    pub plugins: HashMap<String, Arc<Plugin>>,
+}
+
+/// Compiles (or loads from cache) and type-checks every plugin in the config.
+pub fn load_plugins(config: &Config) -> Result<LoadedPlugins, StartError> {
+    let concurrency = concurrency(config);
+    let max_memory = config
+        .plugins
+        .values()
+        .map(|p| p.memory.0)
+        .max()
+        .unwrap_or(0);
+    let limits = PoolLimits {
+        instances: (concurrency * 4 + 8) as u32,
+        max_memory,
+    };
+    let engine = Arc::new(WasmEngine::new(limits, config.cache_dir())?);
+    let mut plugins = HashMap::new();
+    for (name, pc) in &config.plugins {
+        let plugin = Plugin::load(&engine, name, &config.resolve(&pc.path), pc)?;
+        plugins.insert(name.clone(), Arc::new(plugin));
+    }
+    Ok(LoadedPlugins { engine, plugins })
+}
+
+/// Builds every route: its verifier and its chain of loaded plugins.
+pub fn build_routes(config: &Config, plugins: &LoadedPlugins) -> Result<Routes, StartError> {
+    let known: Arc<HashSet<String>> = Arc::new(config.destinations.keys().cloned().collect());
+    let mut routes = Routes::new();
+    for rc in &config.routes {
+        let name = rc.name.get_ref().clone();
+        let verifier = Verifier::from_config(&rc.verify).map_err(|source| StartError::Verify {
+            route: name.clone(),
+            source,
+        })?;
+        // Config::check has already proven every step names a plugin.
+        let steps = rc
+            .steps
+            .iter()
+            .filter_map(|s| plugins.plugins.get(s.get_ref()).cloned())
+            .collect();
+        let route = Route {
+            name: name.clone(),
+            verifier,
+            steps,
+            to: rc.to.iter().map(|t| t.get_ref().clone()).collect(),
+            known_destinations: known.clone(),
+        };
+        routes.insert(name, Arc::new(route));
+    }
+    Ok(routes)
+}
+
+/// Builds every destination.
+pub fn build_destinations(config: &Config) -> Result<HashMap<String, HttpDestination>, StartError> {
+    config
+        .destinations
+        .iter()
+        .map(|(name, dc)| Ok((name.clone(), HttpDestination::new(name, dc)?)))
+        .collect()
+}
+
+fn concurrency(config: &Config) -> usize {
+    config
+        .runtime
+        .concurrency
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1)
+}
+
+/// How long in-flight requests and attempts get to finish after shutdown is triggered.
+pub const GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the router on `listener` until `shutdown` fires.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> Result<(), StartError> {
+    let plugins = load_plugins(&config)?;
+    let routes = Arc::new(build_routes(&config, &plugins)?);
+    let destinations = Arc::new(build_destinations(&config)?);
+    let sqlite_path = config
+        .sqlite_path()
+        .ok_or_else(|| StoreError::Database("store.url must be sqlite://<path>".to_string()))?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&sqlite_path)?);
+    let concurrency = concurrency(&config);
+
+    let (dispatch_tx, dispatch_rx) = mpsc::channel(1024);
+    let wake = Arc::new(Notify::new());
+    let dispatcher = Dispatcher::new(store.clone(), routes.clone(), wake.clone(), concurrency);
+    let dispatching = tokio::spawn(dispatcher.run(dispatch_rx, shutdown.clone()));
+    let worker = DeliveryWorker::new(store.clone(), destinations, wake, 64);
+    let delivering = tokio::spawn(worker.run(shutdown.clone(), GRACE));
+
+    let ingress = Arc::new(Ingress {
+        routes,
+        store,
+        dispatch: dispatch_tx,
+        max_body: config.server.max_body.0 as usize,
+        body_timeout: config.server.body_timeout.0,
+    });
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        routes = config.routes.len(),
+        plugins = plugins.plugins.len(),
+        destinations = config.destinations.len(),
+        "hookyard serving"
+    );
+    serve_http(
+        listener,
+        ingress::router(ingress),
+        config.server.header_timeout.0,
+        shutdown,
+    )
+    .await;
+    let _ = dispatching.await;
+    let _ = delivering.await;
+    drop(plugins);
+    tracing::info!("hookyard stopped");
+    Ok(())
+}
+
+/// Accepts HTTP/1.1 connections until shutdown, then drains them for up to [`GRACE`].
+async fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    header_timeout: Duration,
+    mut shutdown: Shutdown,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.wait() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let conn =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the grace period; closing them");
+    }
+}

@@ -1,0 +1,683 @@
+//! `router.toml`: the one config tree, parsed with serde and checked across fields.
+//!
+//! Every table rejects unknown keys. `${VAR}` in a secret or URL reads the environment;
+//! a missing variable is an error naming it and the line. Cross-field checks (a route
+//! naming an undefined plugin or destination) also name the line.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+/// Why a config could not be loaded. The message names the file and, where known, the line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, a key is unknown, a value has the wrong type or an env var is missing.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// toml's message, which includes line, column and the offending key.
+        message: String,
+    },
+    /// The file parses but contradicts itself (e.g. a route names an undefined plugin).
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// 1-based line of the offending value.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole `router.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners and request limits.
+    pub server: ServerConfig,
+    /// Where events and deliveries are journaled.
+    pub store: StoreConfig,
+    /// Plugin engine settings.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// Named wasm plugins that routes chain as steps.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginConfig>,
+    /// Named places outputs are delivered to.
+    #[serde(default)]
+    pub destinations: BTreeMap<String, DestinationConfig>,
+    /// `POST /hooks/<name>` endpoints.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// The directory of the config file; relative paths in it resolve from here.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Provider-facing address, e.g. `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Largest accepted request body; larger is 413.
+    #[serde(default = "default_max_body")]
+    pub max_body: ByteSize,
+    /// How long a client may take to send the request headers.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: Dur,
+    /// How long a client may take to send the body once headers are in.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: Dur,
+}
+
+fn default_max_body() -> ByteSize {
+    ByteSize(1024 * 1024)
+}
+fn default_header_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_body_timeout() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+
+/// `[store]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://path/to/file.db` (relative to the config file).
+    pub url: Secret,
+}
+
+/// `[runtime]`: the plugin engine.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Where compiled plugins are cached; default `$XDG_CACHE_HOME/hookyard` or `~/.cache/hookyard`.
+    pub cache_dir: Option<PathBuf>,
+    /// How many events run through plugins at once; default: the number of CPUs.
+    pub concurrency: Option<usize>,
+}
+
+/// `[plugins.<name>]`: one wasm component and its budget.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The `.wasm` component, relative to the config file.
+    pub path: PathBuf,
+    /// Handed to the plugin as JSON through the `config` import.
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+    /// Most linear memory the plugin may grow to per event.
+    #[serde(default = "default_plugin_memory")]
+    pub memory: ByteSize,
+    /// Longest the plugin may run per event.
+    #[serde(default = "default_plugin_timeout")]
+    pub timeout: Dur,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+fn default_plugin_memory() -> ByteSize {
+    ByteSize(32 * 1024 * 1024)
+}
+fn default_plugin_timeout() -> Dur {
+    Dur(Duration::from_millis(250))
+}
+
+/// `[destinations.<name>]`: an HTTP endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// Where to send, `http://` or `https://`.
+    pub url: Secret,
+    /// HTTP method, default POST.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Extra request headers (values may use `${VAR}`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// Per-attempt timeout.
+    #[serde(default = "default_destination_timeout")]
+    pub timeout: Dur,
+    /// Retry policy.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+fn default_method() -> String {
+    "POST".to_string()
+}
+fn default_destination_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+
+/// `retry = { attempts, backoff, max_backoff }`: exponential backoff with +-20% jitter.
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts in all, the first included; then the delivery is a dead letter.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// Delay before the second attempt; doubles each time.
+    #[serde(default = "default_backoff")]
+    pub backoff: Dur,
+    /// The delay never grows past this.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: Dur,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            attempts: default_attempts(),
+            backoff: default_backoff(),
+            max_backoff: default_max_backoff(),
+        }
+    }
+}
+
+fn default_attempts() -> u32 {
+    12
+}
+fn default_backoff() -> Dur {
+    Dur(Duration::from_secs(2))
+}
+fn default_max_backoff() -> Dur {
+    Dur(Duration::from_secs(3600))
+}
+
+/// `[[routes]]`: one provider endpoint, its verification, steps and destinations.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The `<route>` in `POST /hooks/<route>`.
+    pub name: Spanned<String>,
+    /// How requests are authenticated.
+    pub verify: VerifyConfig,
+    /// Plugin names, run in order.
+    #[serde(default)]
+    pub steps: Vec<Spanned<String>>,
+    /// Destination names that outputs go to unless an output names its own.
+    #[serde(default)]
+    pub to: Vec<Spanned<String>>,
+}
+
+/// `verify = { scheme = "...", ... }` on a route.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(tag = "scheme", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum VerifyConfig {
+    /// No verification: anyone who can reach the port may post. Only for trusted networks.
+    None,
+    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+    StandardWebhooks {
+        /// `whsec_<base64>` signing secret.
+        secret: Secret,
+        /// Largest accepted clock difference, default 5 minutes, both ways.
+        #[serde(default = "default_tolerance")]
+        tolerance: Dur,
+    },
+    /// GitHub: `X-Hub-Signature-256: sha256=<hex>` over the raw body.
+    Github {
+        /// The webhook secret set in GitHub.
+        secret: Secret,
+    },
+    /// Generic HMAC over the raw body in one header.
+    Hmac {
+        /// The header carrying the signature.
+        header: String,
+        /// The shared secret (used as raw bytes).
+        secret: Secret,
+        /// `sha256` (default), `sha1` or `sha512`.
+        #[serde(default)]
+        algorithm: HmacAlgorithm,
+        /// `hex` (default) or `base64`.
+        #[serde(default)]
+        encoding: SignatureEncoding,
+        /// Text before the signature in the header, e.g. `sha256=`.
+        #[serde(default)]
+        prefix: String,
+    },
+}
+
+fn default_tolerance() -> Dur {
+    Dur(Duration::from_secs(300))
+}
+
+/// Digest of the generic HMAC scheme.
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacAlgorithm {
+    /// HMAC-SHA1 (legacy senders only).
+    Sha1,
+    /// HMAC-SHA256.
+    #[default]
+    Sha256,
+    /// HMAC-SHA512.
+    Sha512,
+}
+
+/// How a signature is written in its header.
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    /// Lower- or upper-case hex.
+    #[default]
+    Hex,
+    /// Standard base64 with padding.
+    Base64,
+}
+
+/// A duration written like `250ms`, `10s`, `5m`, `1h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map(Dur).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?} ({e}); write e.g. \"250ms\", \"10s\", \"1h\""
+            ))
+        })
+    }
+}
+
+/// A size written like `512KiB`, `32MiB`, `1GiB` or a plain number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parses `32MiB`, `1GiB`, `512KiB`, `100KB`, `4096`.
+    pub fn parse(s: &str) -> Option<ByteSize> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num.parse().ok()?;
+        let mult: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            _ => return None,
+        };
+        n.checked_mul(mult).map(ByteSize)
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        if b >= 1 << 20 && b.is_multiple_of(1 << 20) {
+            write!(f, "{}MiB", b >> 20)
+        } else if b >= 1 << 10 && b.is_multiple_of(1 << 10) {
+            write!(f, "{}KiB", b >> 10)
+        } else {
+            write!(f, "{b}B")
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => ByteSize::parse(&s).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "invalid size {s:?}; write e.g. \"1MiB\", \"512KiB\""
+                ))
+            }),
+        }
+    }
+}
+
+/// A string that may hold `${VAR}` references, expanded at load time, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value that is already expanded.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    /// The expanded value. Callers must not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        expand_env(&raw, |name| std::env::var(name).ok())
+            .map(Secret)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Replaces each `${NAME}` with the variable's value; `$$` is a literal `$`.
+pub fn expand_env(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| "unterminated ${ in value".to_string())?;
+            let name = &body[..end];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("invalid environment variable name {name:?}"));
+            }
+            let value =
+                lookup(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
+            out.push_str(&value);
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+impl Config {
+    /// Reads, parses and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base_dir = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        Config::parse(&text, path, base_dir)
+    }
+
+    /// Parses and checks config text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path, base_dir: PathBuf) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.base_dir = base_dir;
+        config.check(text, path)?;
+        Ok(config)
+    }
+
+    fn check(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |span: std::ops::Range<usize>, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: line_of(text, span.start),
+            message,
+        };
+        let mut seen = HashSet::new();
+        for route in &self.routes {
+            let name = route.name.get_ref();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            {
+                return Err(invalid(
+                    route.name.span(),
+                    format!(
+                        "route name {name:?} must be non-empty and use only letters, digits, '-', '_' and '.'"
+                    ),
+                ));
+            }
+            if !seen.insert(name.as_str()) {
+                return Err(invalid(
+                    route.name.span(),
+                    format!("route {name:?} is defined twice"),
+                ));
+            }
+            for step in &route.steps {
+                if !self.plugins.contains_key(step.get_ref()) {
+                    return Err(invalid(
+                        step.span(),
+                        format!(
+                            "route {name:?}: step {:?} is not defined under [plugins]",
+                            step.get_ref()
+                        ),
+                    ));
+                }
+            }
+            for dest in &route.to {
+                if !self.destinations.contains_key(dest.get_ref()) {
+                    return Err(invalid(
+                        dest.span(),
+                        format!(
+                            "route {name:?}: destination {:?} is not defined under [destinations]",
+                            dest.get_ref()
+                        ),
+                    ));
+                }
+            }
+        }
+        for (name, dest) in &self.destinations {
+            let url = dest.url.expose();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line: find_line(text, &format!("[destinations.{name}]")),
+                    message: format!(
+                        "destination {name:?}: url must start with http:// or https://"
+                    ),
+                });
+            }
+            if http::Method::from_bytes(dest.method.as_bytes()).is_err() {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line: find_line(text, &format!("[destinations.{name}]")),
+                    message: format!(
+                        "destination {name:?}: {:?} is not an HTTP method",
+                        dest.method
+                    ),
+                });
+            }
+            if dest.retry.attempts == 0 {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line: find_line(text, &format!("[destinations.{name}]")),
+                    message: format!("destination {name:?}: retry.attempts must be at least 1"),
+                });
+            }
+        }
+        if let Some(path_str) = self.sqlite_path_str()
+            && path_str.is_empty()
+        {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: find_line(text, "[store]"),
+                message: "store.url: sqlite:// needs a file path".to_string(),
+            });
+        }
+        if self.sqlite_path_str().is_none() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: find_line(text, "[store]"),
+                message: "store.url must start with sqlite:// (the only backend in this build)"
+                    .to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn sqlite_path_str(&self) -> Option<&str> {
+        self.store.url.expose().strip_prefix("sqlite://")
+    }
+
+    /// The SQLite database file, resolved against the config file's directory.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        self.sqlite_path_str().map(|p| self.resolve(Path::new(p)))
+    }
+
+    /// Resolves a path from the config against the config file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// The compiled-plugin cache directory.
+    pub fn cache_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.runtime.cache_dir {
+            return self.resolve(dir);
+        }
+        default_cache_dir()
+    }
+
+    /// The route with this name.
+    pub fn route(&self, name: &str) -> Option<&RouteConfig> {
+        self.routes.iter().find(|r| r.name.get_ref() == name)
+    }
+}
+
+/// `$XDG_CACHE_HOME/hookyard`, else `$HOME/.cache/hookyard`, else `./.cache/hookyard`.
+pub fn default_cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+        .join("hookyard")
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn find_line(text: &str, needle: &str) -> usize {
+    text.find(needle).map_or(1, |i| line_of(text, i))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("router.toml"), PathBuf::from("."))
+    }
+
+    const MINIMAL: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+[store]
+url = "sqlite://data/hookyard.db"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.server.max_body, ByteSize(1 << 20));
+        assert_eq!(
+            c.sqlite_path().unwrap(),
+            PathBuf::from("./data/hookyard.db")
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_line() {
+        let text = format!("{MINIMAL}[destinations.chat]\nurl = \"http://x\"\nretries = 3\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("line 8"), "{err}");
+        assert!(err.contains("unknown field `retries`"), "{err}");
+        assert!(err.starts_with("router.toml:"), "{err}");
+    }
+
+    #[test]
+    fn undefined_step_names_route_and_line() {
+        let text = format!(
+            "{MINIMAL}[[routes]]\nname = \"gh\"\nverify = {{ scheme = \"none\" }}\nsteps = [\"nope\"]\n"
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "router.toml:9: route \"gh\": step \"nope\" is not defined under [plugins]"
+        );
+    }
+
+    #[test]
+    fn missing_env_var_is_named() {
+        let text = format!(
+            "{MINIMAL}[[routes]]\nname = \"gh\"\nverify = {{ scheme = \"github\", secret = \"${{HOOKYARD_TEST_SURELY_UNSET}}\" }}\n"
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("HOOKYARD_TEST_SURELY_UNSET is not set"),
+            "{err}"
+        );
+        assert!(err.contains("line 8"), "{err}");
+    }
+
+    #[test]
+    fn expand_env_handles_escapes_and_errors() {
+        let look = |n: &str| (n == "A").then(|| "x".to_string());
+        assert_eq!(expand_env("a${A}b$$c$d", look).unwrap(), "axb$c$d");
+        assert!(expand_env("${B}", look).is_err());
+        assert!(expand_env("${A", look).is_err());
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        assert_eq!(
+            format!("{:?}", Secret::new("hunter2")),
+            "Secret(<redacted>)"
+        );
+    }
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(ByteSize::parse("32MiB"), Some(ByteSize(32 << 20)));
+        assert_eq!(ByteSize::parse("100KB"), Some(ByteSize(100_000)));
+        assert_eq!(ByteSize::parse("12 parsecs"), None);
+        let c = parse(&MINIMAL.replace("listen", "header_timeout = \"2s\"\nlisten")).unwrap();
+        assert_eq!(c.server.header_timeout, Dur(Duration::from_secs(2)));
+    }
+}

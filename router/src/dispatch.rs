@@ -1,0 +1,175 @@
+//! Dispatch: a journaled event goes through its route's plugin chain, and each output
+//! becomes one durable delivery job per destination.
+//!
+//! Events arrive from ingress over a channel (the fast path) and, for anything that path
+//! missed (a full channel, a restart, a lease that lapsed), from the store every second.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::app::Routes;
+use crate::pipeline::{self, bindings::Event};
+use crate::shutdown::Shutdown;
+use crate::store::{EventOutcome, NewDelivery, NewEvent, Store, new_id};
+
+/// How long a claimed event stays ours before another worker may take it.
+pub const EVENT_LEASE: Duration = Duration::from_secs(60);
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs events through plugins and records their deliveries.
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    routes: Arc<Routes>,
+    delivery_wake: Arc<Notify>,
+    concurrency: usize,
+}
+
+impl Dispatcher {
+    /// A dispatcher running up to `concurrency` events at once; it notifies `delivery_wake`
+    /// whenever it stores deliveries.
+    pub fn new(
+        store: Arc<dyn Store>,
+        routes: Arc<Routes>,
+        delivery_wake: Arc<Notify>,
+        concurrency: usize,
+    ) -> Self {
+        Dispatcher {
+            store,
+            routes,
+            delivery_wake,
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    /// Processes events from `incoming` and from the store until `shutdown`, then lets the
+    /// events in flight finish (plugins have their own timeouts).
+    pub async fn run(self, mut incoming: mpsc::Receiver<NewEvent>, mut shutdown: Shutdown) {
+        let permits = Arc::new(Semaphore::new(self.concurrency));
+        let active: Arc<Mutex<HashSet<String>>> = Default::default();
+        let mut tasks = JoinSet::new();
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            let batch: Vec<NewEvent> = tokio::select! {
+                ev = incoming.recv() => match ev {
+                    Some(ev) => vec![ev],
+                    None => break,
+                },
+                _ = sweep.tick() => match self.store.claim_events(EVENT_LEASE, 256).await {
+                    Ok(events) => events.into_iter().map(|e| e.event).collect(),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot claim events");
+                        Vec::new()
+                    }
+                },
+                _ = shutdown.wait() => break,
+            };
+            while tasks.try_join_next().is_some() {}
+            for event in batch {
+                if !active
+                    .lock()
+                    .map(|mut a| a.insert(event.id.clone()))
+                    .unwrap_or(false)
+                {
+                    continue; // already being processed here
+                }
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let job = (
+                    self.store.clone(),
+                    self.routes.clone(),
+                    self.delivery_wake.clone(),
+                    active.clone(),
+                );
+                tasks.spawn(async move {
+                    let (store, routes, wake, active) = job;
+                    let id = event.id.clone();
+                    process(&*store, &routes, event).await;
+                    wake.notify_one();
+                    if let Ok(mut a) = active.lock() {
+                        a.remove(&id);
+                    }
+                    drop(permit);
+                });
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Runs one event through its chain and stores the outcome.
+pub async fn process(store: &dyn Store, routes: &Routes, event: NewEvent) {
+    let id = event.id.clone();
+    let outcome = match routes.get(&event.route) {
+        None => EventOutcome::Failed(format!("route {:?} is no longer configured", event.route)),
+        Some(route) => {
+            let route = route.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                let wit = to_wit(&event);
+                let outputs = pipeline::run_chain(&route.steps, &wit).map_err(|e| e.to_string())?;
+                deliveries_for(&route, &event.id, outputs)
+            })
+            .await;
+            match result {
+                Ok(Ok(deliveries)) => EventOutcome::Processed(deliveries),
+                Ok(Err(message)) => EventOutcome::Failed(message),
+                Err(join) => EventOutcome::Failed(format!("plugin chain panicked: {join}")),
+            }
+        }
+    };
+    match &outcome {
+        EventOutcome::Processed(d) => {
+            tracing::debug!(event = %id, deliveries = d.len(), "processed")
+        }
+        EventOutcome::Failed(reason) => tracing::warn!(event = %id, %reason, "event failed"),
+    }
+    if let Err(e) = store.finish_event(&id, outcome).await {
+        // The lease lapses and the event is processed again.
+        tracing::error!(event = %id, error = %e, "cannot record event outcome");
+    }
+}
+
+fn to_wit(event: &NewEvent) -> Event {
+    Event {
+        id: event.id.clone(),
+        route: event.route.clone(),
+        received_at: event.received_at.max(0) as u64,
+        headers: event.headers.clone(),
+        body: event.body.clone(),
+        event_type: event.event_type.clone(),
+    }
+}
+
+fn deliveries_for(
+    route: &crate::app::Route,
+    event_id: &str,
+    outputs: Vec<pipeline::Routed>,
+) -> Result<Vec<NewDelivery>, String> {
+    let mut deliveries = Vec::new();
+    for routed in outputs {
+        let targets: Vec<&str> = match &routed.destination {
+            Some(d) => vec![d.as_str()],
+            None => route.to.iter().map(String::as_str).collect(),
+        };
+        for dest in targets {
+            if !route.known_destinations.contains(dest) {
+                return Err(format!(
+                    "an output was routed to unknown destination {dest:?}"
+                ));
+            }
+            deliveries.push(NewDelivery {
+                id: new_id("dlv"),
+                event_id: event_id.to_string(),
+                destination: dest.to_string(),
+                body: routed.output.body.clone(),
+                headers: routed.output.headers.clone(),
+                content_type: routed.output.content_type.clone(),
+            });
+        }
+    }
+    Ok(deliveries)
+}

@@ -1,0 +1,196 @@
+//! Ingress: `POST /hooks/<route>`. Limits the body, verifies it, journals it, and answers
+//! 2xx only once the event is durable. Also `GET /healthz` and `GET /readyz`.
+//!
+//! Answers: 202 stored (`{"id": ...}`), 200 duplicate, 401 bad signature, 404 unknown route,
+//! 405 wrong method, 408 body too slow, 413 body too large, 503 store unavailable.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::{BodyExt, Limited};
+use tokio::sync::mpsc;
+
+use crate::app::Routes;
+use crate::store::{Appended, NewEvent, Store, new_id, now_ms};
+
+/// What the ingress handlers share.
+pub struct Ingress {
+    /// Routes by name.
+    pub routes: Arc<Routes>,
+    /// The journal.
+    pub store: Arc<dyn Store>,
+    /// Hands stored events to the dispatcher without a store round trip.
+    pub dispatch: mpsc::Sender<NewEvent>,
+    /// Largest body accepted.
+    pub max_body: usize,
+    /// Longest a body may take to arrive.
+    pub body_timeout: Duration,
+}
+
+/// Headers never journaled: they may carry credentials.
+const UNSTORED_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+
+/// The provider-facing HTTP app.
+pub fn router(ingress: Arc<Ingress>) -> Router {
+    Router::new()
+        .route("/hooks/{route}", post(receive))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ready\n" }))
+        .fallback(|| async { reply(StatusCode::NOT_FOUND, "not found") })
+        .with_state(ingress)
+}
+
+fn reply(status: StatusCode, reason: &str) -> Response {
+    json(status, serde_json::json!({ "error": reason }))
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{value}\n"),
+    )
+        .into_response()
+}
+
+async fn receive(
+    State(ingress): State<Arc<Ingress>>,
+    Path(route_name): Path<String>,
+    request: Request<Body>,
+) -> Response {
+    let Some(route) = ingress.routes.get(&route_name).cloned() else {
+        return reply(StatusCode::NOT_FOUND, "unknown route");
+    };
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > ingress.max_body as u64) {
+        return reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+    }
+    let body = match tokio::time::timeout(
+        ingress.body_timeout,
+        Limited::new(body, ingress.max_body).collect(),
+    )
+    .await
+    {
+        Err(_) => return reply(StatusCode::REQUEST_TIMEOUT, "body not received in time"),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+        }
+        Ok(Err(_)) => return reply(StatusCode::BAD_REQUEST, "body could not be read"),
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    let verified = match route
+        .verifier
+        .verify(&parts.headers, &body, SystemTime::now())
+    {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::info!(route = %route_name, reason = %e, "rejected unverified request");
+            return reply(StatusCode::UNAUTHORIZED, &e.to_string());
+        }
+    };
+    let event = NewEvent {
+        id: new_id("evt"),
+        route: route_name.clone(),
+        received_at: now_ms(),
+        headers: journaled_headers(&parts.headers),
+        event_type: event_type(&parts.headers, &body),
+        dedup_key: verified.delivery_id.map(|d| format!("{route_name}:{d}")),
+        body: body.to_vec(),
+    };
+    match ingress
+        .store
+        .append_event(event.clone(), crate::dispatch::EVENT_LEASE)
+        .await
+    {
+        Ok(Appended::Stored) => {
+            let id = event.id.clone();
+            // A full channel is fine: the event is claimed from the store once its lease lapses.
+            if ingress.dispatch.try_send(event).is_err() {
+                tracing::debug!(event = %id, "dispatch queue full; event left to the store sweep");
+            }
+            json(StatusCode::ACCEPTED, serde_json::json!({ "id": id }))
+        }
+        Ok(Appended::Duplicate { original }) => json(
+            StatusCode::OK,
+            serde_json::json!({ "id": original, "duplicate": true }),
+        ),
+        Err(e) => {
+            tracing::error!(route = %route_name, error = %e, "cannot journal event");
+            reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "event store unavailable; retry later",
+            )
+        }
+    }
+}
+
+fn journaled_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(name, _)| !UNSTORED_HEADERS.contains(&name.as_str()))
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+        })
+        .collect()
+}
+
+/// The provider's event type: a known header, else a top-level `"type"` string in a JSON body
+/// (Stripe and Standard Webhooks put it there).
+pub fn event_type(headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    for name in ["x-github-event", "x-shopify-topic", "x-event-type"] {
+        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            return Some(v.to_string());
+        }
+    }
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+    }
+    if body.first().is_some_and(|b| *b == b'{') {
+        return serde_json::from_slice::<Typed>(body)
+            .ok()
+            .and_then(|t| t.kind);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_type_prefers_provider_header_then_body_type() {
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            event_type(&h, br#"{"type":"charge.succeeded","data":{}}"#).as_deref(),
+            Some("charge.succeeded")
+        );
+        assert_eq!(event_type(&h, b"not json"), None);
+        h.insert("x-github-event", "push".parse().unwrap());
+        assert_eq!(event_type(&h, br#"{"type":"x"}"#).as_deref(), Some("push"));
+    }
+
+    #[test]
+    fn credentials_are_not_journaled() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer secret".parse().unwrap());
+        h.insert("x-hub-signature-256", "sha256=00".parse().unwrap());
+        let kept = journaled_headers(&h);
+        assert_eq!(
+            kept,
+            vec![("x-hub-signature-256".to_string(), "sha256=00".to_string())]
+        );
+    }
+}

@@ -1,0 +1,34 @@
+//! # Hookyard: a webhook integration router
+//!
+//! Providers POST webhooks; Hookyard verifies each one, journals it durably, answers 2xx,
+//! runs it through a chain of sandboxed WebAssembly plugins, and delivers the outputs with
+//! retries and dead letters.
+//!
+//! # Layout
+//!
+//! The modules follow an event through the router:
+//!
+//! - [`config`]: `router.toml`, one serde tree; errors name file, line and key.
+//! - [`ingress`]: `POST /hooks/<route>`: body and time limits, then verify and journal.
+//! - [`verify`]: one file per signature scheme; a request becomes `Verified` only there.
+//! - [`store`]: the journal (events, deliveries, attempts) behind the `Store` trait.
+//! - [`dispatch`]: a journaled event through its route's plugins into delivery jobs.
+//! - [`pipeline`]: the wasm runtime: engine, bindings, limits, the chain of steps.
+//! - [`delivery`]: claims due jobs, attempts them, retries with backoff, dead letters.
+//! - [`app`]: wiring all of the above from a config; [`shutdown`]: the stop signal.
+//! - [`cli`]: the `hookyard` command line.
+
+#![deny(missing_docs)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod dispatch;
+pub mod ingress;
+pub mod pipeline;
+pub mod shutdown;
+pub mod store;
+pub mod verify;
+
+pub use app::run;

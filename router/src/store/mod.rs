@@ -1,0 +1,273 @@
+//! The journal: events, their deliveries and every attempt, behind one [`Store`] trait.
+//!
+//! An event is durable before the provider gets its 2xx; everything after that is re-run
+//! from the stored raw event. Work is *claimed* with a lease that expires, so a router that
+//! dies mid-work leaves nothing stuck: the next claim after the lease picks it up.
+//!
+//! Backends: [`sqlite`] (embedded, group commit). Every backend runs the shared
+//! [`conformance`] suite.
+
+pub mod conformance;
+pub mod sqlite;
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+/// Milliseconds since the Unix epoch: the store's one time unit.
+pub type Millis = i64;
+
+/// The current time in [`Millis`].
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+/// A failure of the storage layer. Callers treat it as "not durable".
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Database(String),
+    /// The store's writer is gone (shutting down or crashed).
+    #[error("store is closed")]
+    Closed,
+    /// Stored data could not be decoded.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// An event as ingress hands it to the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Hookyard's id (`evt_...`).
+    pub id: String,
+    /// The route that received it.
+    pub route: String,
+    /// Receive time.
+    pub received_at: Millis,
+    /// Request headers, names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
+    /// The raw body.
+    pub body: Vec<u8>,
+    /// The provider's event type, when known.
+    pub event_type: Option<String>,
+    /// `route:provider-delivery-id`; a second event with the same key is a duplicate.
+    pub dedup_key: Option<String>,
+}
+
+/// The result of appending an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored, and claimed by the caller for processing until the lease ends.
+    Stored,
+    /// An event with the same dedup key exists; nothing was stored.
+    Duplicate {
+        /// The id of the event stored first.
+        original: String,
+    },
+}
+
+/// Where an event is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStatus {
+    /// Journaled; plugins have not finished with it.
+    Received,
+    /// Plugins ran; its deliveries exist.
+    Processed,
+    /// A plugin failed or broke a limit; see the error.
+    Failed,
+}
+
+impl EventStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Received => "received",
+            EventStatus::Processed => "processed",
+            EventStatus::Failed => "failed",
+        }
+    }
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "received" => EventStatus::Received,
+            "processed" => EventStatus::Processed,
+            "failed" => EventStatus::Failed,
+            other => return Err(StoreError::Corrupt(format!("event status {other:?}"))),
+        })
+    }
+}
+
+/// An event read back from the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// What was appended.
+    pub event: NewEvent,
+    /// Where it is now.
+    pub status: EventStatus,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+}
+
+/// What running the plugin chain on an event produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// These deliveries are to be made (possibly none: the event was filtered out).
+    Processed(Vec<NewDelivery>),
+    /// The chain failed; the message names plugin and reason.
+    Failed(String),
+}
+
+/// One output bound for one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    /// Hookyard's id (`dlv_...`), sent to the destination so it can dedup.
+    pub id: String,
+    /// The event this came from.
+    pub event_id: String,
+    /// Destination name from `router.toml`.
+    pub destination: String,
+    /// Request body.
+    pub body: Vec<u8>,
+    /// Extra request headers from the plugin.
+    pub headers: Vec<(String, String)>,
+    /// Request content type.
+    pub content_type: Option<String>,
+}
+
+/// Where a delivery is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Not yet attempted.
+    Pending,
+    /// Attempted, failed, due again at `next_attempt_at`.
+    Retrying,
+    /// A 2xx was received.
+    Delivered,
+    /// Failed for good; kept as a dead letter.
+    Dead,
+}
+
+impl DeliveryStatus {
+    /// The name used in the store and the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Retrying => "retrying",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Dead => "dead",
+        }
+    }
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "pending" => DeliveryStatus::Pending,
+            "retrying" => DeliveryStatus::Retrying,
+            "delivered" => DeliveryStatus::Delivered,
+            "dead" => DeliveryStatus::Dead,
+            other => return Err(StoreError::Corrupt(format!("delivery status {other:?}"))),
+        })
+    }
+}
+
+/// A delivery read back from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// What was created.
+    pub new: NewDelivery,
+    /// Where it is now.
+    pub status: DeliveryStatus,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When it is due (meaningful while pending or retrying).
+    pub next_attempt_at: Millis,
+    /// The last attempt's failure, or why it is dead.
+    pub last_error: Option<String>,
+}
+
+/// One attempt to deliver, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The delivery attempted.
+    pub delivery_id: String,
+    /// 1 for the first attempt.
+    pub number: u32,
+    /// When it started.
+    pub started_at: Millis,
+    /// The response status, if a response came.
+    pub status_code: Option<u16>,
+    /// How long it took.
+    pub latency_ms: u64,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+/// What the delivery worker decided after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The destination accepted it.
+    Delivered,
+    /// Try again at this time.
+    RetryAt(Millis),
+    /// Give up; the delivery becomes a dead letter with this reason.
+    Dead(String),
+}
+
+/// Filters for listing deliveries.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// Only this status.
+    pub status: Option<DeliveryStatus>,
+    /// Only deliveries of this event.
+    pub event_id: Option<String>,
+    /// Only to this destination.
+    pub destination: Option<String>,
+}
+
+/// The journal. Every method is durable when it returns `Ok`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Journals a new event, claimed by the caller for `lease`; or reports a duplicate.
+    async fn append_event(&self, event: NewEvent, lease: Duration) -> Result<Appended, StoreError>;
+
+    /// Claims up to `limit` events still waiting for plugins whose lease has run out.
+    async fn claim_events(
+        &self,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Records the chain's outcome and creates the deliveries, atomically. An event that is
+    /// no longer `Received` is left as it is (another worker finished it first).
+    async fn finish_event(&self, id: &str, outcome: EventOutcome) -> Result<(), StoreError>;
+
+    /// Claims up to `limit` deliveries that are due, for `lease`.
+    async fn claim_deliveries(
+        &self,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Records an attempt and the delivery's next state, and releases its lease.
+    async fn record_attempt(
+        &self,
+        attempt: Attempt,
+        outcome: AttemptOutcome,
+    ) -> Result<(), StoreError>;
+
+    /// When the next pending or retrying delivery falls due, if any.
+    async fn next_delivery_due(&self) -> Result<Option<Millis>, StoreError>;
+
+    /// One event by id.
+    async fn event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError>;
+
+    /// Deliveries matching a filter, oldest first.
+    async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>, StoreError>;
+
+    /// The attempts of one delivery, in order.
+    async fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>, StoreError>;
+}
+
+/// A new id with a type prefix, time-ordered (UUIDv7).
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}

@@ -1,0 +1,520 @@
+//! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`.
+//!
+//! One writer thread owns the write connection. Callers send it jobs; it takes one, drains
+//! whatever else is queued (up to [`MAX_BATCH`]), runs them all in one transaction (each in
+//! its own savepoint, so one failing job does not undo the others), commits once, then
+//! answers every caller. Concurrent requests thus share one fsync, and durability does not
+//! cap throughput at the disk's fsync rate. Reads use a separate connection.
+//!
+//! One router process per file: at open, leases left by a previous process are released,
+//! since that process is gone.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use tokio::sync::oneshot;
+
+use super::*;
+
+/// Most jobs committed in one transaction.
+pub const MAX_BATCH: usize = 1024;
+
+type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+
+/// The SQLite-backed [`Store`].
+pub struct SqliteStore {
+    jobs: mpsc::SyncSender<Job>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS events (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           TEXT NOT NULL UNIQUE,
+    route        TEXT NOT NULL,
+    received_at  INTEGER NOT NULL,
+    headers      TEXT NOT NULL,
+    body         BLOB NOT NULL,
+    event_type   TEXT,
+    dedup_key    TEXT UNIQUE,
+    status       TEXT NOT NULL,
+    error        TEXT,
+    lease_until  INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS events_waiting ON events(lease_until) WHERE status = 'received';
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT NOT NULL UNIQUE,
+    event_id        TEXT NOT NULL,
+    destination     TEXT NOT NULL,
+    body            BLOB NOT NULL,
+    headers         TEXT NOT NULL,
+    content_type    TEXT,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    lease_until     INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(next_attempt_at)
+    WHERE status IN ('pending', 'retrying');
+CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries(event_id);
+CREATE TABLE IF NOT EXISTS attempts (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id  TEXT NOT NULL,
+    number       INTEGER NOT NULL,
+    started_at   INTEGER NOT NULL,
+    status_code  INTEGER,
+    latency_ms   INTEGER NOT NULL,
+    error        TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts(delivery_id);
+"#;
+
+fn open_conn(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and starts its writer thread.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Database(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let writer = open_conn(path)?;
+        writer.execute_batch(SCHEMA)?;
+        // The previous process is gone: its claims are void.
+        writer.execute(
+            "UPDATE events SET lease_until = 0 WHERE status = 'received'",
+            [],
+        )?;
+        writer.execute(
+            "UPDATE deliveries SET lease_until = 0 WHERE status IN ('pending', 'retrying')",
+            [],
+        )?;
+        let reader = open_conn(path)?;
+        let (jobs, rx) = mpsc::sync_channel::<Job>(8 * MAX_BATCH);
+        std::thread::Builder::new()
+            .name("hookyard-store".into())
+            .spawn(move || writer_loop(writer, rx))
+            .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
+        Ok(SqliteStore {
+            jobs,
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    /// Runs `f` in the writer's next batch; resolves once that batch is committed.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = run_in_savepoint(conn, f);
+            Box::new(move |commit| {
+                let _ = tx.send(commit.and(result));
+            })
+        });
+        let sender = self.jobs.clone();
+        // A full queue blocks briefly; keep that off the async workers.
+        tokio::task::spawn_blocking(move || sender.send(job))
+            .await
+            .map_err(|_| StoreError::Closed)?
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs a read on the read connection, off the async workers.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().map_err(|_| StoreError::Closed)?;
+            f(&conn)
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn run_in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.execute_batch("SAVEPOINT job")?;
+    let result = f(conn);
+    if result.is_err() {
+        conn.execute_batch("ROLLBACK TO job")?;
+    }
+    conn.execute_batch("RELEASE job")?;
+    result
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Dropping the jobs drops their reply channels: callers see `Closed`, not success.
+            tracing::error!(error = %e, "store: cannot begin a transaction");
+            batch.clear();
+            continue;
+        }
+        for job in batch.drain(..) {
+            replies.push(job(&conn));
+        }
+        let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies.drain(..) {
+            reply(committed.clone().map_err(StoreError::Database));
+        }
+    }
+}
+
+fn headers_to_json(headers: &[(String, String)]) -> String {
+    serde_json::to_string(headers).unwrap_or_else(|_| "[]".to_string())
+}
+
+fn headers_from_json(text: &str) -> Result<Vec<(String, String)>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("headers: {e}")))
+}
+
+const EVENT_COLUMNS: &str =
+    "id, route, received_at, headers, body, event_type, dedup_key, status, error";
+
+fn event_from_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
+    let headers: String = row.get(3)?;
+    let status: String = row.get(7)?;
+    Ok(StoredEvent {
+        event: NewEvent {
+            id: row.get(0)?,
+            route: row.get(1)?,
+            received_at: row.get(2)?,
+            headers: headers_from_json(&headers)?,
+            body: row.get(4)?,
+            event_type: row.get(5)?,
+            dedup_key: row.get(6)?,
+        },
+        status: EventStatus::parse(&status)?,
+        error: row.get(8)?,
+    })
+}
+
+const DELIVERY_COLUMNS: &str = "id, event_id, destination, body, headers, content_type, status, attempts, next_attempt_at, last_error";
+
+fn delivery_from_row(row: &Row<'_>) -> Result<Delivery, StoreError> {
+    let headers: String = row.get(4)?;
+    let status: String = row.get(6)?;
+    Ok(Delivery {
+        new: NewDelivery {
+            id: row.get(0)?,
+            event_id: row.get(1)?,
+            destination: row.get(2)?,
+            body: row.get(3)?,
+            headers: headers_from_json(&headers)?,
+            content_type: row.get(5)?,
+        },
+        status: DeliveryStatus::parse(&status)?,
+        attempts: row.get(7)?,
+        next_attempt_at: row.get(8)?,
+        last_error: row.get(9)?,
+    })
+}
+
+fn collect<T>(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+    f: fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(f(row)?);
+    }
+    Ok(out)
+}
+
+fn lease_end(lease: Duration) -> Millis {
+    now_ms() + lease.as_millis() as Millis
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn append_event(&self, event: NewEvent, lease: Duration) -> Result<Appended, StoreError> {
+        self.write(move |conn| {
+            if let Some(key) = &event.dedup_key {
+                let original: Option<String> = conn
+                    .prepare_cached("SELECT id FROM events WHERE dedup_key = ?1")?
+                    .query_row([key], |r| r.get(0))
+                    .optional()?;
+                if let Some(original) = original {
+                    return Ok(Appended::Duplicate { original });
+                }
+            }
+            conn.prepare_cached(
+                "INSERT INTO events (id, route, received_at, headers, body, event_type, dedup_key, status, lease_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'received', ?8)",
+            )?
+            .execute(params![
+                event.id,
+                event.route,
+                event.received_at,
+                headers_to_json(&event.headers),
+                event.body,
+                event.event_type,
+                event.dedup_key,
+                lease_end(lease),
+            ])?;
+            Ok(Appended::Stored)
+        })
+        .await
+    }
+
+    async fn claim_events(
+        &self,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.write(move |conn| {
+            let now = now_ms();
+            let mut stmt = conn.prepare_cached(&format!(
+                "UPDATE events SET lease_until = ?1 WHERE seq IN (
+                    SELECT seq FROM events WHERE status = 'received' AND lease_until <= ?2
+                    ORDER BY seq LIMIT ?3)
+                 RETURNING {EVENT_COLUMNS}"
+            ))?;
+            collect(
+                &mut stmt,
+                params![lease_end(lease), now, limit as i64],
+                event_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn finish_event(&self, id: &str, outcome: EventOutcome) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            let (status, error, deliveries) = match outcome {
+                EventOutcome::Processed(d) => (EventStatus::Processed, None, d),
+                EventOutcome::Failed(e) => (EventStatus::Failed, Some(e), Vec::new()),
+            };
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE events SET status = ?2, error = ?3, lease_until = 0
+                     WHERE id = ?1 AND status = 'received'",
+                )?
+                .execute(params![id, status.as_str(), error])?;
+            if changed == 0 {
+                return Ok(());
+            }
+            let now = now_ms();
+            let mut insert = conn.prepare_cached(
+                "INSERT INTO deliveries (id, event_id, destination, body, headers, content_type, status, next_attempt_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
+            )?;
+            for d in deliveries {
+                insert.execute(params![
+                    d.id,
+                    d.event_id,
+                    d.destination,
+                    d.body,
+                    headers_to_json(&d.headers),
+                    d.content_type,
+                    now
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.write(move |conn| {
+            let now = now_ms();
+            let mut stmt = conn.prepare_cached(&format!(
+                "UPDATE deliveries SET lease_until = ?1 WHERE seq IN (
+                    SELECT seq FROM deliveries
+                    WHERE status IN ('pending', 'retrying') AND next_attempt_at <= ?2 AND lease_until <= ?2
+                    ORDER BY next_attempt_at, seq LIMIT ?3)
+                 RETURNING {DELIVERY_COLUMNS}"
+            ))?;
+            collect(&mut stmt, params![lease_end(lease), now, limit as i64], delivery_from_row)
+        })
+        .await
+    }
+
+    async fn record_attempt(
+        &self,
+        attempt: Attempt,
+        outcome: AttemptOutcome,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO attempts (delivery_id, number, started_at, status_code, latency_ms, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                attempt.delivery_id,
+                attempt.number,
+                attempt.started_at,
+                attempt.status_code,
+                attempt.latency_ms as i64,
+                attempt.error,
+            ])?;
+            let (status, next, error) = match outcome {
+                AttemptOutcome::Delivered => (DeliveryStatus::Delivered, 0, None),
+                AttemptOutcome::RetryAt(at) => (DeliveryStatus::Retrying, at, attempt.error.clone()),
+                AttemptOutcome::Dead(reason) => (DeliveryStatus::Dead, 0, Some(reason)),
+            };
+            conn.prepare_cached(
+                "UPDATE deliveries SET status = ?2, attempts = attempts + 1, next_attempt_at = ?3,
+                        last_error = ?4, lease_until = 0
+                 WHERE id = ?1",
+            )?
+            .execute(params![attempt.delivery_id, status.as_str(), next, error])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn next_delivery_due(&self) -> Result<Option<Millis>, StoreError> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT MIN(MAX(next_attempt_at, lease_until)) FROM deliveries
+                     WHERE status IN ('pending', 'retrying')",
+                )?
+                .query_row([], |r| r.get::<_, Option<Millis>>(0))?)
+        })
+        .await
+    }
+
+    async fn event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            let mut stmt =
+                conn.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"))?;
+            Ok(collect(&mut stmt, [id], event_from_row)?.pop())
+        })
+        .await
+    }
+
+    async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries
+                 WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR event_id = ?2)
+                   AND (?3 IS NULL OR destination = ?3)
+                 ORDER BY seq"
+            ))?;
+            collect(
+                &mut stmt,
+                params![
+                    filter.status.map(DeliveryStatus::as_str),
+                    filter.event_id,
+                    filter.destination
+                ],
+                delivery_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>, StoreError> {
+        let id = delivery_id.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT delivery_id, number, started_at, status_code, latency_ms, error
+                 FROM attempts WHERE delivery_id = ?1 ORDER BY seq",
+            )?;
+            collect(&mut stmt, [id], |row| {
+                Ok(Attempt {
+                    delivery_id: row.get(0)?,
+                    number: row.get(1)?,
+                    started_at: row.get(2)?,
+                    status_code: row.get(3)?,
+                    latency_ms: row.get::<_, i64>(4)? as u64,
+                    error: row.get(5)?,
+                })
+            })
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_passes_the_store_conformance_suite() {
+        conformance::run_all(|| async {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = SqliteStore::open(&dir.path().join("hookyard.db")).expect("open");
+            (store, dir)
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn reopening_releases_leases_of_the_dead_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hookyard.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            let ev = conformance::sample_event("a", None);
+            store
+                .append_event(ev, Duration::from_secs(3600))
+                .await
+                .unwrap();
+            assert!(
+                store
+                    .claim_events(Duration::from_secs(60), 10)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let claimed = store
+            .claim_events(Duration::from_secs(60), 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+    }
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs the demo: builds the plugins and the router, starts a local chat receiver on
+# 127.0.0.1:9000, and serves router.toml on 127.0.0.1:8080. Ctrl-C stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export GITHUB_WEBHOOK_SECRET="${GITHUB_WEBHOOK_SECRET:-demo-secret}"
+scripts/build-plugins.sh
+cargo build -p hookyard
+python3 examples/receiver.py 9000 &
+receiver=$!
+trap 'kill $receiver 2>/dev/null' EXIT
+"${CARGO_TARGET_DIR:-target}/debug/hookyard" serve -c router.toml

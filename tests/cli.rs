@@ -1,0 +1,159 @@
+//! The command line: `check` names config errors; `plugin test` runs a plugin offline;
+//! `send` signs like the provider.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::*;
+
+/// The common tables, on port 0, for commands that do not serve.
+fn server() -> String {
+    SERVER.replace("{PORT}", "0")
+}
+
+fn hookyard() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hookyard"))
+}
+
+#[test]
+fn check_names_file_line_and_key_of_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("router.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{}\n[destinations.chat]\nurl = \"http://x\"\nretires = 3\n",
+            server()
+        ),
+    )
+    .unwrap();
+    let out = hookyard()
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("router.toml"), "{err}");
+    assert!(err.contains("line 13"), "{err}");
+    assert!(err.contains("unknown field `retires`"), "{err}");
+}
+
+#[test]
+fn check_loads_every_plugin_and_rejects_a_non_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("router.toml");
+    let good = format!(
+        "{}\n[plugins.chat]\npath = \"{}\"\n[plugins.filter]\npath = \"{}\"\n",
+        server(),
+        plugin("github-to-chat").display(),
+        plugin("filter").display()
+    );
+    std::fs::write(&path, &good).unwrap();
+    let out = hookyard()
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok: 0 route(s), 2 plugin(s), 0 destination(s)\n"
+    );
+
+    std::fs::write(dir.path().join("bogus.wasm"), b"\0asm not really").unwrap();
+    std::fs::write(
+        &path,
+        format!("{}\n[plugins.bogus]\npath = \"bogus.wasm\"\n", server()),
+    )
+    .unwrap();
+    let out = hookyard()
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot compile plugin") && err.contains("bogus.wasm"),
+        "{err}"
+    );
+}
+
+#[test]
+fn plugin_test_prints_the_outputs_of_a_real_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = dir.path().join("push.json");
+    std::fs::write(&event, fixture("github/push.json")).unwrap();
+    let out = hookyard()
+        .args(["plugin", "test"])
+        .arg(plugin("github-to-chat"))
+        .arg("--event")
+        .arg(&event)
+        .args(["--event-type", "push"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let outputs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = outputs[0]["body"]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("Codertocat pushed 1 commit to `master`"),
+        "{text}"
+    );
+    assert_eq!(outputs[0]["content_type"], "application/json");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_signs_like_github_and_the_router_accepts_it() {
+    let receiver = Receiver::start().await;
+    let config = format!(
+        r#"{SERVER}
+[plugins.chat]
+path = "{}"
+[destinations.chat]
+url = "{}"
+[[routes]]
+name = "github"
+verify = {{ scheme = "github", secret = "${{HOOKYARD_TEST_GH_SECRET}}" }}
+steps = ["chat"]
+to = ["chat"]
+"#,
+        plugin("github-to-chat").display(),
+        receiver.url("/chat")
+    );
+    // The router reads the secret from its environment, as in production.
+    let router = Router::start_with_env(&config, &[("HOOKYARD_TEST_GH_SECRET", "from-env")])
+        .expect("router starts");
+    let payload = router.dir.path().join("push.json");
+    std::fs::write(&payload, fixture("github/push.json")).unwrap();
+    let out = hookyard()
+        .env("HOOKYARD_TEST_GH_SECRET", "from-env")
+        .args(["send", "github"])
+        .arg(&payload)
+        .arg("-c")
+        .arg(router.dir.path().join("router.toml"))
+        .args(["--event-type", "push"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("202 {\"id\":\"evt_"));
+    let got = receiver.wait_for(1, Duration::from_secs(20)).await;
+    assert!(
+        got[0].json()["text"]
+            .as_str()
+            .unwrap()
+            .contains("pushed 1 commit")
+    );
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `hookyard` binary, real sockets on 127.0.0.1, real SQLite
+//! files, real HTTP receivers and the real wasm plugins built from `plugins/`.
+
+mod support;
+
+mod cli;
+mod delivery;
+mod flow;
+mod ingress;
+mod plugin_limits;
+mod verification;

@@ -1,0 +1,493 @@
+//! Test harness: the real `hookyard` binary on real sockets, real plugins built from
+//! `plugins/`, real HTTP receivers, and a look into the real SQLite file.
+
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+/// A file under `tests/fixtures`.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = workspace().join("tests/fixtures").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
+}
+
+/// Builds the wasm plugins once per test process and returns their paths by crate name.
+pub fn plugins() -> &'static HashMap<String, PathBuf> {
+    static PLUGINS: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+    PLUGINS.get_or_init(|| build_plugins().expect("building the wasm plugins (is the wasm32-wasip2 target installed? run `rustup target add wasm32-wasip2`)"))
+}
+
+/// The path of one built plugin (`filter`, `github-to-chat`, `misbehave`).
+pub fn plugin(name: &str) -> PathBuf {
+    plugins()
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| panic!("plugin {name} was not built"))
+}
+
+fn build_plugins() -> Result<HashMap<String, PathBuf>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Cargo locks the target dir and rewrites nothing that is fresh, so concurrent test
+    // processes can each run this and read the results after their own build returns.
+    let out = Command::new(cargo)
+        .current_dir(workspace())
+        .args([
+            "build",
+            "--profile",
+            "plugin",
+            "--target",
+            "wasm32-wasip2",
+            "--message-format",
+            "json-render-diagnostics",
+            "-p",
+            "filter",
+            "-p",
+            "github-to-chat",
+            "-p",
+            "misbehave",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo")?;
+    if !out.status.success() {
+        bail!("cargo build of the plugins failed");
+    }
+    let mut found = HashMap::new();
+    for line in out.stdout.split(|b| *b == b'\n') {
+        let Ok(msg) = serde_json::from_slice::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let name = msg["target"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .replace('_', "-");
+        for file in msg["filenames"].as_array().into_iter().flatten() {
+            if let Some(f) = file.as_str().filter(|f| f.ends_with(".wasm")) {
+                found.insert(name.clone(), PathBuf::from(f));
+            }
+        }
+    }
+    for want in ["filter", "github-to-chat", "misbehave"] {
+        if !found.contains_key(want) {
+            bail!("cargo reported no .wasm for {want}");
+        }
+    }
+    Ok(found)
+}
+
+/// A free port on 127.0.0.1 (bound, then released for the router to take).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A running `hookyard serve` in its own directory with its own store.
+pub struct Router {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+    config_path: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Router {
+    /// Writes `config` (with `{PORT}` replaced by the router's port) and starts the router.
+    pub fn start(config: &str) -> Result<Router> {
+        Router::start_with_env(config, &[])
+    }
+
+    /// Like [`Router::start`], with extra environment variables for the process.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Result<Router> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port();
+        let config_path = dir.path().join("router.toml");
+        std::fs::write(&config_path, config.replace("{PORT}", &port.to_string()))?;
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut router = Router {
+            dir,
+            port,
+            child: None,
+            config_path,
+            env,
+        };
+        router.spawn()?;
+        Ok(router)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("router.log"))?;
+        let child = Command::new(env!("CARGO_BIN_EXE_hookyard"))
+            .args(["serve", "-c"])
+            .arg(&self.config_path)
+            .env("HOOKYARD_LOG", "info,hookyard=debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting hookyard")?;
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = format!("{}/readyz", self.base());
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!(
+                    "hookyard exited with {status} before it was ready; log:\n{}",
+                    self.log()
+                );
+            }
+            if let Ok(resp) = raw_http::get_status(&url)
+                && resp == 200
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("hookyard not ready after 60s; log:\n{}", self.log())
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The router's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("router.log")).unwrap_or_default()
+    }
+
+    /// Kills the process without warning (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the router again on the same port, config and store.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.spawn()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("not running")?;
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("hookyard did not exit within 30s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A read-only connection to the router's SQLite store.
+    pub fn db(&self) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open_with_flags(
+            self.dir.path().join("data/hookyard.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open store read-only");
+        conn.busy_timeout(Duration::from_secs(5))
+            .expect("busy timeout");
+        conn
+    }
+
+    /// Runs a query returning one integer.
+    pub fn count(&self, sql: &str) -> i64 {
+        self.db().query_row(sql, [], |r| r.get(0)).expect(sql)
+    }
+
+    /// Events as (status, error), oldest first.
+    pub fn events(&self) -> Vec<(String, Option<String>)> {
+        let db = self.db();
+        let mut stmt = db
+            .prepare("SELECT status, error FROM events ORDER BY seq")
+            .expect("query");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("---- hookyard log ----\n{}", self.log());
+        }
+    }
+}
+
+/// Tiny blocking GET used before the async side is needed.
+mod raw_http {
+    pub fn get_status(url: &str) -> std::io::Result<u16> {
+        use std::io::{Read, Write};
+        let rest = url.strip_prefix("http://").unwrap_or(url);
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let mut s = std::net::TcpStream::connect(host)?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+        write!(
+            s,
+            "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf)?;
+        buf.split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| std::io::Error::other("bad response"))
+    }
+}
+
+/// One request a [`Receiver`] got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("receiver got JSON")
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A real HTTP server that records what it receives and answers with scripted statuses.
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: SocketAddr,
+    got: Arc<Mutex<Vec<Received>>>,
+    script: Arc<Mutex<VecDeque<u16>>>,
+    default_status: Arc<Mutex<u16>>,
+}
+
+impl Receiver {
+    /// Starts on a free port.
+    pub async fn start() -> Receiver {
+        Receiver::start_on(0).await
+    }
+
+    /// Starts on `port` (0 for any).
+    pub async fn start_on(port: u16) -> Receiver {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind receiver");
+        let receiver = Receiver {
+            addr: listener.local_addr().expect("addr"),
+            got: Default::default(),
+            script: Default::default(),
+            default_status: Arc::new(Mutex::new(200)),
+        };
+        let state = receiver.clone();
+        let app = axum::Router::new().fallback(
+            move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+                let state = state.clone();
+                async move {
+                    let status = state
+                        .script
+                        .lock()
+                        .unwrap()
+                        .pop_front()
+                        .unwrap_or(*state.default_status.lock().unwrap());
+                    state.got.lock().unwrap().push(Received {
+                        path: uri.path().to_string(),
+                        headers,
+                        body,
+                    });
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::OK)
+                }
+            },
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        receiver
+    }
+
+    /// The next requests get these statuses, in order; then the default.
+    pub fn answer(&self, statuses: &[u16]) {
+        self.script.lock().unwrap().extend(statuses);
+    }
+
+    /// Every request after the script gets this status.
+    pub fn always(&self, status: u16) {
+        *self.default_status.lock().unwrap() = status;
+    }
+
+    /// `http://addr/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Everything received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` requests arrived, or fails after `timeout`.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "receiver got {} requests, expected {n} within {timeout:?}",
+                    got.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// Polls `check` until it returns true, or fails after `timeout` naming `what`.
+pub async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// GitHub's signature, computed here independently of the router's code.
+pub fn github_signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Standard Webhooks headers for `body`, computed here independently of the router's code.
+pub fn standard_webhooks_headers(
+    secret: &str,
+    id: &str,
+    ts: u64,
+    body: &[u8],
+) -> Vec<(String, String)> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = b64.decode(secret.trim_start_matches("whsec_")).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.").as_bytes());
+    mac.update(body);
+    vec![
+        ("webhook-id".into(), id.into()),
+        ("webhook-timestamp".into(), ts.to_string()),
+        (
+            "webhook-signature".into(),
+            format!("v1,{}", b64.encode(mac.finalize().into_bytes())),
+        ),
+    ]
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// POSTs `body` with `headers` to the router's route; returns status and body text.
+pub async fn post(
+    router: &Router,
+    route: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> (u16, String) {
+    let client = reqwest::Client::new();
+    let mut req = client
+        .post(format!("{}/hooks/{route}", router.base()))
+        .body(body.to_vec());
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await.expect("POST to router");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+/// POSTs a GitHub event signed with `secret`.
+pub async fn post_github(
+    router: &Router,
+    route: &str,
+    secret: &str,
+    event: &str,
+    delivery: &str,
+    body: &[u8],
+) -> (u16, String) {
+    let headers = vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        ("x-github-event".to_string(), event.to_string()),
+        ("x-github-delivery".to_string(), delivery.to_string()),
+        (
+            "x-hub-signature-256".to_string(),
+            github_signature(secret, body),
+        ),
+    ];
+    post(router, route, &headers, body).await
+}
+
+/// The `[store]` and `[server]` tables every test config starts with.
+pub const SERVER: &str = r#"
+[server]
+listen = "127.0.0.1:{PORT}"
+header_timeout = "1s"
+body_timeout = "1s"
+max_body = "64KiB"
+
+[store]
+url = "sqlite://data/hookyard.db"
+"#;
