@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export GITHUB_WEBHOOK_SECRET="${GITHUB_WEBHOOK_SECRET:-demo-secret}"
 scripts/build-plugins.sh
-cargo build -p hookyard
-python3 examples/receiver.py 9000 &
+cargo build -p hookyard --bin hookyard --example receiver
+"${CARGO_TARGET_DIR:-target}/debug/examples/receiver" 9000 &
 receiver=$!
 trap 'kill $receiver 2>/dev/null' EXIT
 "${CARGO_TARGET_DIR:-target}/debug/hookyard" serve -c router.toml

@@ -17,23 +17,31 @@ pub fn plugin(attr: TokenStream, item: TokenStream) -> TokenStream {
         .to_compile_error()
         .into();
     }
-    let func = parse_macro_input!(item as ItemFn);
+    let mut func = parse_macro_input!(item as ItemFn);
+    // Natively nothing calls the handler except the author's own tests.
+    func.attrs
+        .push(syn::parse_quote!(#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]));
     let name = &func.sig.ident;
-    quote! {
+    let expanded = quote! {
         #func
 
+        // Only a wasm build exports the handler: natively the crate is a plain library, so
+        // its logic can be unit-tested and benchmarked, and several plugins can be linked.
+        #[cfg(target_arch = "wasm32")]
         #[doc(hidden)]
-        pub struct __HookyardPlugin;
+        mod __hookyard_plugin_export {
+            pub struct Plugin;
 
-        impl ::hookyard_sdk::bindings::Guest for __HookyardPlugin {
-            fn handle(
-                event: ::hookyard_sdk::Event,
-            ) -> ::core::result::Result<::std::vec::Vec<::hookyard_sdk::Output>, ::hookyard_sdk::Error> {
-                #name(event)
+            impl ::hookyard_sdk::bindings::Guest for Plugin {
+                fn handle(
+                    event: ::hookyard_sdk::Event,
+                ) -> ::core::result::Result<::std::vec::Vec<::hookyard_sdk::Output>, ::hookyard_sdk::Error> {
+                    super::#name(event)
+                }
             }
-        }
 
-        ::hookyard_sdk::bindings::__export_plugin!(__HookyardPlugin);
-    }
-    .into()
+            ::hookyard_sdk::bindings::__export_plugin!(Plugin);
+        }
+    };
+    expanded.into()
 }

@@ -10,5 +10,5 @@ mod generated {
 }
 
 pub use generated::hookyard::plugin::host::{Host, Level};
-pub use generated::hookyard::plugin::types::Host as TypesHost;
+pub use generated::hookyard::plugin::types::{Error as PluginError, Host as TypesHost};
 pub use generated::{Event, Output, Plugin, PluginPre};

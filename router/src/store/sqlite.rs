@@ -134,12 +134,18 @@ impl SqliteStore {
                 let _ = tx.send(commit.and(result));
             })
         });
-        let sender = self.jobs.clone();
-        // A full queue blocks briefly; keep that off the async workers.
-        tokio::task::spawn_blocking(move || sender.send(job))
-            .await
-            .map_err(|_| StoreError::Closed)?
-            .map_err(|_| StoreError::Closed)?;
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(StoreError::Closed),
+            Err(mpsc::TrySendError::Full(job)) => {
+                // A full queue blocks until the writer catches up; keep that off the async workers.
+                let sender = self.jobs.clone();
+                tokio::task::spawn_blocking(move || sender.send(job))
+                    .await
+                    .map_err(|_| StoreError::Closed)?
+                    .map_err(|_| StoreError::Closed)?;
+            }
+        }
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -162,12 +168,12 @@ fn run_in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT job")?;
+    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
     let result = f(conn);
     if result.is_err() {
-        conn.execute_batch("ROLLBACK TO job")?;
+        conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
     }
-    conn.execute_batch("RELEASE job")?;
+    conn.prepare_cached("RELEASE job")?.execute([])?;
     result
 }
 
