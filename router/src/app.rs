@@ -2,7 +2,7 @@
 //! serves until shutdown. Nothing here binds sockets or reads signals: callers pass a bound
 //! listener and a [`Shutdown`], so tests can run the whole router on port 0.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use crate::config::{Config, ConfigError};
 use crate::delivery::DeliveryWorker;
 use crate::delivery::http::{DestinationError, HttpDestination};
 use crate::dispatch::Dispatcher;
+use crate::egress::EgressPolicy;
 use crate::ingress::{self, Ingress};
 use crate::pipeline::engine::{EngineError, PoolLimits, WasmEngine};
 use crate::pipeline::{LoadError, Plugin};
@@ -65,8 +66,9 @@ pub struct Route {
     pub steps: Vec<Arc<Plugin>>,
     /// Default destinations.
     pub to: Vec<String>,
-    /// Every configured destination, to check outputs that name their own.
-    pub known_destinations: Arc<HashSet<String>>,
+    /// Every configured destination and its ordering key pointer, to check outputs that
+    /// name their own destination and to key ordered deliveries.
+    pub destinations: Arc<HashMap<String, Option<String>>>,
 }
 
 /// Routes by name.
@@ -104,7 +106,13 @@ pub fn load_plugins(config: &Config) -> Result<LoadedPlugins, StartError> {
 
 /// Builds every route: its verifier and its chain of loaded plugins.
 pub fn build_routes(config: &Config, plugins: &LoadedPlugins) -> Result<Routes, StartError> {
-    let known: Arc<HashSet<String>> = Arc::new(config.destinations.keys().cloned().collect());
+    let known: Arc<HashMap<String, Option<String>>> = Arc::new(
+        config
+            .destinations
+            .iter()
+            .map(|(name, d)| (name.clone(), d.ordering.as_ref().map(|o| o.key.clone())))
+            .collect(),
+    );
     let mut routes = Routes::new();
     for rc in &config.routes {
         let name = rc.name.get_ref().clone();
@@ -123,19 +131,22 @@ pub fn build_routes(config: &Config, plugins: &LoadedPlugins) -> Result<Routes, 
             verifier,
             steps,
             to: rc.to.iter().map(|t| t.get_ref().clone()).collect(),
-            known_destinations: known.clone(),
+            destinations: known.clone(),
         };
         routes.insert(name, Arc::new(route));
     }
     Ok(routes)
 }
 
-/// Builds every destination.
-pub fn build_destinations(config: &Config) -> Result<HashMap<String, HttpDestination>, StartError> {
+/// Builds every destination; URLs with an IP literal are checked against the egress rules.
+pub fn build_destinations(
+    config: &Config,
+    egress: &EgressPolicy,
+) -> Result<HashMap<String, HttpDestination>, StartError> {
     config
         .destinations
         .iter()
-        .map(|(name, dc)| Ok((name.clone(), HttpDestination::new(name, dc)?)))
+        .map(|(name, dc)| Ok((name.clone(), HttpDestination::new(name, dc, egress)?)))
         .collect()
 }
 
@@ -158,7 +169,8 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let plugins = load_plugins(&config)?;
     let routes = Arc::new(build_routes(&config, &plugins)?);
-    let destinations = Arc::new(build_destinations(&config)?);
+    let egress = Arc::new(EgressPolicy::new(&config.egress));
+    let destinations = Arc::new(build_destinations(&config, &egress)?);
     let sqlite_path = config
         .sqlite_path()
         .ok_or_else(|| StoreError::Database("store.url must be sqlite://<path>".to_string()))?;
@@ -169,7 +181,7 @@ pub async fn run(
     let wake = Arc::new(Notify::new());
     let dispatcher = Dispatcher::new(store.clone(), routes.clone(), wake.clone(), concurrency);
     let dispatching = tokio::spawn(dispatcher.run(dispatch_rx, shutdown.clone()));
-    let worker = DeliveryWorker::new(store.clone(), destinations, wake, 64);
+    let worker = DeliveryWorker::new(store.clone(), destinations, egress, wake);
     let delivering = tokio::spawn(worker.run(shutdown.clone(), GRACE));
 
     let ingress = Arc::new(Ingress {

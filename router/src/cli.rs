@@ -181,7 +181,7 @@ fn check(path: &Path) -> Result<ExitCode> {
     let config = Config::load(path)?;
     let plugins = crate::app::load_plugins(&config)?;
     crate::app::build_routes(&config, &plugins)?;
-    crate::app::build_destinations(&config)?;
+    crate::app::build_destinations(&config, &crate::egress::EgressPolicy::new(&config.egress))?;
     println!(
         "ok: {} route(s), {} plugin(s), {} destination(s)",
         config.routes.len(),

@@ -64,6 +64,9 @@ pub struct Config {
     /// `POST /hooks/<name>` endpoints.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Rules for every outbound connection.
+    #[serde(default)]
+    pub egress: EgressConfig,
     /// The directory of the config file; relative paths in it resolve from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -84,6 +87,44 @@ pub struct ServerConfig {
     /// How long a client may take to send the body once headers are in.
     #[serde(default = "default_body_timeout")]
     pub body_timeout: Dur,
+    /// Address of the admin API (`/admin/...`); off when unset.
+    pub admin_listen: Option<SocketAddr>,
+    /// Bearer token the admin API requires.
+    pub admin_token: Option<Secret>,
+    /// Serve the admin API without a token; allowed only on a loopback `admin_listen`.
+    #[serde(default)]
+    pub admin_without_token: bool,
+}
+
+/// `[egress]`: which addresses outbound calls (destinations, plugin fetches) may reach.
+///
+/// Private, loopback, link-local and other non-public ranges are blocked unless listed here.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct EgressConfig {
+    /// CIDR ranges opened on purpose, e.g. `["127.0.0.0/8", "10.1.0.0/16"]`.
+    #[serde(default)]
+    pub allow_private: Vec<Cidr>,
+}
+
+/// An IP network written `10.0.0.0/8` or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr(pub ipnet::IpNet);
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if let Ok(net) = s.parse::<ipnet::IpNet>() {
+            return Ok(Cidr(net.trunc()));
+        }
+        s.parse::<std::net::IpAddr>()
+            .map(|ip| Cidr(ipnet::IpNet::from(ip)))
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "invalid network {s:?}; write e.g. \"127.0.0.0/8\""
+                ))
+            })
+    }
 }
 
 fn default_max_body() -> ByteSize {
@@ -159,6 +200,19 @@ pub struct DestinationConfig {
     /// Retry policy.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Most attempts in flight to this destination at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Most attempts started per period, e.g. `"50/s"`, `"600/m"`.
+    pub rate: Option<Rate>,
+    /// Stop attempting for a while after this many consecutive failures.
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    /// Deliver outputs with the same key one after another.
+    pub ordering: Option<OrderingConfig>,
+    /// What a `410 Gone` answer does: `"pause"` the destination (default) or `"retry"`.
+    #[serde(default)]
+    pub gone: GonePolicy,
 }
 
 fn default_method() -> String {
@@ -167,40 +221,132 @@ fn default_method() -> String {
 fn default_destination_timeout() -> Dur {
     Dur(Duration::from_secs(10))
 }
-
-/// `retry = { attempts, backoff, max_backoff }`: exponential backoff with +-20% jitter.
-#[derive(Debug, Deserialize, Clone, Copy)]
-#[serde(deny_unknown_fields)]
-pub struct RetryConfig {
-    /// Attempts in all, the first included; then the delivery is a dead letter.
-    #[serde(default = "default_attempts")]
-    pub attempts: u32,
-    /// Delay before the second attempt; doubles each time.
-    #[serde(default = "default_backoff")]
-    pub backoff: Dur,
-    /// The delay never grows past this.
-    #[serde(default = "default_max_backoff")]
-    pub max_backoff: Dur,
+fn default_concurrency() -> usize {
+    16
 }
 
-impl Default for RetryConfig {
+/// `ordering = { key = "/data/object/customer" }`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct OrderingConfig {
+    /// A JSON pointer into the output body; outputs without it are not ordered.
+    pub key: String,
+}
+
+/// `breaker = { failures = 5, cooldown = "30s" }`: a circuit breaker per destination.
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Consecutive failed attempts that open the circuit; 0 disables the breaker.
+    #[serde(default = "default_breaker_failures")]
+    pub failures: u32,
+    /// How long the circuit stays open before one probe attempt is let through.
+    #[serde(default = "default_breaker_cooldown")]
+    pub cooldown: Dur,
+}
+
+impl Default for BreakerConfig {
     fn default() -> Self {
-        RetryConfig {
-            attempts: default_attempts(),
-            backoff: default_backoff(),
-            max_backoff: default_max_backoff(),
+        BreakerConfig {
+            failures: default_breaker_failures(),
+            cooldown: default_breaker_cooldown(),
         }
     }
 }
 
-fn default_attempts() -> u32 {
-    12
+fn default_breaker_failures() -> u32 {
+    5
 }
-fn default_backoff() -> Dur {
-    Dur(Duration::from_secs(2))
+fn default_breaker_cooldown() -> Dur {
+    Dur(Duration::from_secs(30))
 }
-fn default_max_backoff() -> Dur {
-    Dur(Duration::from_secs(3600))
+
+/// What a `410 Gone` answer does.
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GonePolicy {
+    /// Pause the destination until it is resumed through the admin API; nothing is lost.
+    #[default]
+    Pause,
+    /// Treat it like any other failure.
+    Retry,
+}
+
+/// A rate such as `"50/s"`: at most `count` attempts started per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Attempts per period.
+    pub count: u32,
+    /// The period.
+    pub per: Duration,
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let bad = || {
+            serde::de::Error::custom(format!(
+                "invalid rate {s:?}; write e.g. \"50/s\", \"600/m\", \"1000/h\""
+            ))
+        };
+        let (count, unit) = s.split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        let per = match unit.trim() {
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            _ => return Err(bad()),
+        };
+        if count == 0 {
+            return Err(bad());
+        }
+        Ok(Rate { count, per })
+    }
+}
+
+/// `retry = { ... }`: either a `schedule` of delays, or exponential backoff.
+///
+/// The default is the schedule Standard Webhooks recommends: attempt at once, then after
+/// 5s, 5m, 30m, 2h, 5h, 10h and 10h (8 attempts over about 28 hours). Every delay gets
+/// +-20% jitter.
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Delays before each retry, e.g. `["5s", "5m", "30m"]` (4 attempts in all).
+    pub schedule: Option<Vec<Dur>>,
+    /// Exponential: attempts in all, the first included.
+    pub attempts: Option<u32>,
+    /// Exponential: delay before the second attempt; doubles each time.
+    pub backoff: Option<Dur>,
+    /// Exponential: the delay never grows past this (default 1h).
+    pub max_backoff: Option<Dur>,
+    /// Give up once a delivery is this old, whatever attempts remain.
+    pub max_age: Option<Dur>,
+    /// Longest `Retry-After` honoured on a 429 or 503 (default 1h).
+    pub max_retry_after: Option<Dur>,
+}
+
+/// The Standard Webhooks retry schedule.
+pub const DEFAULT_SCHEDULE: [u64; 7] = [5, 300, 1800, 7200, 18000, 36000, 36000];
+
+impl RetryConfig {
+    /// Checks that the table describes exactly one policy.
+    pub fn validate(&self) -> Result<(), String> {
+        let exponential =
+            self.attempts.is_some() || self.backoff.is_some() || self.max_backoff.is_some();
+        if self.schedule.is_some() && exponential {
+            return Err(
+                "retry: use either schedule or attempts/backoff/max_backoff, not both".into(),
+            );
+        }
+        if self.attempts == Some(0) {
+            return Err("retry.attempts must be at least 1".into());
+        }
+        if exponential && self.backoff.is_none() {
+            return Err("retry: exponential backoff needs backoff (e.g. \"2s\")".into());
+        }
+        Ok(())
+    }
 }
 
 /// `[[routes]]`: one provider endpoint, its verification, steps and destinations.
@@ -520,11 +666,50 @@ impl Config {
                     ),
                 });
             }
-            if dest.retry.attempts == 0 {
+            let dest_err = |message: String| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: find_line(text, &format!("[destinations.{name}]")),
+                message: format!("destination {name:?}: {message}"),
+            };
+            dest.retry.validate().map_err(dest_err)?;
+            if dest.concurrency == 0 {
+                return Err(dest_err("concurrency must be at least 1".into()));
+            }
+            if let Some(o) = &dest.ordering
+                && !o.key.starts_with('/')
+            {
+                return Err(dest_err(format!(
+                    "ordering.key {:?} must be a JSON pointer starting with '/'",
+                    o.key
+                )));
+            }
+        }
+        if let Some(admin) = self.server.admin_listen {
+            let line = find_line(text, "admin_listen");
+            if self.server.admin_token.is_none() && !self.server.admin_without_token {
                 return Err(ConfigError::Invalid {
                     path: path.to_path_buf(),
-                    line: find_line(text, &format!("[destinations.{name}]")),
-                    message: format!("destination {name:?}: retry.attempts must be at least 1"),
+                    line,
+                    message: "server.admin_listen needs server.admin_token (or admin_without_token = true on a loopback address)".into(),
+                });
+            }
+            if self.server.admin_without_token && !admin.ip().is_loopback() {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line,
+                    message: "server.admin_without_token is only allowed when admin_listen is a loopback address".into(),
+                });
+            }
+            if self
+                .server
+                .admin_token
+                .as_ref()
+                .is_some_and(|t| t.expose().len() < 16)
+            {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line: find_line(text, "admin_token"),
+                    message: "server.admin_token must be at least 16 characters".into(),
                 });
             }
         }

@@ -133,6 +133,16 @@ pub async fn process(store: &dyn Store, routes: &Routes, event: NewEvent) {
     }
 }
 
+/// The value at `pointer` in a JSON body, as text: strings as they are, others as JSON.
+fn ordering_key(body: &[u8], pointer: &str) -> Option<String> {
+    let doc: serde_json::Value = serde_json::from_slice(body).ok()?;
+    match doc.pointer(pointer)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
 fn to_wit(event: &NewEvent) -> Event {
     Event {
         id: event.id.clone(),
@@ -156,12 +166,15 @@ fn deliveries_for(
             None => route.to.iter().map(String::as_str).collect(),
         };
         for dest in targets {
-            if !route.known_destinations.contains(dest) {
+            let Some(ordering) = route.destinations.get(dest) else {
                 return Err(format!(
                     "an output was routed to unknown destination {dest:?}"
                 ));
-            }
+            };
             deliveries.push(NewDelivery {
+                ordering_key: ordering
+                    .as_deref()
+                    .and_then(|p| ordering_key(&routed.output.body, p)),
                 id: new_id("dlv"),
                 event_id: event_id.to_string(),
                 destination: dest.to_string(),

@@ -15,6 +15,7 @@
 //! - [`dispatch`]: a journaled event through its route's plugins into delivery jobs.
 //! - [`pipeline`]: the wasm runtime: engine, bindings, limits, the chain of steps.
 //! - [`delivery`]: claims due jobs, attempts them, retries with backoff, dead letters.
+//! - [`egress`]: the SSRF rules every outbound connection obeys.
 //! - [`app`]: wiring all of the above from a config; [`shutdown`]: the stop signal.
 //! - [`cli`]: the `hookyard` command line.
 
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod dispatch;
+pub mod egress;
 pub mod ingress;
 pub mod pipeline;
 pub mod shutdown;

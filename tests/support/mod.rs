@@ -490,4 +490,7 @@ max_body = "64KiB"
 
 [store]
 url = "sqlite://data/hookyard.db"
+
+[egress]
+allow_private = ["127.0.0.0/8"]
 "#;

@@ -1,11 +1,18 @@
 //! HTTP destinations: one request per attempt; 2xx is success; redirects are not followed.
+//! Every connection goes through the egress rules (see [`crate::egress`]).
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
-use http::{HeaderName, HeaderValue, Method};
+use http::{HeaderName, HeaderValue, Method, StatusCode};
 
-use crate::config::{DestinationConfig, RetryConfig};
+use crate::config::{BreakerConfig, DestinationConfig, GonePolicy, Rate};
+use crate::delivery::retry::RetryPolicy;
+use crate::egress::{EgressError, EgressPolicy, GuardedResolver};
 use crate::store::Delivery;
+
+/// How much of a response body an attempt records.
+pub const RESPONSE_BODY_LIMIT: usize = 16 * 1024;
 
 /// A configured HTTP destination.
 #[derive(Debug)]
@@ -17,7 +24,17 @@ pub struct HttpDestination {
     headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
     /// Its retry policy.
-    pub retry: RetryConfig,
+    pub retry: RetryPolicy,
+    /// What a 410 does.
+    pub gone: GonePolicy,
+    /// Most attempts in flight at once.
+    pub concurrency: usize,
+    /// Most attempts started per period.
+    pub rate: Option<Rate>,
+    /// When to stop attempting for a while.
+    pub breaker: BreakerConfig,
+    /// JSON pointer of the ordering key in output bodies.
+    pub ordering_key: Option<String>,
 }
 
 /// Why a destination's config is unusable.
@@ -29,7 +46,7 @@ pub struct DestinationError {
 }
 
 /// The result of one attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AttemptResult {
     /// The response status, if one came.
     pub status: Option<u16>,
@@ -37,6 +54,12 @@ pub struct AttemptResult {
     pub latency: Duration,
     /// `None` on success; otherwise why it failed.
     pub error: Option<String>,
+    /// The first [`RESPONSE_BODY_LIMIT`] bytes of the response body.
+    pub response_body: Option<Vec<u8>>,
+    /// `Retry-After` of a 429 or 503 answer.
+    pub retry_after: Option<Duration>,
+    /// The failure will not go away by retrying (e.g. an address egress rules block).
+    pub permanent: bool,
 }
 
 impl HttpDestination {
@@ -44,6 +67,7 @@ impl HttpDestination {
     pub fn new(
         name: &str,
         config: &DestinationConfig,
+        egress: &EgressPolicy,
     ) -> Result<HttpDestination, DestinationError> {
         let err = |reason: String| DestinationError {
             name: name.to_string(),
@@ -52,6 +76,7 @@ impl HttpDestination {
         // The URL may carry a token: never echo it in errors.
         let url = reqwest::Url::parse(config.url.expose())
             .map_err(|e| err(format!("invalid url ({e})")))?;
+        egress.check_url(&url).map_err(|e| err(e.to_string()))?;
         let method = Method::from_bytes(config.method.as_bytes())
             .map_err(|_| err(format!("invalid method {:?}", config.method)))?;
         let mut headers = Vec::new();
@@ -69,7 +94,12 @@ impl HttpDestination {
             method,
             headers,
             timeout: config.timeout.0,
-            retry: config.retry,
+            retry: RetryPolicy::new(&config.retry),
+            gone: config.gone,
+            concurrency: config.concurrency,
+            rate: config.rate,
+            breaker: config.breaker,
+            ordering_key: config.ordering.as_ref().map(|o| o.key.clone()),
         })
     }
 
@@ -97,28 +127,80 @@ impl HttpDestination {
         }
         let started = Instant::now();
         let result = req.body(d.body.clone()).send().await;
-        let latency = started.elapsed();
         match result {
-            Ok(resp) if resp.status().is_success() => AttemptResult {
-                status: Some(resp.status().as_u16()),
-                latency,
-                error: None,
-            },
-            Ok(resp) => {
+            Ok(mut resp) => {
                 let status = resp.status();
+                let retry_after = if status == StatusCode::TOO_MANY_REQUESTS
+                    || status == StatusCode::SERVICE_UNAVAILABLE
+                {
+                    resp.headers()
+                        .get(http::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| parse_retry_after(v, SystemTime::now()))
+                } else {
+                    None
+                };
+                let mut body = Vec::new();
+                // A slow or endless body must not hold the attempt past its timeout.
+                let _ = tokio::time::timeout(self.timeout, async {
+                    while body.len() < RESPONSE_BODY_LIMIT {
+                        match resp.chunk().await {
+                            Ok(Some(chunk)) => {
+                                let room = RESPONSE_BODY_LIMIT - body.len();
+                                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                            }
+                            _ => break,
+                        }
+                    }
+                })
+                .await;
                 AttemptResult {
                     status: Some(status.as_u16()),
-                    latency,
-                    error: Some(format!("HTTP {status}")),
+                    latency: started.elapsed(),
+                    error: (!status.is_success()).then(|| format!("HTTP {status}")),
+                    response_body: Some(body),
+                    retry_after,
+                    permanent: false,
                 }
             }
-            Err(e) => AttemptResult {
-                status: None,
-                latency,
-                error: Some(describe(&e)),
-            },
+            Err(e) => {
+                let blocked = egress_refusal(&e);
+                AttemptResult {
+                    latency: started.elapsed(),
+                    permanent: blocked.is_some(),
+                    error: Some(
+                        blocked.map_or_else(
+                            || describe(&e),
+                            |b| format!("blocked by egress rules: {b}"),
+                        ),
+                    ),
+                    ..Default::default()
+                }
+            }
         }
     }
+}
+
+/// Parses `Retry-After` as seconds or an HTTP date.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The egress refusal behind a transport error, if that is what it was.
+fn egress_refusal(e: &reqwest::Error) -> Option<String> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(refusal) = s.downcast_ref::<EgressError>() {
+            return Some(refusal.to_string());
+        }
+        source = s.source();
+    }
+    None
 }
 
 /// A short reason for a transport error, without the URL (it may carry credentials).
@@ -144,13 +226,38 @@ fn describe(e: &reqwest::Error) -> String {
     }
 }
 
-/// The client every HTTP destination shares: no redirects, no proxy from the environment.
-pub fn client() -> reqwest::Client {
+/// The client every HTTP destination shares: no redirects, no proxy from the environment,
+/// and a resolver that enforces the egress rules.
+pub fn client(egress: Arc<EgressPolicy>) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
+        .dns_resolver(Arc::new(GuardedResolver::new(egress)))
         .user_agent(concat!("hookyard/", env!("CARGO_PKG_VERSION")))
         .pool_idle_timeout(Duration::from_secs(30))
         .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+        .expect("the HTTP client's settings are static and valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // Wed, 21 Oct 2015 07:28:00 GMT
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
 }

@@ -8,24 +8,30 @@
 //! again once the lease runs out, so delivery is at least once. Receivers dedup on the
 //! `hookyard-delivery-id` header, which is the same on every attempt.
 
+pub mod gate;
 pub mod http;
 pub mod retry;
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
+use crate::config::GonePolicy;
+use crate::egress::EgressPolicy;
 use crate::shutdown::Shutdown;
 use crate::store::{Attempt, AttemptOutcome, Delivery, Millis, Store, now_ms};
+use gate::{Admission, Gate};
 use http::HttpDestination;
 
 /// How long a claimed delivery stays ours before another worker may take it.
 pub const LEASE: Duration = Duration::from_secs(120);
 /// Longest wait between looks at the store when nothing wakes the worker.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Most deliveries claimed in one go.
+const CLAIM_BATCH: usize = 64;
 
 /// The delivery worker of one router process.
 pub struct DeliveryWorker {
@@ -33,69 +39,101 @@ pub struct DeliveryWorker {
     destinations: Arc<HashMap<String, HttpDestination>>,
     client: reqwest::Client,
     wake: Arc<Notify>,
-    concurrency: usize,
+    gates: Arc<Mutex<HashMap<String, Gate>>>,
 }
 
 impl DeliveryWorker {
-    /// A worker attempting up to `concurrency` deliveries at once; `wake` is notified
-    /// whenever new deliveries are stored.
+    /// A worker for `destinations`; `wake` is notified whenever new deliveries are stored.
     pub fn new(
         store: Arc<dyn Store>,
         destinations: Arc<HashMap<String, HttpDestination>>,
+        egress: Arc<EgressPolicy>,
         wake: Arc<Notify>,
-        concurrency: usize,
     ) -> DeliveryWorker {
+        let gates = destinations
+            .iter()
+            .map(|(name, d)| (name.clone(), Gate::new(d.concurrency, d.rate, d.breaker)))
+            .collect();
         DeliveryWorker {
             store,
             destinations,
-            client: http::client(),
+            client: http::client(egress),
             wake,
-            concurrency: concurrency.max(1),
+            gates: Arc::new(Mutex::new(gates)),
         }
     }
 
     /// Runs until `shutdown`, then waits up to `grace` for attempts in flight. Attempts
-    /// still running after that are abandoned; their leases expire and they run again.
+    /// still running after that are abandoned; their leases lapse and they run again.
     pub async fn run(self, mut shutdown: Shutdown, grace: Duration) {
-        let permits = Arc::new(Semaphore::new(self.concurrency));
         let mut in_flight = JoinSet::new();
+        // Claimed deliveries waiting for their destination's gate (we hold their leases).
+        let mut parked: HashMap<String, VecDeque<Delivery>> = HashMap::new();
         loop {
             while in_flight.try_join_next().is_some() {}
-            let free = permits.available_permits();
-            let mut claimed = 0;
-            if free > 0 {
-                match self.store.claim_deliveries(LEASE, free.min(64)).await {
-                    Ok(batch) => {
-                        claimed = batch.len();
-                        for delivery in batch {
-                            let Ok(permit) = permits.clone().acquire_owned().await else {
-                                break;
-                            };
-                            let job = Job {
-                                store: self.store.clone(),
-                                destinations: self.destinations.clone(),
-                                client: self.client.clone(),
-                            };
-                            in_flight.spawn(async move {
-                                job.attempt(delivery).await;
-                                drop(permit);
-                            });
+            let now = Instant::now();
+            let mut wake_at = now + IDLE_POLL;
+            // Start what the gates let through, oldest first.
+            for (dest, queue) in parked.iter_mut() {
+                while !queue.is_empty() {
+                    match self.admit(dest, now) {
+                        Admission::Go => {}
+                        Admission::Wait(at) => {
+                            if let Some(at) = at {
+                                wake_at = wake_at.min(at);
+                            }
+                            break;
                         }
                     }
-                    Err(e) => tracing::error!(error = %e, "cannot claim deliveries"),
+                    if let Some(delivery) = queue.pop_front() {
+                        self.spawn_attempt(&mut in_flight, delivery);
+                    }
                 }
             }
-            if claimed > 0 && claimed == free.min(64) {
+            parked.retain(|_, q| !q.is_empty());
+            // Destinations that cannot take more now are not claimed for.
+            let mut skip: Vec<String> = parked.keys().cloned().collect();
+            if let Ok(gates) = self.gates.lock() {
+                for (name, gate) in gates.iter() {
+                    let mut probe = gate_view(gate);
+                    if let Admission::Wait(at) = probe.check(now) {
+                        if let Some(at) = at {
+                            wake_at = wake_at.min(at);
+                        }
+                        if !skip.contains(name) {
+                            skip.push(name.clone());
+                        }
+                    }
+                }
+            }
+            let mut claimed = 0;
+            match self.store.claim_deliveries(LEASE, CLAIM_BATCH, &skip).await {
+                Ok(batch) => {
+                    claimed = batch.len();
+                    for delivery in batch {
+                        let dest = delivery.new.destination.clone();
+                        if parked.contains_key(&dest)
+                            || self.admit(&dest, Instant::now()) != Admission::Go
+                        {
+                            parked.entry(dest).or_default().push_back(delivery);
+                        } else {
+                            self.spawn_attempt(&mut in_flight, delivery);
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot claim deliveries"),
+            }
+            if claimed == CLAIM_BATCH {
                 continue; // more may be due right now
             }
-            let wait = if free == 0 {
-                Duration::from_millis(20)
-            } else {
-                self.until_next_due().await
-            };
+            let until_due = self.until_next_due(&skip).await;
+            let wait = wake_at
+                .saturating_duration_since(Instant::now())
+                .min(until_due);
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
                 _ = shutdown.wait() => break,
             }
         }
@@ -105,8 +143,36 @@ impl DeliveryWorker {
         .await;
     }
 
-    async fn until_next_due(&self) -> Duration {
-        match self.store.next_delivery_due().await {
+    /// Asks `dest`'s gate whether an attempt may start, and takes the slot if so.
+    /// Deliveries to destinations no longer configured always go (and fail clearly).
+    fn admit(&self, dest: &str, now: Instant) -> Admission {
+        let Ok(mut gates) = self.gates.lock() else {
+            return Admission::Go;
+        };
+        match gates.get_mut(dest) {
+            None => Admission::Go,
+            Some(gate) => {
+                let admission = gate.check(now);
+                if admission == Admission::Go {
+                    gate.start(now);
+                }
+                admission
+            }
+        }
+    }
+
+    fn spawn_attempt(&self, in_flight: &mut JoinSet<()>, delivery: Delivery) {
+        let job = Job {
+            store: self.store.clone(),
+            destinations: self.destinations.clone(),
+            client: self.client.clone(),
+            gates: self.gates.clone(),
+        };
+        in_flight.spawn(job.attempt(delivery));
+    }
+
+    async fn until_next_due(&self, skip: &[String]) -> Duration {
+        match self.store.next_delivery_due(skip).await {
             Ok(Some(at)) => {
                 let ms = (at - now_ms()).clamp(0, IDLE_POLL.as_millis() as Millis);
                 Duration::from_millis(ms as u64)
@@ -116,11 +182,17 @@ impl DeliveryWorker {
     }
 }
 
+/// `check` needs `&mut` (the token bucket refills); looking must not change the real gate.
+fn gate_view(gate: &Gate) -> Gate {
+    gate.clone()
+}
+
 /// What one attempt needs.
 struct Job {
     store: Arc<dyn Store>,
     destinations: Arc<HashMap<String, HttpDestination>>,
     client: reqwest::Client,
+    gates: Arc<Mutex<HashMap<String, Gate>>>,
 }
 
 impl Job {
@@ -128,62 +200,84 @@ impl Job {
         let number = delivery.attempts + 1;
         let started_at = now_ms();
         let id = delivery.new.id.clone();
-        let (attempt, outcome) = match self.destinations.get(&delivery.new.destination) {
-            None => {
-                let reason = format!(
-                    "destination {:?} is not configured",
-                    delivery.new.destination
-                );
-                (
-                    Attempt {
-                        delivery_id: id.clone(),
-                        number,
-                        started_at,
-                        status_code: None,
-                        latency_ms: 0,
-                        error: Some(reason.clone()),
-                    },
-                    AttemptOutcome::Dead(reason),
-                )
+        let dest_name = delivery.new.destination.clone();
+        let Some(dest) = self.destinations.get(&dest_name) else {
+            let reason = format!("destination {dest_name:?} is not configured");
+            let attempt = Attempt {
+                delivery_id: id.clone(),
+                number,
+                started_at,
+                status_code: None,
+                latency_ms: 0,
+                error: Some(reason.clone()),
+                response_body: None,
+            };
+            self.record(&id, &dest_name, attempt, AttemptOutcome::Dead(reason))
+                .await;
+            return;
+        };
+        let result = dest.attempt(&self.client, &delivery).await;
+        if let Ok(mut gates) = self.gates.lock()
+            && let Some(gate) = gates.get_mut(&dest_name)
+        {
+            gate.finish(result.error.is_none(), Instant::now());
+        }
+        let gone = result.status == Some(410) && dest.gone == GonePolicy::Pause;
+        let outcome = match &result.error {
+            None => AttemptOutcome::Delivered,
+            Some(err) if result.permanent => AttemptOutcome::Dead(err.clone()),
+            Some(_) if gone => {
+                let reason = format!("answered 410 Gone to delivery {id}");
+                tracing::warn!(destination = %dest_name, %reason, "pausing destination");
+                if let Err(e) = self
+                    .store
+                    .set_destination_paused(&dest_name, Some(reason))
+                    .await
+                {
+                    tracing::error!(destination = %dest_name, error = %e, "cannot pause destination");
+                }
+                // Due again at once, so it goes first when the destination is resumed.
+                AttemptOutcome::RetryAt(now_ms())
             }
-            Some(dest) => {
-                let result = dest.attempt(&self.client, &delivery).await;
-                let outcome = match &result.error {
-                    None => AttemptOutcome::Delivered,
-                    Some(err) => {
-                        match retry::after_failure(&dest.retry, number, &mut rand::rng()) {
-                            retry::Next::RetryIn(d) => {
-                                AttemptOutcome::RetryAt(now_ms() + d.as_millis() as Millis)
-                            }
-                            retry::Next::GiveUp => AttemptOutcome::Dead(format!(
-                                "gave up after {number} attempts; last: {err}"
-                            )),
-                        }
+            Some(err) => {
+                let age = Duration::from_millis((now_ms() - delivery.created_at).max(0) as u64);
+                let round = delivery.attempts_in_round + 1;
+                match dest
+                    .retry
+                    .after_failure(round, result.retry_after, age, &mut rand::rng())
+                {
+                    retry::Next::RetryIn(d) => {
+                        AttemptOutcome::RetryAt(now_ms() + d.as_millis() as Millis)
                     }
-                };
-                (
-                    Attempt {
-                        delivery_id: id.clone(),
-                        number,
-                        started_at,
-                        status_code: result.status,
-                        latency_ms: result.latency.as_millis() as u64,
-                        error: result.error,
-                    },
-                    outcome,
-                )
+                    retry::Next::GiveUp(reason) => {
+                        AttemptOutcome::Dead(format!("{reason}; last: {err}"))
+                    }
+                }
             }
         };
+        let attempt = Attempt {
+            delivery_id: id.clone(),
+            number,
+            started_at,
+            status_code: result.status,
+            latency_ms: result.latency.as_millis() as u64,
+            error: result.error,
+            response_body: result.response_body,
+        };
+        self.record(&id, &dest_name, attempt, outcome).await;
+    }
+
+    async fn record(&self, id: &str, destination: &str, attempt: Attempt, outcome: AttemptOutcome) {
         match &outcome {
             AttemptOutcome::Delivered => {
-                tracing::debug!(delivery = %id, destination = %delivery.new.destination, number, "delivered")
+                tracing::debug!(delivery = %id, %destination, number = attempt.number, "delivered")
             }
             AttemptOutcome::RetryAt(_) => tracing::info!(
-                delivery = %id, destination = %delivery.new.destination, number,
+                delivery = %id, %destination, number = attempt.number,
                 error = attempt.error.as_deref().unwrap_or(""), "attempt failed; will retry"
             ),
             AttemptOutcome::Dead(reason) => {
-                tracing::warn!(delivery = %id, destination = %delivery.new.destination, %reason, "dead letter")
+                tracing::warn!(delivery = %id, %destination, %reason, "dead letter")
             }
         }
         if let Err(e) = self.store.record_attempt(attempt, outcome).await {

@@ -28,6 +28,19 @@ fn delivery(id: &str, event_id: &str) -> NewDelivery {
         body: b"{}".to_vec(),
         headers: vec![("x-a".into(), "1".into())],
         content_type: Some("application/json".into()),
+        ordering_key: None,
+    }
+}
+
+fn attempt(id: &str, n: u32, code: Option<u16>, err: Option<&str>) -> Attempt {
+    Attempt {
+        delivery_id: id.into(),
+        number: n,
+        started_at: now_ms(),
+        status_code: code,
+        latency_ms: 3,
+        error: err.map(str::to_string),
+        response_body: code.map(|c| format!("status {c}").into_bytes()),
     }
 }
 
@@ -53,6 +66,14 @@ where
     failed_event_keeps_its_reason(&s).await;
     let (s, _g) = open().await;
     deliveries_move_through_retry_to_delivered_and_dead(&s).await;
+    let (s, _g) = open().await;
+    ordered_deliveries_wait_for_their_head(&s).await;
+    let (s, _g) = open().await;
+    skipped_and_paused_destinations_are_not_claimed(&s).await;
+    let (s, _g) = open().await;
+    requeued_dead_letters_get_a_fresh_budget(&s).await;
+    let (s, _g) = open().await;
+    replayed_events_run_again_and_listings_filter(&s).await;
     let (s, _g) = open().await;
     concurrent_appends_all_land(s).await;
 }
@@ -171,20 +192,12 @@ async fn deliveries_move_through_retry_to_delivered_and_dead<S: Store>(s: &S) {
     )
     .await
     .unwrap();
-    let claimed = s.claim_deliveries(LONG, 10).await.unwrap();
+    let claimed = s.claim_deliveries(LONG, 10, &[]).await.unwrap();
     assert_eq!(claimed.len(), 2);
     assert!(
-        s.claim_deliveries(LONG, 10).await.unwrap().is_empty(),
+        s.claim_deliveries(LONG, 10, &[]).await.unwrap().is_empty(),
         "leased"
     );
-    let attempt = |id: &str, n: u32, code: Option<u16>, err: Option<&str>| Attempt {
-        delivery_id: id.into(),
-        number: n,
-        started_at: now_ms(),
-        status_code: code,
-        latency_ms: 3,
-        error: err.map(str::to_string),
-    };
     // dlv_ok: fails once, due at once, then delivered.
     s.record_attempt(
         attempt("dlv_ok", 1, Some(500), Some("HTTP 500")),
@@ -200,8 +213,8 @@ async fn deliveries_move_through_retry_to_delivered_and_dead<S: Store>(s: &S) {
     )
     .await
     .unwrap();
-    assert!(s.next_delivery_due().await.unwrap().unwrap() <= now_ms());
-    let again = s.claim_deliveries(LONG, 10).await.unwrap();
+    assert!(s.next_delivery_due(&[]).await.unwrap().unwrap() <= now_ms());
+    let again = s.claim_deliveries(LONG, 10, &[]).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].new.id, "dlv_ok");
     assert_eq!(again[0].status, DeliveryStatus::Retrying);
@@ -213,7 +226,7 @@ async fn deliveries_move_through_retry_to_delivered_and_dead<S: Store>(s: &S) {
     )
     .await
     .unwrap();
-    assert_eq!(s.next_delivery_due().await.unwrap(), Some(later));
+    assert_eq!(s.next_delivery_due(&[]).await.unwrap(), Some(later));
     s.record_attempt(
         attempt("dlv_bad", 2, None, Some("refused")),
         AttemptOutcome::Dead("gave up after 2 attempts".into()),
@@ -238,7 +251,289 @@ async fn deliveries_move_through_retry_to_delivered_and_dead<S: Store>(s: &S) {
         [Some(500), Some(200)]
     );
     assert_eq!(attempts[0].error.as_deref(), Some("HTTP 500"));
-    assert_eq!(s.next_delivery_due().await.unwrap(), None);
+    assert_eq!(
+        attempts[0].response_body.as_deref(),
+        Some(&b"status 500"[..])
+    );
+    assert_eq!(s.next_delivery_due(&[]).await.unwrap(), None);
+}
+
+async fn processed_with<S: Store>(s: &S, event_id: &str, deliveries: Vec<NewDelivery>) {
+    s.append_event(sample_event(event_id, None), NONE)
+        .await
+        .unwrap();
+    s.finish_event(event_id, EventOutcome::Processed(deliveries))
+        .await
+        .unwrap();
+}
+
+async fn ordered_deliveries_wait_for_their_head<S: Store>(s: &S) {
+    let keyed = |id: &str, key: &str| NewDelivery {
+        ordering_key: Some(key.into()),
+        ..delivery(id, "evt_1")
+    };
+    processed_with(
+        s,
+        "evt_1",
+        vec![
+            keyed("a1", "cus_a"),
+            keyed("b1", "cus_b"),
+            keyed("a2", "cus_a"),
+        ],
+    )
+    .await;
+    let ids = |ds: Vec<Delivery>| ds.into_iter().map(|d| d.new.id).collect::<Vec<_>>();
+    // a2 waits behind a1; b1 is independent.
+    assert_eq!(
+        ids(s.claim_deliveries(LONG, 10, &[]).await.unwrap()),
+        ["a1", "b1"]
+    );
+    // a1 fails and is due again later: a2 still waits (its head is unfinished).
+    s.record_attempt(
+        attempt("a1", 1, Some(500), Some("HTTP 500")),
+        AttemptOutcome::RetryAt(now_ms() + 3_600_000),
+    )
+    .await
+    .unwrap();
+    assert!(s.claim_deliveries(LONG, 10, &[]).await.unwrap().is_empty());
+    // a1 becomes a dead letter: a2 is released.
+    s.record_attempt(
+        attempt("a1", 2, Some(500), Some("HTTP 500")),
+        AttemptOutcome::Dead("gave up".into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ids(s.claim_deliveries(LONG, 10, &[]).await.unwrap()),
+        ["a2"]
+    );
+}
+
+async fn skipped_and_paused_destinations_are_not_claimed<S: Store>(s: &S) {
+    let to = |id: &str, dest: &str| NewDelivery {
+        destination: dest.into(),
+        ..delivery(id, "evt_1")
+    };
+    processed_with(
+        s,
+        "evt_1",
+        vec![to("c1", "crm"), to("m1", "mail"), to("h1", "chat")],
+    )
+    .await;
+    s.set_destination_paused("chat", Some("answered 410 Gone".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.paused_destinations().await.unwrap(),
+        [("chat".to_string(), "answered 410 Gone".to_string())]
+    );
+    let claimed = s
+        .claim_deliveries(LONG, 10, &["crm".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|d| d.new.id.as_str())
+            .collect::<Vec<_>>(),
+        ["m1"]
+    );
+    s.set_destination_paused("chat", None).await.unwrap();
+    assert!(s.paused_destinations().await.unwrap().is_empty());
+    let claimed = s.claim_deliveries(LONG, 10, &[]).await.unwrap();
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|d| d.new.id.as_str())
+            .collect::<Vec<_>>(),
+        ["c1", "h1"]
+    );
+}
+
+async fn requeued_dead_letters_get_a_fresh_budget<S: Store>(s: &S) {
+    let to = |id: &str, dest: &str| NewDelivery {
+        destination: dest.into(),
+        ..delivery(id, "evt_1")
+    };
+    processed_with(
+        s,
+        "evt_1",
+        vec![to("d1", "crm"), to("d2", "mail"), to("ok", "crm")],
+    )
+    .await;
+    s.claim_deliveries(LONG, 10, &[]).await.unwrap();
+    for id in ["d1", "d2"] {
+        s.record_attempt(
+            attempt(id, 1, Some(503), Some("HTTP 503")),
+            AttemptOutcome::Dead("gave up".into()),
+        )
+        .await
+        .unwrap();
+    }
+    s.record_attempt(attempt("ok", 1, Some(200), None), AttemptOutcome::Delivered)
+        .await
+        .unwrap();
+    let filter = DeliveryFilter {
+        status: Some(DeliveryStatus::Dead),
+        destination: Some("crm".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.requeue_deliveries(filter).await.unwrap(),
+        1,
+        "only crm's dead letter"
+    );
+    let d1 = s.delivery("d1").await.unwrap().unwrap();
+    assert_eq!(d1.status, DeliveryStatus::Pending);
+    assert_eq!((d1.attempts, d1.attempts_in_round), (1, 0));
+    assert_eq!(
+        s.delivery("d2").await.unwrap().unwrap().status,
+        DeliveryStatus::Dead
+    );
+    // A delivered one is never sent again by a requeue.
+    let all = DeliveryFilter {
+        event_id: Some("evt_1".into()),
+        ..Default::default()
+    };
+    assert_eq!(s.requeue_deliveries(all).await.unwrap(), 2);
+    assert_eq!(
+        s.delivery("ok").await.unwrap().unwrap().status,
+        DeliveryStatus::Delivered
+    );
+    let claimed = s.claim_deliveries(LONG, 10, &[]).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+}
+
+async fn replayed_events_run_again_and_listings_filter<S: Store>(s: &S) {
+    let mut ev = sample_event("evt_gh", None);
+    s.append_event(ev.clone(), NONE).await.unwrap();
+    ev.id = "evt_stripe".into();
+    ev.route = "stripe".into();
+    s.append_event(ev, NONE).await.unwrap();
+    s.finish_event(
+        "evt_gh",
+        EventOutcome::Processed(vec![delivery("x1", "evt_gh")]),
+    )
+    .await
+    .unwrap();
+    s.finish_event(
+        "evt_stripe",
+        EventOutcome::Failed("plugin p trapped".into()),
+    )
+    .await
+    .unwrap();
+
+    let all = s
+        .events(EventFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["evt_stripe", "evt_gh"],
+        "newest first"
+    );
+    assert_eq!(all[1].body_size, 11);
+    let failed = s
+        .events(EventFilter {
+            status: Some(EventStatus::Failed),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].error.as_deref(), Some("plugin p trapped"));
+    let page2 = s
+        .events(EventFilter {
+            before: Some(all[0].seq),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page2.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["evt_gh"]
+    );
+    let by_route = s
+        .deliveries(DeliveryFilter {
+            route: Some("github".into()),
+            limit: Some(10),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_route.len(), 1);
+    assert!(
+        s.deliveries(DeliveryFilter {
+            route: Some("stripe".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .is_empty()
+    );
+    let future = now_ms() + 60_000;
+    assert!(
+        s.deliveries(DeliveryFilter {
+            since: Some(future),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .is_empty()
+    );
+
+    // Replay one event by id: it is claimable again, and finishing adds new deliveries.
+    let n = s
+        .replay_events(EventFilter::default(), Some(vec!["evt_gh".into()]))
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let claimed = s.claim_events(LONG, 10).await.unwrap();
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|e| e.event.id.as_str())
+            .collect::<Vec<_>>(),
+        ["evt_gh"]
+    );
+    s.finish_event(
+        "evt_gh",
+        EventOutcome::Processed(vec![delivery("x2", "evt_gh")]),
+    )
+    .await
+    .unwrap();
+    let ds = s
+        .deliveries(DeliveryFilter {
+            event_id: Some("evt_gh".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        ds.iter().map(|d| d.new.id.as_str()).collect::<Vec<_>>(),
+        ["x1", "x2"]
+    );
+    // Replay by filter: the failed one.
+    let n = s
+        .replay_events(
+            EventFilter {
+                status: Some(EventStatus::Failed),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(
+        s.event("evt_stripe").await.unwrap().unwrap().status,
+        EventStatus::Received
+    );
 }
 
 async fn concurrent_appends_all_land<S: Store>(s: S) {

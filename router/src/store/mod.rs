@@ -81,14 +81,16 @@ pub enum EventStatus {
 }
 
 impl EventStatus {
-    fn as_str(self) -> &'static str {
+    /// The name used in the store and the admin API.
+    pub fn as_str(self) -> &'static str {
         match self {
             EventStatus::Received => "received",
             EventStatus::Processed => "processed",
             EventStatus::Failed => "failed",
         }
     }
-    fn parse(s: &str) -> Result<Self, StoreError> {
+    /// Parses the name used in the store and the admin API.
+    pub fn parse(s: &str) -> Result<Self, StoreError> {
         Ok(match s {
             "received" => EventStatus::Received,
             "processed" => EventStatus::Processed,
@@ -133,6 +135,8 @@ pub struct NewDelivery {
     pub headers: Vec<(String, String)>,
     /// Request content type.
     pub content_type: Option<String>,
+    /// Deliveries to the same destination with the same key go one after another.
+    pub ordering_key: Option<String>,
 }
 
 /// Where a delivery is in its life.
@@ -158,7 +162,8 @@ impl DeliveryStatus {
             DeliveryStatus::Dead => "dead",
         }
     }
-    fn parse(s: &str) -> Result<Self, StoreError> {
+    /// Parses the name used in the store and the admin API.
+    pub fn parse(s: &str) -> Result<Self, StoreError> {
         Ok(match s {
             "pending" => DeliveryStatus::Pending,
             "retrying" => DeliveryStatus::Retrying,
@@ -176,8 +181,14 @@ pub struct Delivery {
     pub new: NewDelivery,
     /// Where it is now.
     pub status: DeliveryStatus,
-    /// Attempts made so far.
+    /// Position in the store; also the listing cursor.
+    pub seq: i64,
+    /// When it was created.
+    pub created_at: Millis,
+    /// Attempts made so far, all of them.
     pub attempts: u32,
+    /// Attempts made since it was last re-queued by hand: what the retry policy counts.
+    pub attempts_in_round: u32,
     /// When it is due (meaningful while pending or retrying).
     pub next_attempt_at: Millis,
     /// The last attempt's failure, or why it is dead.
@@ -199,6 +210,8 @@ pub struct Attempt {
     pub latency_ms: u64,
     /// Why it failed, if it did.
     pub error: Option<String>,
+    /// The first bytes of the response body (at most 16 KiB).
+    pub response_body: Option<Vec<u8>>,
 }
 
 /// What the delivery worker decided after an attempt.
@@ -212,7 +225,7 @@ pub enum AttemptOutcome {
     Dead(String),
 }
 
-/// Filters for listing deliveries.
+/// Filters for listing deliveries. Every field narrows; none set means all.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
     /// Only this status.
@@ -221,6 +234,54 @@ pub struct DeliveryFilter {
     pub event_id: Option<String>,
     /// Only to this destination.
     pub destination: Option<String>,
+    /// Only of events received on this route.
+    pub route: Option<String>,
+    /// Only created at or after this time.
+    pub since: Option<Millis>,
+    /// Only created before this time.
+    pub until: Option<Millis>,
+    /// Only with a `seq` below this (the cursor of the previous page).
+    pub before: Option<i64>,
+    /// At most this many (newest first when set; all, oldest first, when not).
+    pub limit: Option<usize>,
+}
+
+/// Filters for listing events.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only this status.
+    pub status: Option<EventStatus>,
+    /// Only received on this route.
+    pub route: Option<String>,
+    /// Only received at or after this time.
+    pub since: Option<Millis>,
+    /// Only received before this time.
+    pub until: Option<Millis>,
+    /// Only with a `seq` below this (the cursor of the previous page).
+    pub before: Option<i64>,
+    /// At most this many, newest first.
+    pub limit: usize,
+}
+
+/// An event in a listing: everything but the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSummary {
+    /// Position in the store; also the listing cursor.
+    pub seq: i64,
+    /// Hookyard's id.
+    pub id: String,
+    /// The route that received it.
+    pub route: String,
+    /// Receive time.
+    pub received_at: Millis,
+    /// The provider's event type.
+    pub event_type: Option<String>,
+    /// Where it is now.
+    pub status: EventStatus,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Body size in bytes.
+    pub body_size: u64,
 }
 
 /// The journal. Every method is durable when it returns `Ok`.
@@ -240,11 +301,14 @@ pub trait Store: Send + Sync + 'static {
     /// no longer `Received` is left as it is (another worker finished it first).
     async fn finish_event(&self, id: &str, outcome: EventOutcome) -> Result<(), StoreError>;
 
-    /// Claims up to `limit` deliveries that are due, for `lease`.
+    /// Claims up to `limit` deliveries that are due, for `lease`, skipping destinations in
+    /// `skip` (paused, saturated or with an open circuit) and any delivery that has an earlier
+    /// unfinished delivery with the same destination and ordering key.
     async fn claim_deliveries(
         &self,
         lease: Duration,
         limit: usize,
+        skip: &[String],
     ) -> Result<Vec<Delivery>, StoreError>;
 
     /// Records an attempt and the delivery's next state, and releases its lease.
@@ -254,17 +318,46 @@ pub trait Store: Send + Sync + 'static {
         outcome: AttemptOutcome,
     ) -> Result<(), StoreError>;
 
-    /// When the next pending or retrying delivery falls due, if any.
-    async fn next_delivery_due(&self) -> Result<Option<Millis>, StoreError>;
+    /// When the next pending or retrying delivery falls due, if any, ignoring destinations
+    /// in `skip` and paused ones.
+    async fn next_delivery_due(&self, skip: &[String]) -> Result<Option<Millis>, StoreError>;
 
     /// One event by id.
     async fn event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError>;
 
-    /// Deliveries matching a filter, oldest first.
+    /// Deliveries matching a filter: oldest first without a limit, newest first with one.
     async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>, StoreError>;
+
+    /// One delivery by id.
+    async fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError>;
 
     /// The attempts of one delivery, in order.
     async fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>, StoreError>;
+
+    /// Events matching a filter, newest first, without bodies.
+    async fn events(&self, filter: EventFilter) -> Result<Vec<EventSummary>, StoreError>;
+
+    /// Puts matching deliveries that are not delivered back in the queue, due now, with a
+    /// fresh retry budget. Returns how many.
+    async fn requeue_deliveries(&self, filter: DeliveryFilter) -> Result<usize, StoreError>;
+
+    /// Marks matching events to run through their plugins again (with the plugins loaded
+    /// now); their new outputs become new deliveries. Returns how many.
+    async fn replay_events(
+        &self,
+        filter: EventFilter,
+        ids: Option<Vec<String>>,
+    ) -> Result<usize, StoreError>;
+
+    /// Pauses a destination (`Some(reason)`) or resumes it (`None`).
+    async fn set_destination_paused(
+        &self,
+        name: &str,
+        reason: Option<String>,
+    ) -> Result<(), StoreError>;
+
+    /// Paused destinations and why.
+    async fn paused_destinations(&self) -> Result<Vec<(String, String)>, StoreError>;
 }
 
 /// A new id with a type prefix, time-ordered (UUIDv7).

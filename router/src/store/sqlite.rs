@@ -65,7 +65,17 @@ CREATE TABLE IF NOT EXISTS deliveries (
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER NOT NULL,
     lease_until     INTEGER NOT NULL DEFAULT 0,
-    last_error      TEXT
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    round_start     INTEGER NOT NULL DEFAULT 0,
+    ordering_key    TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_ordering ON deliveries(destination, ordering_key, seq)
+    WHERE ordering_key IS NOT NULL AND status IN ('pending', 'retrying');
+CREATE TABLE IF NOT EXISTS paused_destinations (
+    name       TEXT PRIMARY KEY,
+    reason     TEXT NOT NULL,
+    paused_at  INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(next_attempt_at)
     WHERE status IN ('pending', 'retrying');
@@ -77,7 +87,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     started_at   INTEGER NOT NULL,
     status_code  INTEGER,
     latency_ms   INTEGER NOT NULL,
-    error        TEXT
+    error        TEXT,
+    response     BLOB
 );
 CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts(delivery_id);
 "#;
@@ -236,7 +247,7 @@ fn event_from_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
     })
 }
 
-const DELIVERY_COLUMNS: &str = "id, event_id, destination, body, headers, content_type, status, attempts, next_attempt_at, last_error";
+const DELIVERY_COLUMNS: &str = "id, event_id, destination, body, headers, content_type, status, attempts, next_attempt_at, last_error, ordering_key, seq, created_at, round_start";
 
 fn delivery_from_row(row: &Row<'_>) -> Result<Delivery, StoreError> {
     let headers: String = row.get(4)?;
@@ -249,11 +260,15 @@ fn delivery_from_row(row: &Row<'_>) -> Result<Delivery, StoreError> {
             body: row.get(3)?,
             headers: headers_from_json(&headers)?,
             content_type: row.get(5)?,
+            ordering_key: row.get(10)?,
         },
         status: DeliveryStatus::parse(&status)?,
         attempts: row.get(7)?,
+        attempts_in_round: row.get::<_, u32>(7)?.saturating_sub(row.get(13)?),
         next_attempt_at: row.get(8)?,
         last_error: row.get(9)?,
+        seq: row.get(11)?,
+        created_at: row.get(12)?,
     })
 }
 
@@ -346,8 +361,9 @@ impl Store for SqliteStore {
             }
             let now = now_ms();
             let mut insert = conn.prepare_cached(
-                "INSERT INTO deliveries (id, event_id, destination, body, headers, content_type, status, next_attempt_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
+                "INSERT INTO deliveries (id, event_id, destination, body, headers, content_type, status,
+                                         next_attempt_at, created_at, ordering_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8)",
             )?;
             for d in deliveries {
                 insert.execute(params![
@@ -357,7 +373,8 @@ impl Store for SqliteStore {
                     d.body,
                     headers_to_json(&d.headers),
                     d.content_type,
-                    now
+                    now,
+                    d.ordering_key,
                 ])?;
             }
             Ok(())
@@ -369,17 +386,33 @@ impl Store for SqliteStore {
         &self,
         lease: Duration,
         limit: usize,
+        skip: &[String],
     ) -> Result<Vec<Delivery>, StoreError> {
+        let skip = serde_json::to_string(skip).unwrap_or_else(|_| "[]".into());
         self.write(move |conn| {
             let now = now_ms();
+            // An ordered delivery waits while an earlier one with its key is unfinished;
+            // dead ones no longer block.
             let mut stmt = conn.prepare_cached(&format!(
                 "UPDATE deliveries SET lease_until = ?1 WHERE seq IN (
-                    SELECT seq FROM deliveries
-                    WHERE status IN ('pending', 'retrying') AND next_attempt_at <= ?2 AND lease_until <= ?2
-                    ORDER BY next_attempt_at, seq LIMIT ?3)
+                    SELECT d.seq FROM deliveries d
+                    WHERE d.status IN ('pending', 'retrying') AND d.next_attempt_at <= ?2 AND d.lease_until <= ?2
+                      AND d.destination NOT IN (SELECT value FROM json_each(?4))
+                      AND d.destination NOT IN (SELECT name FROM paused_destinations)
+                      AND (d.ordering_key IS NULL OR NOT EXISTS (
+                          SELECT 1 FROM deliveries e
+                          WHERE e.destination = d.destination AND e.ordering_key = d.ordering_key
+                            AND e.status IN ('pending', 'retrying') AND e.seq < d.seq))
+                    ORDER BY d.next_attempt_at, d.seq LIMIT ?3)
                  RETURNING {DELIVERY_COLUMNS}"
             ))?;
-            collect(&mut stmt, params![lease_end(lease), now, limit as i64], delivery_from_row)
+            let mut claimed = collect(
+                &mut stmt,
+                params![lease_end(lease), now, limit as i64, skip],
+                delivery_from_row,
+            )?;
+            claimed.sort_by_key(|d| (d.next_attempt_at, d.seq));
+            Ok(claimed)
         })
         .await
     }
@@ -391,8 +424,8 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         self.write(move |conn| {
             conn.prepare_cached(
-                "INSERT INTO attempts (delivery_id, number, started_at, status_code, latency_ms, error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO attempts (delivery_id, number, started_at, status_code, latency_ms, error, response)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
                 attempt.delivery_id,
@@ -401,6 +434,7 @@ impl Store for SqliteStore {
                 attempt.status_code,
                 attempt.latency_ms as i64,
                 attempt.error,
+                attempt.response_body,
             ])?;
             let (status, next, error) = match outcome {
                 AttemptOutcome::Delivered => (DeliveryStatus::Delivered, 0, None),
@@ -418,14 +452,17 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn next_delivery_due(&self) -> Result<Option<Millis>, StoreError> {
-        self.read(|conn| {
+    async fn next_delivery_due(&self, skip: &[String]) -> Result<Option<Millis>, StoreError> {
+        let skip = serde_json::to_string(skip).unwrap_or_else(|_| "[]".into());
+        self.read(move |conn| {
             Ok(conn
                 .prepare_cached(
                     "SELECT MIN(MAX(next_attempt_at, lease_until)) FROM deliveries
-                     WHERE status IN ('pending', 'retrying')",
+                     WHERE status IN ('pending', 'retrying')
+                       AND destination NOT IN (SELECT value FROM json_each(?1))
+                       AND destination NOT IN (SELECT name FROM paused_destinations)",
                 )?
-                .query_row([], |r| r.get::<_, Option<Millis>>(0))?)
+                .query_row([skip], |r| r.get::<_, Option<Millis>>(0))?)
         })
         .await
     }
@@ -442,21 +479,22 @@ impl Store for SqliteStore {
 
     async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
         self.read(move |conn| {
+            let order = if filter.limit.is_some() { "DESC" } else { "ASC" };
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {DELIVERY_COLUMNS} FROM deliveries
-                 WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR event_id = ?2)
-                   AND (?3 IS NULL OR destination = ?3)
-                 ORDER BY seq"
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {DELIVERY_WHERE} ORDER BY seq {order} LIMIT ?8"
             ))?;
-            collect(
-                &mut stmt,
-                params![
-                    filter.status.map(DeliveryStatus::as_str),
-                    filter.event_id,
-                    filter.destination
-                ],
-                delivery_from_row,
-            )
+            collect(&mut stmt, delivery_params(&filter), delivery_from_row)
+        })
+        .await
+    }
+
+    async fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1"
+            ))?;
+            Ok(collect(&mut stmt, [id], delivery_from_row)?.pop())
         })
         .await
     }
@@ -465,7 +503,7 @@ impl Store for SqliteStore {
         let id = delivery_id.to_string();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT delivery_id, number, started_at, status_code, latency_ms, error
+                "SELECT delivery_id, number, started_at, status_code, latency_ms, error, response
                  FROM attempts WHERE delivery_id = ?1 ORDER BY seq",
             )?;
             collect(&mut stmt, [id], |row| {
@@ -476,11 +514,167 @@ impl Store for SqliteStore {
                     status_code: row.get(3)?,
                     latency_ms: row.get::<_, i64>(4)? as u64,
                     error: row.get(5)?,
+                    response_body: row.get(6)?,
                 })
             })
         })
         .await
     }
+
+    async fn events(&self, filter: EventFilter) -> Result<Vec<EventSummary>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT seq, id, route, received_at, event_type, status, error, length(body)
+                 FROM events WHERE {EVENT_WHERE} ORDER BY seq DESC LIMIT ?6"
+            ))?;
+            collect(
+                &mut stmt,
+                event_params(&filter, filter.limit as i64),
+                |row| {
+                    let status: String = row.get(5)?;
+                    Ok(EventSummary {
+                        seq: row.get(0)?,
+                        id: row.get(1)?,
+                        route: row.get(2)?,
+                        received_at: row.get(3)?,
+                        event_type: row.get(4)?,
+                        status: EventStatus::parse(&status)?,
+                        error: row.get(6)?,
+                        body_size: row.get::<_, i64>(7)? as u64,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    async fn requeue_deliveries(&self, filter: DeliveryFilter) -> Result<usize, StoreError> {
+        self.write(move |conn| {
+            let now = now_ms();
+            let mut stmt = conn.prepare_cached(&format!(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?9, round_start = attempts,
+                        lease_until = 0
+                 WHERE seq IN (SELECT seq FROM deliveries WHERE {DELIVERY_WHERE}
+                               AND status != 'delivered' ORDER BY seq LIMIT ?8)"
+            ))?;
+            let p = delivery_params(&filter);
+            Ok(stmt.execute(params![p.0, p.1, p.2, p.3, p.4, p.5, p.6, p.7, now])?)
+        })
+        .await
+    }
+
+    async fn replay_events(
+        &self,
+        filter: EventFilter,
+        ids: Option<Vec<String>>,
+    ) -> Result<usize, StoreError> {
+        let ids = ids.map(|ids| serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()));
+        self.write(move |conn| {
+            let limit = if filter.limit == 0 {
+                -1
+            } else {
+                filter.limit as i64
+            };
+            let mut stmt = conn.prepare_cached(&format!(
+                "UPDATE events SET status = 'received', error = NULL, lease_until = 0
+                 WHERE seq IN (SELECT seq FROM events WHERE {EVENT_WHERE}
+                               AND (?7 IS NULL OR id IN (SELECT value FROM json_each(?7)))
+                               ORDER BY seq LIMIT ?6)"
+            ))?;
+            let p = event_params(&filter, limit);
+            Ok(stmt.execute(params![p.0, p.1, p.2, p.3, p.4, p.5, ids])?)
+        })
+        .await
+    }
+
+    async fn set_destination_paused(
+        &self,
+        name: &str,
+        reason: Option<String>,
+    ) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.write(move |conn| {
+            match reason {
+                Some(reason) => conn
+                    .prepare_cached(
+                        "INSERT INTO paused_destinations (name, reason, paused_at) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (name) DO UPDATE SET reason = excluded.reason, paused_at = excluded.paused_at",
+                    )?
+                    .execute(params![name, reason, now_ms()])?,
+                None => conn
+                    .prepare_cached("DELETE FROM paused_destinations WHERE name = ?1")?
+                    .execute([name])?,
+            };
+            Ok(())
+        })
+        .await
+    }
+
+    async fn paused_destinations(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT name, reason FROM paused_destinations ORDER BY name")?;
+            collect(&mut stmt, [], |row| Ok((row.get(0)?, row.get(1)?)))
+        })
+        .await
+    }
+}
+
+/// The WHERE clause shared by delivery listings and requeues; parameters ?1-?7, limit ?8.
+const DELIVERY_WHERE: &str = "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR event_id = ?2)
+    AND (?3 IS NULL OR destination = ?3)
+    AND (?4 IS NULL OR event_id IN (SELECT id FROM events WHERE route = ?4))
+    AND (?5 IS NULL OR created_at >= ?5) AND (?6 IS NULL OR created_at < ?6)
+    AND (?7 IS NULL OR seq < ?7)";
+
+type DeliveryParams = (
+    Option<&'static str>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<Millis>,
+    Option<Millis>,
+    Option<i64>,
+    i64,
+);
+
+fn delivery_params(f: &DeliveryFilter) -> DeliveryParams {
+    (
+        f.status.map(DeliveryStatus::as_str),
+        f.event_id.clone(),
+        f.destination.clone(),
+        f.route.clone(),
+        f.since,
+        f.until,
+        f.before,
+        f.limit.map_or(-1, |l| l as i64),
+    )
+}
+
+/// The WHERE clause shared by event listings and replays; parameters ?1-?5.
+const EVENT_WHERE: &str = "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR route = ?2)
+    AND (?3 IS NULL OR received_at >= ?3) AND (?4 IS NULL OR received_at < ?4)
+    AND (?5 IS NULL OR seq < ?5)";
+
+/// Values for [`EVENT_WHERE`] plus the limit (?6).
+type EventParams = (
+    Option<&'static str>,
+    Option<String>,
+    Option<Millis>,
+    Option<Millis>,
+    Option<i64>,
+    i64,
+);
+
+fn event_params(f: &EventFilter, limit: i64) -> EventParams {
+    (
+        f.status.map(EventStatus::as_str),
+        f.route.clone(),
+        f.since,
+        f.until,
+        f.before,
+        limit,
+    )
 }
 
 #[cfg(test)]
