@@ -8,7 +8,7 @@ use crate::support::*;
 
 /// The common tables, on port 0, for commands that do not serve.
 fn server() -> String {
-    SERVER.replace("{PORT}", "0")
+    SERVER.replace("{PORT}", "0").replace("{ADMIN_PORT}", "0")
 }
 
 fn hookyard() -> Command {

@@ -3,9 +3,11 @@
 
 mod support;
 
+mod admin;
 mod cli;
 mod delivery;
 mod flow;
 mod ingress;
 mod plugin_limits;
+mod reliability;
 mod verification;

@@ -12,6 +12,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 
+use crate::admin::Admin;
 use crate::config::{Config, ConfigError};
 use crate::delivery::DeliveryWorker;
 use crate::delivery::http::{DestinationError, HttpDestination};
@@ -161,12 +162,33 @@ fn concurrency(config: &Config) -> usize {
 /// How long in-flight requests and attempts get to finish after shutdown is triggered.
 pub const GRACE: Duration = Duration::from_secs(10);
 
-/// Runs the router on `listener` until `shutdown` fires.
+/// The bound sockets the router serves on.
+pub struct Listeners {
+    /// Provider-facing: `/hooks/<route>`, `/healthz`, `/readyz`.
+    pub hooks: TcpListener,
+    /// The admin API, when configured.
+    pub admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds `server.listen` and, if set, `server.admin_listen`.
+    pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
+        let hooks = TcpListener::bind(config.server.listen).await?;
+        let admin = match config.server.admin_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        Ok(Listeners { hooks, admin })
+    }
+}
+
+/// Runs the router on `listeners` until `shutdown` fires.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: Shutdown,
 ) -> Result<(), StartError> {
+    let listener = listeners.hooks;
     let plugins = load_plugins(&config)?;
     let routes = Arc::new(build_routes(&config, &plugins)?);
     let egress = Arc::new(EgressPolicy::new(&config.egress));
@@ -181,9 +203,26 @@ pub async fn run(
     let wake = Arc::new(Notify::new());
     let dispatcher = Dispatcher::new(store.clone(), routes.clone(), wake.clone(), concurrency);
     let dispatching = tokio::spawn(dispatcher.run(dispatch_rx, shutdown.clone()));
-    let worker = DeliveryWorker::new(store.clone(), destinations, egress, wake);
+    let worker = DeliveryWorker::new(store.clone(), destinations, egress, wake.clone());
     let delivering = tokio::spawn(worker.run(shutdown.clone(), GRACE));
 
+    let admin_serving = listeners.admin.map(|admin_listener| {
+        let admin = Arc::new(Admin {
+            store: store.clone(),
+            token: config.server.admin_token.clone(),
+            destinations: config.destinations.keys().cloned().collect(),
+            delivery_wake: wake.clone(),
+        });
+        if let Ok(addr) = admin_listener.local_addr() {
+            tracing::info!(listen = %addr, "admin API serving");
+        }
+        tokio::spawn(serve_http(
+            admin_listener,
+            crate::admin::router(admin),
+            config.server.header_timeout.0,
+            shutdown.clone(),
+        ))
+    });
     let ingress = Arc::new(Ingress {
         routes,
         store,
@@ -207,6 +246,9 @@ pub async fn run(
     .await;
     let _ = dispatching.await;
     let _ = delivering.await;
+    if let Some(admin) = admin_serving {
+        let _ = admin.await;
+    }
     drop(plugins);
     tracing::info!("hookyard stopped");
     Ok(())

@@ -16,11 +16,13 @@
 //! - [`pipeline`]: the wasm runtime: engine, bindings, limits, the chain of steps.
 //! - [`delivery`]: claims due jobs, attempts them, retries with backoff, dead letters.
 //! - [`egress`]: the SSRF rules every outbound connection obeys.
+//! - [`admin`]: the admin API: inspect, retry, replay, resume.
 //! - [`app`]: wiring all of the above from a config; [`shutdown`]: the stop signal.
 //! - [`cli`]: the `hookyard` command line.
 
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;

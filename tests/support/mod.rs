@@ -110,6 +110,8 @@ pub fn free_port() -> u16 {
 pub struct Router {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// Replaces `{ADMIN_PORT}` in the config.
+    pub admin_port: u16,
     child: Option<Child>,
     config_path: PathBuf,
     env: Vec<(String, String)>,
@@ -125,8 +127,12 @@ impl Router {
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Result<Router> {
         let dir = tempfile::tempdir()?;
         let port = free_port();
+        let admin_port = free_port();
         let config_path = dir.path().join("router.toml");
-        std::fs::write(&config_path, config.replace("{PORT}", &port.to_string()))?;
+        let text = config
+            .replace("{PORT}", &port.to_string())
+            .replace("{ADMIN_PORT}", &admin_port.to_string());
+        std::fs::write(&config_path, text)?;
         let env = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -134,6 +140,7 @@ impl Router {
         let mut router = Router {
             dir,
             port,
+            admin_port,
             child: None,
             config_path,
             env,
@@ -190,6 +197,16 @@ impl Router {
     /// The router's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("router.log")).unwrap_or_default()
+    }
+
+    /// `http://127.0.0.1:<admin port>`.
+    pub fn admin_base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
+    }
+
+    /// The config file the router runs with.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
     }
 
     /// Kills the process without warning (SIGKILL).
@@ -290,6 +307,15 @@ pub struct Received {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    pub at: Instant,
+}
+
+/// One scripted answer.
+#[derive(Debug, Clone, Default)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub delay: Duration,
 }
 
 impl Received {
@@ -306,8 +332,8 @@ impl Received {
 pub struct Receiver {
     pub addr: SocketAddr,
     got: Arc<Mutex<Vec<Received>>>,
-    script: Arc<Mutex<VecDeque<u16>>>,
-    default_status: Arc<Mutex<u16>>,
+    script: Arc<Mutex<VecDeque<Reply>>>,
+    default_reply: Arc<Mutex<Reply>>,
 }
 
 impl Receiver {
@@ -325,25 +351,39 @@ impl Receiver {
             addr: listener.local_addr().expect("addr"),
             got: Default::default(),
             script: Default::default(),
-            default_status: Arc::new(Mutex::new(200)),
+            default_reply: Arc::new(Mutex::new(Reply {
+                status: 200,
+                ..Default::default()
+            })),
         };
         let state = receiver.clone();
         let app = axum::Router::new().fallback(
             move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
                 let state = state.clone();
                 async move {
-                    let status = state
-                        .script
-                        .lock()
-                        .unwrap()
-                        .pop_front()
-                        .unwrap_or(*state.default_status.lock().unwrap());
+                    let at = Instant::now();
+                    let scripted = state.script.lock().unwrap().pop_front();
+                    let reply =
+                        scripted.unwrap_or_else(|| state.default_reply.lock().unwrap().clone());
                     state.got.lock().unwrap().push(Received {
                         path: uri.path().to_string(),
                         headers,
                         body,
+                        at,
                     });
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::OK)
+                    if !reply.delay.is_zero() {
+                        tokio::time::sleep(reply.delay).await;
+                    }
+                    let mut resp = axum::response::Response::new(axum::body::Body::from(format!(
+                        "reply {}",
+                        reply.status
+                    )));
+                    *resp.status_mut() =
+                        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+                    for (k, v) in reply.headers {
+                        resp.headers_mut().insert(k, v.parse().unwrap());
+                    }
+                    resp
                 }
             },
         );
@@ -355,12 +395,28 @@ impl Receiver {
 
     /// The next requests get these statuses, in order; then the default.
     pub fn answer(&self, statuses: &[u16]) {
-        self.script.lock().unwrap().extend(statuses);
+        self.script
+            .lock()
+            .unwrap()
+            .extend(statuses.iter().map(|s| Reply {
+                status: *s,
+                ..Default::default()
+            }));
+    }
+
+    /// The next request gets this reply.
+    pub fn reply(&self, reply: Reply) {
+        self.script.lock().unwrap().push_back(reply);
     }
 
     /// Every request after the script gets this status.
     pub fn always(&self, status: u16) {
-        *self.default_status.lock().unwrap() = status;
+        self.default_reply.lock().unwrap().status = status;
+    }
+
+    /// Every request after the script waits this long before answering.
+    pub fn delay_all(&self, delay: Duration) {
+        self.default_reply.lock().unwrap().delay = delay;
     }
 
     /// `http://addr/path`.
@@ -480,6 +536,54 @@ pub async fn post_github(
     post(router, route, &headers, body).await
 }
 
+/// The admin token test configs use.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// Runs a `hookyard` admin command against `router`; returns stdout, failing on a non-zero exit.
+pub fn hookyard_admin(router: &Router, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_hookyard"))
+        .args(args)
+        .arg("-c")
+        .arg(router.config_path())
+        .output()
+        .expect("run hookyard");
+    assert!(
+        out.status.success(),
+        "hookyard {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// GET or POST on the admin API with the test token; returns status and JSON.
+pub async fn admin(
+    router: &Router,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let client = reqwest::Client::new();
+    let url = format!("{}{path}", router.admin_base());
+    let mut req = match method {
+        "POST" => client.post(url),
+        _ => client.get(url),
+    }
+    .bearer_auth(ADMIN_TOKEN);
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = req.send().await.expect("admin request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
 /// The `[store]` and `[server]` tables every test config starts with.
 pub const SERVER: &str = r#"
 [server]
@@ -487,6 +591,8 @@ listen = "127.0.0.1:{PORT}"
 header_timeout = "1s"
 body_timeout = "1s"
 max_body = "64KiB"
+admin_listen = "127.0.0.1:{ADMIN_PORT}"
+admin_token = "test-admin-token-0123456789"
 
 [store]
 url = "sqlite://data/hookyard.db"

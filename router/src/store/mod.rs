@@ -228,6 +228,8 @@ pub enum AttemptOutcome {
 /// Filters for listing deliveries. Every field narrows; none set means all.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
+    /// Only the delivery with this id.
+    pub id: Option<String>,
     /// Only this status.
     pub status: Option<DeliveryStatus>,
     /// Only deliveries of this event.

@@ -481,7 +481,7 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let order = if filter.limit.is_some() { "DESC" } else { "ASC" };
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {DELIVERY_WHERE} ORDER BY seq {order} LIMIT ?8"
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {DELIVERY_WHERE} ORDER BY seq {order} LIMIT ?9"
             ))?;
             collect(&mut stmt, delivery_params(&filter), delivery_from_row)
         })
@@ -552,13 +552,13 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let now = now_ms();
             let mut stmt = conn.prepare_cached(&format!(
-                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?9, round_start = attempts,
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?10, round_start = attempts,
                         lease_until = 0
                  WHERE seq IN (SELECT seq FROM deliveries WHERE {DELIVERY_WHERE}
-                               AND status != 'delivered' ORDER BY seq LIMIT ?8)"
+                               AND status != 'delivered' ORDER BY seq LIMIT ?9)"
             ))?;
             let p = delivery_params(&filter);
-            Ok(stmt.execute(params![p.0, p.1, p.2, p.3, p.4, p.5, p.6, p.7, now])?)
+            Ok(stmt.execute(params![p.0, p.1, p.2, p.3, p.4, p.5, p.6, p.7, p.8, now])?)
         })
         .await
     }
@@ -620,12 +620,12 @@ impl Store for SqliteStore {
     }
 }
 
-/// The WHERE clause shared by delivery listings and requeues; parameters ?1-?7, limit ?8.
+/// The WHERE clause shared by delivery listings and requeues; parameters ?1-?8, limit ?9.
 const DELIVERY_WHERE: &str = "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR event_id = ?2)
     AND (?3 IS NULL OR destination = ?3)
     AND (?4 IS NULL OR event_id IN (SELECT id FROM events WHERE route = ?4))
     AND (?5 IS NULL OR created_at >= ?5) AND (?6 IS NULL OR created_at < ?6)
-    AND (?7 IS NULL OR seq < ?7)";
+    AND (?7 IS NULL OR seq < ?7) AND (?8 IS NULL OR id = ?8)";
 
 type DeliveryParams = (
     Option<&'static str>,
@@ -635,6 +635,7 @@ type DeliveryParams = (
     Option<Millis>,
     Option<Millis>,
     Option<i64>,
+    Option<String>,
     i64,
 );
 
@@ -647,6 +648,7 @@ fn delivery_params(f: &DeliveryFilter) -> DeliveryParams {
         f.since,
         f.until,
         f.before,
+        f.id.clone(),
         f.limit.map_or(-1, |l| l as i64),
     )
 }

@@ -1,4 +1,7 @@
-//! The `hookyard` command line: `serve`, `check`, `plugin test`.
+//! The `hookyard` command line: `serve`, `check`, `send`, `plugin test`, and the admin
+//! commands in [`admin`].
+
+mod admin;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -49,6 +52,43 @@ enum Command {
         /// The provider event type (e.g. `push` for GitHub).
         #[arg(long)]
         event_type: Option<String>,
+    },
+    /// List events, or show or replay one (admin API).
+    #[command(args_conflicts_with_subcommands = true)]
+    Events {
+        #[command(flatten)]
+        connection: admin::Connection,
+        #[command(flatten)]
+        filters: admin::Filters,
+        #[command(subcommand)]
+        command: Option<admin::EventsCmd>,
+    },
+    /// List deliveries (dead letters with --status dead), or show or retry one (admin API).
+    #[command(args_conflicts_with_subcommands = true)]
+    Deliveries {
+        #[command(flatten)]
+        connection: admin::Connection,
+        #[command(flatten)]
+        filters: admin::Filters,
+        #[command(subcommand)]
+        command: Option<admin::DeliveriesCmd>,
+    },
+    /// Re-queue matching deliveries (e.g. --status dead), or re-run matching events' plugins.
+    Replay {
+        #[command(flatten)]
+        connection: admin::Connection,
+        #[command(flatten)]
+        filters: admin::Filters,
+        /// Run the matching events through their plugins again instead.
+        #[arg(long)]
+        rerun_plugins: bool,
+    },
+    /// List destinations and whether they are paused, or resume one (admin API).
+    Destinations {
+        #[command(flatten)]
+        connection: admin::Connection,
+        #[command(subcommand)]
+        command: Option<admin::DestinationsCmd>,
     },
     /// Work with plugins.
     Plugin {
@@ -111,6 +151,25 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => serve(&config),
         Command::Check { config } => check(&config),
+        Command::Events {
+            connection,
+            filters,
+            command,
+        } => admin::events(&connection, &filters, command).map(|()| ExitCode::SUCCESS),
+        Command::Deliveries {
+            connection,
+            filters,
+            command,
+        } => admin::deliveries(&connection, &filters, command).map(|()| ExitCode::SUCCESS),
+        Command::Replay {
+            connection,
+            filters,
+            rerun_plugins,
+        } => admin::replay(&connection, &filters, rerun_plugins).map(|()| ExitCode::SUCCESS),
+        Command::Destinations {
+            connection,
+            command,
+        } => admin::destinations(&connection, command).map(|()| ExitCode::SUCCESS),
         Command::Send {
             route,
             payload,
@@ -148,16 +207,21 @@ fn serve(path: &Path) -> Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.server.listen)
+        let listeners = crate::app::Listeners::bind(&config)
             .await
-            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (or the admin address {:?})",
+                    config.server.listen, config.server.admin_listen
+                )
+            })?;
         let (trigger, shutdown) = crate::shutdown::channel();
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down: finishing requests and deliveries in flight");
             trigger.fire();
         });
-        crate::app::run(config, listener, shutdown).await?;
+        crate::app::run(config, listeners, shutdown).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -1,0 +1,415 @@
+//! The admin API on `admin_listen`: inspect events, deliveries and attempts; retry, replay
+//! and resume. Every request needs `Authorization: Bearer <admin_token>` (unless the config
+//! serves it without a token on loopback). Secrets never appear in its answers.
+//!
+//! | method and path | what it does |
+//! | --- | --- |
+//! | `GET /admin/events?route=&status=&since=&until=&limit=&before=` | lists events, newest first |
+//! | `GET /admin/events/{id}` | one event with its body, deliveries and attempts |
+//! | `POST /admin/events/{id}/replay` | runs the event through its plugins again |
+//! | `GET /admin/deliveries?status=&route=&destination=&since=&until=&limit=&before=` | lists deliveries, newest first |
+//! | `GET /admin/deliveries/{id}` | one delivery with its attempts |
+//! | `POST /admin/deliveries/{id}/retry` | attempts it again now, with a fresh retry budget |
+//! | `POST /admin/replay` | bulk: re-queues matching deliveries, or re-runs matching events' plugins |
+//! | `GET /admin/destinations` | destinations, and which are paused |
+//! | `POST /admin/destinations/{name}/resume` | resumes a paused destination |
+
+mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
+
+use crate::config::Secret;
+use crate::store::{
+    DeliveryFilter, DeliveryStatus, EventFilter, EventStatus, Millis, Store, StoreError, now_ms,
+};
+pub use views::{AttemptView, DeliveryView, EventDetail, EventView, Page};
+
+/// What the admin handlers share.
+pub struct Admin {
+    /// The journal.
+    pub store: Arc<dyn Store>,
+    /// The token every request must carry; `None` only when the config allows it.
+    pub token: Option<Secret>,
+    /// Destination names from the config.
+    pub destinations: Vec<String>,
+    /// Wakes the delivery worker after a retry or resume.
+    pub delivery_wake: Arc<Notify>,
+}
+
+/// Largest page a listing returns.
+const MAX_LIMIT: usize = 1000;
+
+/// The admin HTTP app.
+pub fn router(admin: Arc<Admin>) -> Router {
+    Router::new()
+        .route("/admin/events", get(list_events))
+        .route("/admin/events/{id}", get(show_event))
+        .route("/admin/events/{id}/replay", post(replay_event))
+        .route("/admin/deliveries", get(list_deliveries))
+        .route("/admin/deliveries/{id}", get(show_delivery))
+        .route("/admin/deliveries/{id}/retry", post(retry_delivery))
+        .route("/admin/replay", post(bulk_replay))
+        .route("/admin/destinations", get(list_destinations))
+        .route(
+            "/admin/destinations/{name}/resume",
+            post(resume_destination),
+        )
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
+        .layer(middleware::from_fn_with_state(admin.clone(), require_token))
+        .with_state(admin)
+}
+
+/// A JSON error answer.
+fn error(status: StatusCode, reason: &str) -> Response {
+    json(status, &serde_json::json!({ "error": reason }))
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_string(value) {
+        Ok(text) => (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            text + "\n",
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Internal failures are logged once and answered without detail.
+fn internal(e: StoreError) -> Response {
+    tracing::error!(error = %e, "admin request failed");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error; see the router log",
+    )
+}
+
+async fn require_token(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
+    if let Some(token) = &admin.token {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes())) {
+            let mut resp = error(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            return resp;
+        }
+    }
+    next.run(request).await
+}
+
+/// Query parameters shared by the listings and the bulk replay.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    route: Option<String>,
+    destination: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<usize>,
+    before: Option<i64>,
+    /// Bulk replay only: re-run the events' plugins instead of re-queuing deliveries.
+    #[serde(default)]
+    rerun_plugins: bool,
+}
+
+/// Parses a time given as RFC 3339 (`2026-11-23T10:00:00Z`), milliseconds since the epoch,
+/// or a duration ago (`90s`, `2h`, `3d`).
+pub fn parse_time(s: &str, now: Millis) -> Result<Millis, String> {
+    if let Ok(ms) = s.parse::<Millis>() {
+        return Ok(ms);
+    }
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        return t
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as Millis)
+            .map_err(|_| format!("time {s:?} is before 1970"));
+    }
+    humantime::parse_duration(s)
+        .map(|ago| now - ago.as_millis() as Millis)
+        .map_err(|_| format!("invalid time {s:?}; use RFC 3339, epoch milliseconds, or a duration ago like \"2h\""))
+}
+
+impl ListQuery {
+    fn times(&self) -> Result<(Option<Millis>, Option<Millis>), String> {
+        let now = now_ms();
+        let since = self
+            .since
+            .as_deref()
+            .map(|s| parse_time(s, now))
+            .transpose()?;
+        let until = self
+            .until
+            .as_deref()
+            .map(|s| parse_time(s, now))
+            .transpose()?;
+        Ok((since, until))
+    }
+
+    fn limit(&self) -> usize {
+        self.limit.unwrap_or(100).clamp(1, MAX_LIMIT)
+    }
+
+    fn event_filter(&self) -> Result<EventFilter, String> {
+        if self.destination.is_some() {
+            return Err("events cannot be filtered by destination".into());
+        }
+        let status = self
+            .status
+            .as_deref()
+            .map(|s| {
+                EventStatus::parse(s)
+                    .map_err(|_| format!("status must be received, processed or failed, not {s:?}"))
+            })
+            .transpose()?;
+        let (since, until) = self.times()?;
+        Ok(EventFilter {
+            status,
+            route: self.route.clone(),
+            since,
+            until,
+            before: self.before,
+            limit: self.limit(),
+        })
+    }
+
+    fn delivery_filter(&self) -> Result<DeliveryFilter, String> {
+        let status = self
+            .status
+            .as_deref()
+            .map(|s| {
+                DeliveryStatus::parse(s).map_err(|_| {
+                    format!("status must be pending, retrying, delivered or dead, not {s:?}")
+                })
+            })
+            .transpose()?;
+        let (since, until) = self.times()?;
+        Ok(DeliveryFilter {
+            status,
+            route: self.route.clone(),
+            destination: self.destination.clone(),
+            since,
+            until,
+            before: self.before,
+            limit: Some(self.limit()),
+            event_id: None,
+            id: None,
+        })
+    }
+}
+
+fn bad_query(e: String) -> Response {
+    error(StatusCode::BAD_REQUEST, &e)
+}
+
+async fn list_events(State(admin): State<Arc<Admin>>, Query(q): Query<ListQuery>) -> Response {
+    let filter = match q.event_filter() {
+        Ok(f) => f,
+        Err(e) => return bad_query(e),
+    };
+    let limit = filter.limit;
+    match admin.store.events(filter).await {
+        Ok(events) => json(
+            StatusCode::OK,
+            &Page::new(
+                events.into_iter().map(EventView::from).collect(),
+                limit,
+                |e| e.seq,
+            ),
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+async fn show_event(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Response {
+    let event = match admin.store.event(&id).await {
+        Ok(Some(e)) => e,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "no such event"),
+        Err(e) => return internal(e),
+    };
+    let filter = DeliveryFilter {
+        event_id: Some(id.clone()),
+        ..Default::default()
+    };
+    let deliveries = match admin.store.deliveries(filter).await {
+        Ok(d) => d,
+        Err(e) => return internal(e),
+    };
+    let mut views = Vec::with_capacity(deliveries.len());
+    for d in deliveries {
+        let attempts = match admin.store.attempts(&d.new.id).await {
+            Ok(a) => a,
+            Err(e) => return internal(e),
+        };
+        views.push(DeliveryView::with_attempts(d, attempts));
+    }
+    json(StatusCode::OK, &EventDetail::new(event, views))
+}
+
+async fn replay_event(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Response {
+    match admin
+        .store
+        .replay_events(EventFilter::default(), Some(vec![id]))
+        .await
+    {
+        Ok(0) => error(StatusCode::NOT_FOUND, "no such event"),
+        Ok(n) => json(StatusCode::ACCEPTED, &serde_json::json!({ "replayed": n })),
+        Err(e) => internal(e),
+    }
+}
+
+async fn list_deliveries(State(admin): State<Arc<Admin>>, Query(q): Query<ListQuery>) -> Response {
+    let filter = match q.delivery_filter() {
+        Ok(f) => f,
+        Err(e) => return bad_query(e),
+    };
+    let limit = filter.limit.unwrap_or(MAX_LIMIT);
+    match admin.store.deliveries(filter).await {
+        Ok(ds) => json(
+            StatusCode::OK,
+            &Page::new(
+                ds.into_iter().map(DeliveryView::from).collect(),
+                limit,
+                |d| d.seq,
+            ),
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+async fn show_delivery(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Response {
+    let delivery = match admin.store.delivery(&id).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "no such delivery"),
+        Err(e) => return internal(e),
+    };
+    match admin.store.attempts(&id).await {
+        Ok(attempts) => json(
+            StatusCode::OK,
+            &DeliveryView::with_attempts(delivery, attempts),
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+async fn retry_delivery(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Response {
+    let exists = match admin.store.delivery(&id).await {
+        Ok(d) => d,
+        Err(e) => return internal(e),
+    };
+    match exists {
+        None => error(StatusCode::NOT_FOUND, "no such delivery"),
+        Some(d) if d.status == DeliveryStatus::Delivered => {
+            error(StatusCode::CONFLICT, "already delivered")
+        }
+        Some(_) => {
+            let filter = DeliveryFilter {
+                id: Some(id),
+                ..Default::default()
+            };
+            match admin.store.requeue_deliveries(filter).await {
+                Ok(n) => {
+                    admin.delivery_wake.notify_one();
+                    json(StatusCode::ACCEPTED, &serde_json::json!({ "requeued": n }))
+                }
+                Err(e) => internal(e),
+            }
+        }
+    }
+}
+
+async fn bulk_replay(
+    State(admin): State<Arc<Admin>>,
+    axum::Json(q): axum::Json<ListQuery>,
+) -> Response {
+    if q.rerun_plugins {
+        let mut filter = match q.event_filter() {
+            Ok(f) => f,
+            Err(e) => return bad_query(e),
+        };
+        filter.limit = q.limit.unwrap_or(0);
+        return match admin.store.replay_events(filter, None).await {
+            Ok(n) => json(StatusCode::ACCEPTED, &serde_json::json!({ "replayed": n })),
+            Err(e) => internal(e),
+        };
+    }
+    let mut filter = match q.delivery_filter() {
+        Ok(f) => f,
+        Err(e) => return bad_query(e),
+    };
+    filter.limit = q.limit;
+    match admin.store.requeue_deliveries(filter).await {
+        Ok(n) => {
+            admin.delivery_wake.notify_one();
+            json(StatusCode::ACCEPTED, &serde_json::json!({ "requeued": n }))
+        }
+        Err(e) => internal(e),
+    }
+}
+
+async fn list_destinations(State(admin): State<Arc<Admin>>) -> Response {
+    let paused = match admin.store.paused_destinations().await {
+        Ok(p) => p,
+        Err(e) => return internal(e),
+    };
+    let list: Vec<_> = admin
+        .destinations
+        .iter()
+        .map(|name| {
+            let reason = paused
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, r)| r.clone());
+            serde_json::json!({ "name": name, "paused": reason.is_some(), "reason": reason })
+        })
+        .collect();
+    json(StatusCode::OK, &serde_json::json!({ "destinations": list }))
+}
+
+async fn resume_destination(State(admin): State<Arc<Admin>>, Path(name): Path<String>) -> Response {
+    if !admin.destinations.contains(&name) {
+        return error(StatusCode::NOT_FOUND, "no such destination");
+    }
+    match admin.store.set_destination_paused(&name, None).await {
+        Ok(()) => {
+            admin.delivery_wake.notify_one();
+            json(StatusCode::OK, &serde_json::json!({ "resumed": name }))
+        }
+        Err(e) => internal(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_in_three_forms() {
+        let now = 1_800_000_000_000;
+        assert_eq!(parse_time("1700000000000", now), Ok(1_700_000_000_000));
+        assert_eq!(parse_time("2h", now), Ok(now - 7_200_000));
+        assert_eq!(
+            parse_time("2026-01-01T00:00:00Z", now),
+            Ok(1_767_225_600_000)
+        );
+        assert!(parse_time("yesterday-ish", now).is_err());
+    }
+}

@@ -1,0 +1,188 @@
+//! The admin API and the `hookyard events|deliveries|replay|destinations` commands.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+fn config(receiver: &Receiver, attempts: u32) -> String {
+    format!(
+        r#"{SERVER}
+[plugins.chat]
+path = "{}"
+
+[destinations.chat]
+url = "{}"
+retry = {{ attempts = {attempts}, backoff = "50ms" }}
+# Every attempt fails in some tests here: keep the circuit closed so retries run at once.
+breaker = {{ failures = 0 }}
+
+[[routes]]
+name = "github"
+verify = {{ scheme = "none" }}
+steps = ["chat"]
+to = ["chat"]
+"#,
+        plugin("github-to-chat").display(),
+        receiver.url("/chat")
+    )
+}
+
+async fn post_push(router: &Router) -> String {
+    let headers = vec![("x-github-event".to_string(), "push".to_string())];
+    let (status, body) = post(router, "github", &headers, &fixture("github/push.json")).await;
+    assert_eq!(status, 202, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_api_refuses_missing_or_wrong_tokens() {
+    let receiver = Receiver::start().await;
+    let router = Router::start(&config(&receiver, 3)).expect("router starts");
+    let client = reqwest::Client::new();
+    let url = format!("{}/admin/events", router.admin_base());
+    let none = client.get(&url).send().await.unwrap();
+    assert_eq!(none.status(), 401);
+    assert_eq!(none.headers()["www-authenticate"], "Bearer");
+    let wrong = client
+        .get(&url)
+        .bearer_auth("test-admin-token-0123456788")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let (status, body) = admin(&router, "GET", "/admin/events", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["items"], serde_json::json!([]));
+    let (status, body) = admin(&router, "GET", "/admin/deliveries?status=lost", None).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("pending, retrying, delivered or dead")
+    );
+    // The hooks listener does not serve the admin API.
+    let r = client
+        .get(format!("{}/admin/events", router.base()))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn event_detail_shows_deliveries_attempts_and_response_bodies() {
+    let receiver = Receiver::start().await;
+    receiver.answer(&[500]);
+    let router = Router::start(&config(&receiver, 3)).expect("router starts");
+    let id = post_push(&router).await;
+    receiver.wait_for(2, Duration::from_secs(20)).await;
+    eventually("delivered", Duration::from_secs(10), || {
+        router.count("SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'") == 1
+    })
+    .await;
+    let (status, event) = admin(&router, "GET", &format!("/admin/events/{id}"), None).await;
+    assert_eq!(status, 200, "{event}");
+    assert_eq!(event["status"], "processed");
+    assert_eq!(event["event_type"], "push");
+    assert!(event["body"].as_str().unwrap().contains("Codertocat"));
+    let delivery = &event["deliveries"][0];
+    assert_eq!(delivery["destination"], "chat");
+    assert_eq!(delivery["status"], "delivered");
+    let log = delivery["attempt_log"].as_array().unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0]["status_code"], 500);
+    assert_eq!(log[0]["response_body"], "reply 500");
+    assert_eq!(log[1]["status_code"], 200);
+
+    // The same through the command line, as tables.
+    let table = hookyard_admin(&router, &["events"]);
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(
+        table.contains(&id) && table.contains("processed") && table.contains("push"),
+        "{table}"
+    );
+    let shown = hookyard_admin(
+        &router,
+        &["deliveries", "show", delivery["id"].as_str().unwrap()],
+    );
+    assert!(
+        shown.contains("reply 500") && shown.contains("HTTP 500"),
+        "{shown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_are_listed_and_bulk_replay_delivers_them_once_the_receiver_is_back() {
+    let receiver = Receiver::start().await;
+    receiver.always(503);
+    let router = Router::start(&config(&receiver, 2)).expect("router starts");
+    for _ in 0..3 {
+        post_push(&router).await;
+    }
+    eventually("three dead letters", Duration::from_secs(20), || {
+        router.count("SELECT COUNT(*) FROM deliveries WHERE status = 'dead'") == 3
+    })
+    .await;
+    let dead = hookyard_admin(&router, &["deliveries", "--status", "dead"]);
+    assert_eq!(dead.lines().count(), 4, "header + 3 rows:\n{dead}");
+    assert!(
+        dead.contains("gave up after 2 attempts; last: HTTP 503 Service Unavailable"),
+        "{dead}"
+    );
+    let before: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.header("hookyard-delivery-id").unwrap().to_string())
+        .collect();
+
+    // The receiver comes back; the operator replays the dead letters.
+    receiver.always(200);
+    let out = hookyard_admin(
+        &router,
+        &["replay", "--status", "dead", "--destination", "chat"],
+    );
+    assert_eq!(out.trim(), "3 deliver(ies) re-queued");
+    eventually("all delivered", Duration::from_secs(20), || {
+        router.count("SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'") == 3
+    })
+    .await;
+    let after: Vec<_> = receiver
+        .received()
+        .iter()
+        .skip(before.len())
+        .map(|r| r.header("hookyard-delivery-id").unwrap().to_string())
+        .collect();
+    assert_eq!(after.len(), 3);
+    assert!(
+        after.iter().all(|id| before.contains(id)),
+        "replayed deliveries keep their ids"
+    );
+    let (_, dead) = admin(&router, "GET", "/admin/deliveries?status=dead", None).await;
+    assert_eq!(dead["items"], serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replaying_an_event_reruns_its_plugins_into_new_deliveries() {
+    let receiver = Receiver::start().await;
+    let router = Router::start(&config(&receiver, 3)).expect("router starts");
+    let id = post_push(&router).await;
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+    let out = hookyard_admin(&router, &["events", "replay", &id]);
+    assert!(out.contains("replaying"), "{out}");
+    let got = receiver.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(
+        got[0].body, got[1].body,
+        "same event, same plugin, same output"
+    );
+    assert_ne!(
+        got[0].header("hookyard-delivery-id"),
+        got[1].header("hookyard-delivery-id"),
+        "a replay makes a new delivery"
+    );
+    assert_eq!(got[1].header("hookyard-event-id"), Some(id.as_str()));
+    let (status, _) = admin(&router, "POST", "/admin/events/evt_nope/replay", None).await;
+    assert_eq!(status, 404);
+}
