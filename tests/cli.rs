@@ -18,20 +18,13 @@ fn hookyard() -> Command {
 #[test]
 fn check_names_file_line_and_key_of_a_config_error() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("router.toml");
     let text = format!(
         "{}\n[destinations.chat]\nurl = \"http://x\"\nretires = 3\n",
         server()
     );
     let line = text.lines().position(|l| l.starts_with("retires")).unwrap() + 1;
-    std::fs::write(&path, &text).unwrap();
-    let out = hookyard()
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (ok, err) = check_config(dir.path(), &text);
+    assert!(!ok);
     assert!(err.contains("router.toml"), "{err}");
     assert!(err.contains(&format!("line {line}")), "{err}");
     assert!(err.contains("unknown field `retires`"), "{err}");
@@ -40,42 +33,19 @@ fn check_names_file_line_and_key_of_a_config_error() {
 #[test]
 fn check_loads_every_plugin_and_rejects_a_non_component() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("router.toml");
     let good = format!(
         "{}\n[plugins.chat]\npath = \"{}\"\n[plugins.filter]\npath = \"{}\"\n",
         server(),
         plugin("github-to-chat").display(),
         plugin("filter").display()
     );
-    std::fs::write(&path, &good).unwrap();
-    let out = hookyard()
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "ok: 0 route(s), 2 plugin(s), 0 destination(s)\n"
-    );
+    let (ok, err) = check_config(dir.path(), &good);
+    assert!(ok, "{err}");
 
     std::fs::write(dir.path().join("bogus.wasm"), b"\0asm not really").unwrap();
-    std::fs::write(
-        &path,
-        format!("{}\n[plugins.bogus]\npath = \"bogus.wasm\"\n", server()),
-    )
-    .unwrap();
-    let out = hookyard()
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let bad = format!("{}\n[plugins.bogus]\npath = \"bogus.wasm\"\n", server());
+    let (ok, err) = check_config(dir.path(), &bad);
+    assert!(!ok);
     assert!(
         err.contains("cannot compile plugin") && err.contains("bogus.wasm"),
         "{err}"

@@ -80,14 +80,7 @@ async fn exhausted_retries_leave_a_dead_letter_with_the_reason() {
     receiver.always(503);
     let router = Router::start(&config(&receiver.url("/hook"), 3)).expect("router starts");
     assert_eq!(post(&router, "in", &[], b"{}").await.0, 202);
-    eventually("the delivery is dead", Duration::from_secs(20), || {
-        router.count("SELECT COUNT(*) FROM deliveries WHERE status = 'dead'") == 1
-    })
-    .await;
-    let reason: String = router
-        .db()
-        .query_row("SELECT last_error FROM deliveries", [], |r| r.get(0))
-        .unwrap();
+    let reason = dead_letter_reason(&router).await;
     assert_eq!(
         reason,
         "gave up after 3 attempts; last: HTTP 503 Service Unavailable"
@@ -101,10 +94,7 @@ async fn refused_connections_are_retried_and_recorded() {
     let router =
         Router::start(&config(&format!("http://127.0.0.1:{port}/x"), 2)).expect("router starts");
     assert_eq!(post(&router, "in", &[], b"{}").await.0, 202);
-    eventually("the delivery is dead", Duration::from_secs(20), || {
-        router.count("SELECT COUNT(*) FROM deliveries WHERE status = 'dead'") == 1
-    })
-    .await;
+    dead_letter_reason(&router).await;
     let recorded = attempts(&router);
     assert_eq!(recorded.len(), 2);
     assert!(recorded[0].1.is_none());

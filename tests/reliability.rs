@@ -11,23 +11,14 @@ use crate::support::*;
 #[test]
 fn a_private_destination_address_is_refused_at_startup_without_an_egress_allowance() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("router.toml");
     let config = SERVER
         .replace("{PORT}", "0")
-        .replace("admin_listen = \"127.0.0.1:{ADMIN_PORT}\"\n", "");
-    let config = config.replace("allow_private = [\"127.0.0.0/8\"]", "allow_private = []");
-    std::fs::write(
-        &path,
-        format!("{config}\n[destinations.meta]\nurl = \"http://169.254.169.254/latest\"\n"),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookyard"))
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+        .replace("{ADMIN_PORT}", "0")
+        .replace("allow_private = [\"127.0.0.0/8\"]", "allow_private = []");
+    let config =
+        format!("{config}\n[destinations.meta]\nurl = \"http://169.254.169.254/latest\"\n");
+    let (ok, err) = check_config(dir.path(), &config);
+    assert!(!ok);
     assert!(
         err.contains("destination \"meta\": 169.254.169.254 is a link-local address; allow it with [egress] allow_private"),
         "{err}"
@@ -52,14 +43,7 @@ to = ["sneaky"]
     );
     let router = Router::start(&config).expect("router starts");
     assert_eq!(post(&router, "in", &[], b"{}").await.0, 202);
-    eventually("the delivery is dead", Duration::from_secs(20), || {
-        router.count("SELECT COUNT(*) FROM deliveries WHERE status = 'dead'") == 1
-    })
-    .await;
-    let reason: String = router
-        .db()
-        .query_row("SELECT last_error FROM deliveries", [], |r| r.get(0))
-        .unwrap();
+    let reason = dead_letter_reason(&router).await;
     assert!(
         reason.starts_with("blocked by egress rules: localhost resolves only to blocked addresses"),
         "{reason}"

@@ -459,6 +459,37 @@ pub async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -
     }
 }
 
+/// Waits until the router holds exactly one dead letter and returns its reason.
+pub async fn dead_letter_reason(router: &Router) -> String {
+    eventually("the delivery is dead", Duration::from_secs(20), || {
+        router.count("SELECT COUNT(*) FROM deliveries WHERE status = 'dead'") == 1
+    })
+    .await;
+    router
+        .db()
+        .query_row(
+            "SELECT last_error FROM deliveries WHERE status = 'dead'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("dead letter reason")
+}
+
+/// Runs `hookyard check` on `config` written to `dir/router.toml`; returns success and stderr.
+pub fn check_config(dir: &Path, config: &str) -> (bool, String) {
+    let path = dir.join("router.toml");
+    std::fs::write(&path, config).expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_hookyard"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run hookyard check");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// GitHub's signature, computed here independently of the router's code.
 pub fn github_signature(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();

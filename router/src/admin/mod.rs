@@ -261,7 +261,7 @@ async fn show_event(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> 
         };
         views.push(DeliveryView::with_attempts(d, attempts));
     }
-    json(StatusCode::OK, &EventDetail::new(event, views))
+    json(StatusCode::OK, &EventDetail::new(event.seq, event, views))
 }
 
 async fn replay_event(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Response {

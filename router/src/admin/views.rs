@@ -63,18 +63,9 @@ impl From<EventSummary> for EventView {
 /// One event in full.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct EventDetail {
-    /// `evt_...`.
-    pub id: String,
-    /// Route name.
-    pub route: String,
-    /// Receive time, ms since the epoch.
-    pub received_at: Millis,
-    /// Provider event type.
-    pub event_type: Option<String>,
-    /// `received`, `processed` or `failed`.
-    pub status: String,
-    /// Why it failed.
-    pub error: Option<String>,
+    /// What a listing shows.
+    #[serde(flatten)]
+    pub summary: EventView,
     /// Request headers as journaled (credentials are never journaled).
     pub headers: Vec<(String, String)>,
     /// The body as text when it is UTF-8.
@@ -87,15 +78,20 @@ pub struct EventDetail {
 
 impl EventDetail {
     /// The detail view of a stored event.
-    pub fn new(e: StoredEvent, deliveries: Vec<DeliveryView>) -> EventDetail {
+    pub fn new(seq: i64, e: StoredEvent, deliveries: Vec<DeliveryView>) -> EventDetail {
+        let body_size = e.event.body.len() as u64;
         let (body, body_base64) = text_or_base64(e.event.body);
         EventDetail {
-            id: e.event.id,
-            route: e.event.route,
-            received_at: e.event.received_at,
-            event_type: e.event.event_type,
-            status: e.status.as_str().to_string(),
-            error: e.error,
+            summary: EventView {
+                seq,
+                id: e.event.id,
+                route: e.event.route,
+                received_at: e.event.received_at,
+                event_type: e.event.event_type,
+                status: e.status.as_str().to_string(),
+                error: e.error,
+                body_size,
+            },
             headers: e.event.headers,
             body,
             body_base64,

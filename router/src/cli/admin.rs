@@ -322,14 +322,20 @@ pub fn events(conn: &Connection, filters: &Filters, cmd: Option<EventsCmd>) -> R
                 return Ok(());
             }
             let e: EventDetail = serde_json::from_value(value)?;
-            println!("event     {}", e.id);
-            println!("route     {}", e.route);
-            println!("type      {}", e.event_type.as_deref().unwrap_or("-"));
-            println!("received  {}", when(e.received_at));
+            println!("event     {}", e.summary.id);
+            println!("route     {}", e.summary.route);
+            println!(
+                "type      {}",
+                e.summary.event_type.as_deref().unwrap_or("-")
+            );
+            println!("received  {}", when(e.summary.received_at));
             println!(
                 "status    {}{}",
-                e.status,
-                e.error.map(|r| format!(": {r}")).unwrap_or_default()
+                e.summary.status,
+                e.summary
+                    .error
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
             );
             println!("headers");
             for (k, v) in &e.headers {

@@ -103,6 +103,8 @@ impl EventStatus {
 /// An event read back from the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
+    /// Position in the store; also the listing cursor.
+    pub seq: i64,
     /// What was appended.
     pub event: NewEvent,
     /// Where it is now.

@@ -227,7 +227,7 @@ fn headers_from_json(text: &str) -> Result<Vec<(String, String)>, StoreError> {
 }
 
 const EVENT_COLUMNS: &str =
-    "id, route, received_at, headers, body, event_type, dedup_key, status, error";
+    "id, route, received_at, headers, body, event_type, dedup_key, status, error, seq";
 
 fn event_from_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
     let headers: String = row.get(3)?;
@@ -244,6 +244,7 @@ fn event_from_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
         },
         status: EventStatus::parse(&status)?,
         error: row.get(8)?,
+        seq: row.get(9)?,
     })
 }
 
