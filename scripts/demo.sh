@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GITHUB_WEBHOOK_SECRET="${GITHUB_WEBHOOK_SECRET:-demo-secret}"
+export HOOKYARD_ADMIN_TOKEN="${HOOKYARD_ADMIN_TOKEN:-demo-admin-token-change-me}"
 scripts/build-plugins.sh
 cargo build -p hookyard --bin hookyard --example receiver
 "${CARGO_TARGET_DIR:-target}/debug/examples/receiver" 9000 &

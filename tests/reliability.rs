@@ -289,3 +289,43 @@ async fn sigkill_at_random_moments_under_load_loses_no_acknowledged_event() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limit_spaces_attempts_out() {
+    let receiver = Receiver::start().await;
+    let router = Router::start(&one_destination(&receiver.url("/"), "rate = \"5/s\""))
+        .expect("router starts");
+    for n in 0..10 {
+        assert_eq!(
+            post(&router, "in", &[], format!("{{\"n\":{n}}}").as_bytes())
+                .await
+                .0,
+            202
+        );
+    }
+    let got = receiver.wait_for(10, Duration::from_secs(20)).await;
+    // A burst of 5, then one every 200 ms: the tenth cannot come before ~1 s after the first.
+    let spread = got[9].at - got[0].at;
+    assert!(
+        spread >= Duration::from_millis(900),
+        "10 attempts in {spread:?} despite 5/s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_an_attempt_in_flight_finish() {
+    let receiver = Receiver::start().await;
+    receiver.delay_all(Duration::from_millis(1500));
+    let mut router =
+        Router::start(&one_destination(&receiver.url("/"), "")).expect("router starts");
+    assert_eq!(post(&router, "in", &[], b"{}").await.0, 202);
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+    // The receiver is still holding the request when the router is told to stop.
+    let status = router.terminate().expect("terminates");
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(
+        router.count("SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'"),
+        1,
+        "the attempt in flight finished and was recorded before exit"
+    );
+}

@@ -93,6 +93,41 @@ CREATE TABLE IF NOT EXISTS attempts (
 CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts(delivery_id);
 "#;
 
+/// The schema version this build writes (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
+/// Creates the schema in a new file, or checks an existing file's version. Later schema
+/// changes add a step here from each older version.
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let tables: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        [],
+        |r| r.get(0),
+    )?;
+    match version {
+        0 if tables == 0 => {
+            conn.execute_batch(&format!(
+                "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))?;
+            Ok(())
+        }
+        SCHEMA_VERSION => Ok(()),
+        0 => Err(StoreError::Database(format!(
+            "{} holds tables but no hookyard schema version: it was not created by this hookyard; move it aside",
+            path.display()
+        ))),
+        v if v > SCHEMA_VERSION => Err(StoreError::Database(format!(
+            "{} has schema version {v}, newer than this hookyard's {SCHEMA_VERSION}: upgrade hookyard",
+            path.display()
+        ))),
+        v => Err(StoreError::Database(format!(
+            "{} has schema version {v}, which this hookyard cannot migrate",
+            path.display()
+        ))),
+    }
+}
+
 fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
@@ -111,7 +146,7 @@ impl SqliteStore {
             })?;
         }
         let writer = open_conn(path)?;
-        writer.execute_batch(SCHEMA)?;
+        migrate(&writer, path)?;
         // The previous process is gone: its claims are void.
         writer.execute(
             "UPDATE events SET lease_until = 0 WHERE status = 'received'",
@@ -692,6 +727,35 @@ mod tests {
             (store, dir)
         })
         .await;
+    }
+
+    #[test]
+    fn a_foreign_or_newer_database_is_refused_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let foreign = dir.path().join("foreign.db");
+        Connection::open(&foreign)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x)")
+            .unwrap();
+        let err = SqliteStore::open(&foreign)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains("not created by this hookyard"), "{err}");
+        let newer = dir.path().join("newer.db");
+        drop(SqliteStore::open(&newer).unwrap());
+        Connection::open(&newer)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 99")
+            .unwrap();
+        let err = SqliteStore::open(&newer)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.contains("schema version 99, newer than this hookyard's 1"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
