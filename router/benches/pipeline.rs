@@ -173,7 +173,11 @@ fn journal(body: &[u8]) {
                 tasks.push(tokio::spawn(async move {
                     for _ in 0..per_writer {
                         store
-                            .append_event(event(&body), Duration::from_secs(60))
+                            .append_event(
+                                event(&body),
+                                Duration::from_secs(60),
+                                Duration::from_secs(86400),
+                            )
                             .await
                             .expect("append");
                     }

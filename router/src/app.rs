@@ -70,6 +70,48 @@ pub struct Route {
     /// Every configured destination and its ordering key pointer, to check outputs that
     /// name their own destination and to key ordered deliveries.
     pub destinations: Arc<HashMap<String, Option<String>>>,
+    /// Where the provider's delivery id is, and how long it is remembered.
+    pub dedup: Dedup,
+    /// Client networks allowed to post, if restricted.
+    pub allow_ips: Option<Vec<ipnet::IpNet>>,
+}
+
+/// How a route finds the provider's delivery id beyond what its scheme knows.
+#[derive(Debug, Clone)]
+pub struct Dedup {
+    /// A header holding it.
+    pub header: Option<http::HeaderName>,
+    /// A JSON pointer into the body holding it.
+    pub pointer: Option<String>,
+    /// How long a delivery id is remembered.
+    pub window: Duration,
+}
+
+impl Dedup {
+    /// The default window: a week, longer than any provider's retry schedule.
+    pub const DEFAULT_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
+    /// The configured delivery id of a request, if the route configures one and it is there.
+    pub fn delivery_id(&self, headers: &http::HeaderMap, body: &[u8]) -> Option<String> {
+        let from_header = self
+            .header
+            .as_ref()
+            .and_then(|h| headers.get(h))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let from_body = || {
+            let pointer = self.pointer.as_ref()?;
+            let doc: serde_json::Value = serde_json::from_slice(body).ok()?;
+            match doc.pointer(pointer)? {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            }
+        };
+        from_header
+            .or_else(from_body)
+            .filter(|id| !id.is_empty() && id.len() <= 256)
+    }
 }
 
 /// Routes by name.
@@ -127,12 +169,34 @@ pub fn build_routes(config: &Config, plugins: &LoadedPlugins) -> Result<Routes, 
             .iter()
             .filter_map(|s| plugins.plugins.get(s.get_ref()).cloned())
             .collect();
+        let bad = |reason: String| StartError::Verify {
+            route: name.clone(),
+            source: BadSecret(reason),
+        };
+        let dedup = Dedup {
+            header: rc
+                .dedup
+                .header
+                .as_deref()
+                .map(|h| {
+                    http::HeaderName::from_bytes(h.as_bytes())
+                        .map_err(|_| bad(format!("dedup.header {h:?} is not a header name")))
+                })
+                .transpose()?,
+            pointer: rc.dedup.pointer.clone(),
+            window: rc.dedup.window.map_or(Dedup::DEFAULT_WINDOW, |w| w.0),
+        };
         let route = Route {
             name: name.clone(),
             verifier,
             steps,
             to: rc.to.iter().map(|t| t.get_ref().clone()).collect(),
             destinations: known.clone(),
+            dedup,
+            allow_ips: rc
+                .allow_ips
+                .as_ref()
+                .map(|l| l.iter().map(|c| c.0).collect()),
         };
         routes.insert(name, Arc::new(route));
     }
@@ -229,6 +293,7 @@ pub async fn run(
         dispatch: dispatch_tx,
         max_body: config.server.max_body.0 as usize,
         body_timeout: config.server.body_timeout.0,
+        trusted_proxies: config.server.trusted_proxies.iter().map(|c| c.0).collect(),
     });
     tracing::info!(
         listen = %listener.local_addr()?,
@@ -267,7 +332,7 @@ async fn serve_http(
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -280,8 +345,10 @@ async fn serve_http(
             _ = shutdown.wait() => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let app = app
+            .clone()
+            .layer(axum::Extension(crate::ingress::PeerAddr(peer)));
+        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -4,8 +4,11 @@
 //! Answers: 202 stored (`{"id": ...}`), 200 duplicate, 401 bad signature, 404 unknown route,
 //! 405 wrong method, 408 body too slow, 413 body too large, 503 store unavailable.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use ipnet::IpNet;
 
 use axum::Router;
 use axum::body::Body;
@@ -18,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::app::Routes;
 use crate::store::{Appended, NewEvent, Store, new_id, now_ms};
+use crate::verify::Request as VerifyRequest;
 
 /// What the ingress handlers share.
 pub struct Ingress {
@@ -31,6 +35,35 @@ pub struct Ingress {
     pub max_body: usize,
     /// Longest a body may take to arrive.
     pub body_timeout: Duration,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// The TCP peer of a connection, attached to each of its requests.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// The client's address: the peer, or, when the peer is a trusted proxy, the right-most
+/// address in `X-Forwarded-For` that is not itself a trusted proxy.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    forwarded
+        .iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .or(forwarded.first())
+        .copied()
+        .unwrap_or(peer)
 }
 
 /// Headers never journaled: they may carry credentials.
@@ -68,6 +101,16 @@ async fn receive(
         return reply(StatusCode::NOT_FOUND, "unknown route");
     };
     let (parts, body) = request.into_parts();
+    if let Some(allowed) = &route.allow_ips {
+        let client = parts
+            .extensions
+            .get::<PeerAddr>()
+            .map(|p| client_ip(p.0.ip(), &parts.headers, &ingress.trusted_proxies));
+        if !client.is_some_and(|ip| allowed.iter().any(|net| net.contains(&ip))) {
+            tracing::info!(route = %route_name, client = ?client, "rejected request from a network not in allow_ips");
+            return reply(StatusCode::FORBIDDEN, "client address not allowed");
+        }
+    }
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -89,28 +132,39 @@ async fn receive(
         Ok(Err(_)) => return reply(StatusCode::BAD_REQUEST, "body could not be read"),
         Ok(Ok(collected)) => collected.to_bytes(),
     };
-    let verified = match route
-        .verifier
-        .verify(&parts.headers, &body, SystemTime::now())
-    {
+    let request = VerifyRequest {
+        headers: &parts.headers,
+        body: &body,
+        uri: &parts.uri,
+        now: SystemTime::now(),
+    };
+    let verified = match route.verifier.verify(&request) {
         Ok(v) => v,
         Err(e) => {
             tracing::info!(route = %route_name, reason = %e, "rejected unverified request");
             return reply(StatusCode::UNAUTHORIZED, &e.to_string());
         }
     };
+    let delivery_id = route
+        .dedup
+        .delivery_id(&parts.headers, &body)
+        .or(verified.delivery_id);
     let event = NewEvent {
         id: new_id("evt"),
         route: route_name.clone(),
         received_at: now_ms(),
         headers: journaled_headers(&parts.headers),
         event_type: event_type(&parts.headers, &body),
-        dedup_key: verified.delivery_id.map(|d| format!("{route_name}:{d}")),
+        dedup_key: delivery_id.map(|d| format!("{route_name}:{d}")),
         body: body.to_vec(),
     };
     match ingress
         .store
-        .append_event(event.clone(), crate::dispatch::EVENT_LEASE)
+        .append_event(
+            event.clone(),
+            crate::dispatch::EVENT_LEASE,
+            route.dedup.window,
+        )
         .await
     {
         Ok(Appended::Stored) => {
@@ -180,6 +234,28 @@ mod tests {
         assert_eq!(event_type(&h, b"not json"), None);
         h.insert("x-github-event", "push".parse().unwrap());
         assert_eq!(event_type(&h, br#"{"type":"x"}"#).as_deref(), Some("push"));
+    }
+
+    #[test]
+    fn client_ip_believes_only_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "203.0.113.9, 198.51.100.7, 10.0.0.2".parse().unwrap(),
+        );
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        let stranger: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            client_ip(stranger, &h, &trusted),
+            stranger,
+            "a forged header from an untrusted peer is ignored"
+        );
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
     }
 
     #[test]

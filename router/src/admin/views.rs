@@ -43,6 +43,8 @@ pub struct EventView {
     pub error: Option<String>,
     /// Body size in bytes.
     pub body_size: u64,
+    /// Duplicates (same provider delivery id) acknowledged and dropped.
+    pub duplicates: u32,
 }
 
 impl From<EventSummary> for EventView {
@@ -56,6 +58,7 @@ impl From<EventSummary> for EventView {
             status: e.status.as_str().to_string(),
             error: e.error,
             body_size: e.body_size,
+            duplicates: e.duplicates,
         }
     }
 }
@@ -91,6 +94,7 @@ impl EventDetail {
                 status: e.status.as_str().to_string(),
                 error: e.error,
                 body_size,
+                duplicates: e.duplicates,
             },
             headers: e.event.headers,
             body,

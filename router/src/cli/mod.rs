@@ -46,7 +46,7 @@ enum Command {
         /// The config file (for the route's secret and the listen address).
         #[arg(short, long, default_value = "router.toml")]
         config: PathBuf,
-        /// Where to POST; default `http://<server.listen>/hooks/<route>`.
+        /// The router's base URL; default `http://<server.listen>`.
         #[arg(long)]
         url: Option<String>,
         /// The provider event type (e.g. `push` for GitHub).
@@ -270,14 +270,26 @@ fn send(
         std::fs::read(payload).with_context(|| format!("cannot read {}", payload.display()))?;
     let verifier = crate::verify::Verifier::from_config(&rc.verify)
         .map_err(|e| anyhow::anyhow!("route {route:?}: {e}"))?;
-    let headers = verifier.sign(&body, event_type, std::time::SystemTime::now());
-    let url = url.unwrap_or_else(|| {
+    let signed = verifier.sign(
+        &body,
+        event_type,
+        &format!("/hooks/{route}"),
+        std::time::SystemTime::now(),
+    );
+    let base = url.unwrap_or_else(|| {
         let mut addr = config.server.listen;
         if addr.ip().is_unspecified() {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
-        format!("http://{addr}/hooks/{route}")
+        format!("http://{addr}")
     });
+    let url = format!("{}{}", base.trim_end_matches('/'), signed.path_and_query);
+    let headers = signed.headers;
+    let content_type = if body.first().is_some_and(|b| *b == b'{' || *b == b'[') {
+        "application/json"
+    } else {
+        "application/x-www-form-urlencoded"
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -285,7 +297,7 @@ fn send(
     let (status, text) = runtime.block_on(async {
         let mut req = reqwest::Client::new()
             .post(&url)
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .body(body);
         for (name, value) in &headers {
             req = req.header(name, value);

@@ -10,6 +10,7 @@ use crate::config::{BreakerConfig, DestinationConfig, GonePolicy, Rate};
 use crate::delivery::retry::RetryPolicy;
 use crate::egress::{EgressError, EgressPolicy, GuardedResolver};
 use crate::store::Delivery;
+use crate::verify::standard_webhooks::{Flavor, StandardWebhooks};
 
 /// How much of a response body an attempt records.
 pub const RESPONSE_BODY_LIMIT: usize = 16 * 1024;
@@ -35,6 +36,8 @@ pub struct HttpDestination {
     pub breaker: BreakerConfig,
     /// JSON pointer of the ordering key in output bodies.
     pub ordering_key: Option<String>,
+    /// Signs each request (Standard Webhooks), when configured.
+    signer: Option<StandardWebhooks>,
 }
 
 /// Why a destination's config is unusable.
@@ -100,6 +103,17 @@ impl HttpDestination {
             rate: config.rate,
             breaker: config.breaker,
             ordering_key: config.ordering.as_ref().map(|o| o.key.clone()),
+            signer: match &config.sign {
+                Some(sign) => Some(
+                    StandardWebhooks::new(
+                        &[sign.secret.expose()],
+                        Duration::ZERO,
+                        Flavor::StandardWebhooks,
+                    )
+                    .map_err(|e| err(format!("sign: {}", e.0)))?,
+                ),
+                None => None,
+            },
         })
     }
 
@@ -124,6 +138,13 @@ impl HttpDestination {
         }
         for (name, value) in &self.headers {
             req = req.header(name, value);
+        }
+        if let Some(signer) = &self.signer {
+            // The delivery id is the message id: the same on every retry, so receivers dedup.
+            let ts = crate::verify::unix_secs(SystemTime::now());
+            for (name, value) in signer.sign_headers(&d.id, ts, &d.body) {
+                req = req.header(name, value);
+            }
         }
         let started = Instant::now();
         let result = req.body(d.body.clone()).send().await;

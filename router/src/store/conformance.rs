@@ -46,6 +46,7 @@ fn attempt(id: &str, n: u32, code: Option<u16>, err: Option<&str>) -> Attempt {
 
 const LONG: Duration = Duration::from_secs(600);
 const NONE: Duration = Duration::from_millis(0);
+const WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Runs every check, each on a fresh store from `open` (the `G` keeps e.g. a temp dir alive).
 pub async fn run_all<S, G, F, Fut>(open: F)
@@ -81,7 +82,7 @@ where
 async fn appended_event_reads_back_whole<S: Store>(s: &S) {
     let ev = sample_event("evt_1", Some("github:abc"));
     assert_eq!(
-        s.append_event(ev.clone(), LONG).await.unwrap(),
+        s.append_event(ev.clone(), LONG, WINDOW).await.unwrap(),
         Appended::Stored
     );
     let got = s.event("evt_1").await.unwrap().expect("stored");
@@ -91,11 +92,18 @@ async fn appended_event_reads_back_whole<S: Store>(s: &S) {
 }
 
 async fn duplicate_dedup_key_is_reported_not_stored<S: Store>(s: &S) {
-    s.append_event(sample_event("evt_1", Some("k")), LONG)
+    // Outside the window, the same key is a new event.
+    let mut old = sample_event("evt_old", Some("k"));
+    old.received_at -= 8 * 24 * 3600 * 1000;
+    assert_eq!(
+        s.append_event(old, LONG, WINDOW).await.unwrap(),
+        Appended::Stored
+    );
+    s.append_event(sample_event("evt_1", Some("k")), LONG, WINDOW)
         .await
         .unwrap();
     let dup = s
-        .append_event(sample_event("evt_2", Some("k")), LONG)
+        .append_event(sample_event("evt_2", Some("k")), LONG, WINDOW)
         .await
         .unwrap();
     assert_eq!(
@@ -105,15 +113,20 @@ async fn duplicate_dedup_key_is_reported_not_stored<S: Store>(s: &S) {
         }
     );
     assert!(s.event("evt_2").await.unwrap().is_none());
+    assert_eq!(
+        s.event("evt_1").await.unwrap().unwrap().duplicates,
+        1,
+        "the original counts its duplicates"
+    );
     // No key: never a duplicate.
     assert_eq!(
-        s.append_event(sample_event("evt_3", None), LONG)
+        s.append_event(sample_event("evt_3", None), LONG, WINDOW)
             .await
             .unwrap(),
         Appended::Stored
     );
     assert_eq!(
-        s.append_event(sample_event("evt_4", None), LONG)
+        s.append_event(sample_event("evt_4", None), LONG, WINDOW)
             .await
             .unwrap(),
         Appended::Stored
@@ -121,10 +134,10 @@ async fn duplicate_dedup_key_is_reported_not_stored<S: Store>(s: &S) {
 }
 
 async fn leased_events_are_not_claimed_until_the_lease_ends<S: Store>(s: &S) {
-    s.append_event(sample_event("evt_held", None), LONG)
+    s.append_event(sample_event("evt_held", None), LONG, WINDOW)
         .await
         .unwrap();
-    s.append_event(sample_event("evt_free", None), NONE)
+    s.append_event(sample_event("evt_free", None), NONE, WINDOW)
         .await
         .unwrap();
     let claimed = s.claim_events(LONG, 10).await.unwrap();
@@ -135,7 +148,7 @@ async fn leased_events_are_not_claimed_until_the_lease_ends<S: Store>(s: &S) {
 }
 
 async fn finishing_creates_deliveries_once<S: Store>(s: &S) {
-    s.append_event(sample_event("evt_1", None), NONE)
+    s.append_event(sample_event("evt_1", None), NONE, WINDOW)
         .await
         .unwrap();
     let outcome =
@@ -168,7 +181,7 @@ async fn finishing_creates_deliveries_once<S: Store>(s: &S) {
 }
 
 async fn failed_event_keeps_its_reason<S: Store>(s: &S) {
-    s.append_event(sample_event("evt_1", None), NONE)
+    s.append_event(sample_event("evt_1", None), NONE, WINDOW)
         .await
         .unwrap();
     s.finish_event("evt_1", EventOutcome::Failed("plugin x trapped".into()))
@@ -180,7 +193,7 @@ async fn failed_event_keeps_its_reason<S: Store>(s: &S) {
 }
 
 async fn deliveries_move_through_retry_to_delivered_and_dead<S: Store>(s: &S) {
-    s.append_event(sample_event("evt_1", None), NONE)
+    s.append_event(sample_event("evt_1", None), NONE, WINDOW)
         .await
         .unwrap();
     s.finish_event(
@@ -259,7 +272,7 @@ async fn deliveries_move_through_retry_to_delivered_and_dead<S: Store>(s: &S) {
 }
 
 async fn processed_with<S: Store>(s: &S, event_id: &str, deliveries: Vec<NewDelivery>) {
-    s.append_event(sample_event(event_id, None), NONE)
+    s.append_event(sample_event(event_id, None), NONE, WINDOW)
         .await
         .unwrap();
     s.finish_event(event_id, EventOutcome::Processed(deliveries))
@@ -406,10 +419,10 @@ async fn requeued_dead_letters_get_a_fresh_budget<S: Store>(s: &S) {
 
 async fn replayed_events_run_again_and_listings_filter<S: Store>(s: &S) {
     let mut ev = sample_event("evt_gh", None);
-    s.append_event(ev.clone(), NONE).await.unwrap();
+    s.append_event(ev.clone(), NONE, WINDOW).await.unwrap();
     ev.id = "evt_stripe".into();
     ev.route = "stripe".into();
-    s.append_event(ev, NONE).await.unwrap();
+    s.append_event(ev, NONE, WINDOW).await.unwrap();
     s.finish_event(
         "evt_gh",
         EventOutcome::Processed(vec![delivery("x1", "evt_gh")]),
@@ -545,6 +558,7 @@ async fn concurrent_appends_all_land<S: Store>(s: S) {
             s.append_event(
                 sample_event(&format!("evt_{i}"), Some(&format!("k{}", i % 150))),
                 LONG,
+                WINDOW,
             )
             .await
             .unwrap()

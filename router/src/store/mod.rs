@@ -111,6 +111,8 @@ pub struct StoredEvent {
     pub status: EventStatus,
     /// Why it failed, when it did.
     pub error: Option<String>,
+    /// How many duplicates of it (same provider delivery id) were acknowledged and dropped.
+    pub duplicates: u32,
 }
 
 /// What running the plugin chain on an event produced.
@@ -286,13 +288,21 @@ pub struct EventSummary {
     pub error: Option<String>,
     /// Body size in bytes.
     pub body_size: u64,
+    /// Duplicates acknowledged and dropped.
+    pub duplicates: u32,
 }
 
 /// The journal. Every method is durable when it returns `Ok`.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Journals a new event, claimed by the caller for `lease`; or reports a duplicate.
-    async fn append_event(&self, event: NewEvent, lease: Duration) -> Result<Appended, StoreError>;
+    /// Journals a new event, claimed by the caller for `lease`; or reports a duplicate: an
+    /// event with the same dedup key received within `dedup_window` (its counter goes up).
+    async fn append_event(
+        &self,
+        event: NewEvent,
+        lease: Duration,
+        dedup_window: Duration,
+    ) -> Result<Appended, StoreError>;
 
     /// Claims up to `limit` events still waiting for plugins whose lease has run out.
     async fn claim_events(

@@ -47,11 +47,13 @@ CREATE TABLE IF NOT EXISTS events (
     headers      TEXT NOT NULL,
     body         BLOB NOT NULL,
     event_type   TEXT,
-    dedup_key    TEXT UNIQUE,
+    dedup_key    TEXT,
     status       TEXT NOT NULL,
     error        TEXT,
-    lease_until  INTEGER NOT NULL DEFAULT 0
+    lease_until  INTEGER NOT NULL DEFAULT 0,
+    duplicates   INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS events_dedup ON events(dedup_key, received_at) WHERE dedup_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_waiting ON events(lease_until) WHERE status = 'received';
 CREATE TABLE IF NOT EXISTS deliveries (
     seq             INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -262,7 +264,7 @@ fn headers_from_json(text: &str) -> Result<Vec<(String, String)>, StoreError> {
 }
 
 const EVENT_COLUMNS: &str =
-    "id, route, received_at, headers, body, event_type, dedup_key, status, error, seq";
+    "id, route, received_at, headers, body, event_type, dedup_key, status, error, seq, duplicates";
 
 fn event_from_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
     let headers: String = row.get(3)?;
@@ -280,6 +282,7 @@ fn event_from_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
         status: EventStatus::parse(&status)?,
         error: row.get(8)?,
         seq: row.get(9)?,
+        duplicates: row.get(10)?,
     })
 }
 
@@ -327,14 +330,26 @@ fn lease_end(lease: Duration) -> Millis {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn append_event(&self, event: NewEvent, lease: Duration) -> Result<Appended, StoreError> {
+    async fn append_event(
+        &self,
+        event: NewEvent,
+        lease: Duration,
+        dedup_window: Duration,
+    ) -> Result<Appended, StoreError> {
         self.write(move |conn| {
             if let Some(key) = &event.dedup_key {
+                // The single writer makes this check-then-insert atomic.
+                let since = event.received_at - dedup_window.as_millis() as Millis;
                 let original: Option<String> = conn
-                    .prepare_cached("SELECT id FROM events WHERE dedup_key = ?1")?
-                    .query_row([key], |r| r.get(0))
+                    .prepare_cached(
+                        "SELECT id FROM events WHERE dedup_key = ?1 AND received_at >= ?2
+                         ORDER BY seq LIMIT 1",
+                    )?
+                    .query_row(params![key, since], |r| r.get(0))
                     .optional()?;
                 if let Some(original) = original {
+                    conn.prepare_cached("UPDATE events SET duplicates = duplicates + 1 WHERE id = ?1")?
+                        .execute([&original])?;
                     return Ok(Appended::Duplicate { original });
                 }
             }
@@ -560,7 +575,7 @@ impl Store for SqliteStore {
     async fn events(&self, filter: EventFilter) -> Result<Vec<EventSummary>, StoreError> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT seq, id, route, received_at, event_type, status, error, length(body)
+                "SELECT seq, id, route, received_at, event_type, status, error, length(body), duplicates
                  FROM events WHERE {EVENT_WHERE} ORDER BY seq DESC LIMIT ?6"
             ))?;
             collect(
@@ -577,6 +592,7 @@ impl Store for SqliteStore {
                         status: EventStatus::parse(&status)?,
                         error: row.get(6)?,
                         body_size: row.get::<_, i64>(7)? as u64,
+                        duplicates: row.get(8)?,
                     })
                 },
             )
@@ -766,7 +782,7 @@ mod tests {
             let store = SqliteStore::open(&path).unwrap();
             let ev = conformance::sample_event("a", None);
             store
-                .append_event(ev, Duration::from_secs(3600))
+                .append_event(ev, Duration::from_secs(3600), Duration::from_secs(60))
                 .await
                 .unwrap();
             assert!(

@@ -1,19 +1,44 @@
 //! Verification: a request becomes a [`Verified`] event only by passing its route's scheme.
 //!
-//! One file per scheme; all compare signatures in constant time (`Mac::verify_slice`).
-//! A failure is a [`VerifyError`] whose message is short, safe to send to the caller as a
-//! 401 body, and never contains a secret.
+//! One file per family of schemes; all compare in constant time (`Mac::verify_slice`,
+//! `subtle`), try every configured secret (rotation), and enforce timestamp tolerance in both
+//! directions where the scheme signs a timestamp. A failure is a [`VerifyError`] whose
+//! message is short, safe to send to the caller as a 401 body, and never contains a secret.
+//!
+//! - [`standard_webhooks`]: Standard Webhooks and Svix.
+//! - [`signature_header`]: GitHub, Shopify and the generic `hmac` scheme.
+//! - [`stripe`], [`slack`], [`twilio`]: those providers' own formats.
+//! - [`credentials`]: a shared `token`, and HTTP `basic` authentication.
 
-mod hmac_scheme;
-mod standard_webhooks;
+pub mod credentials;
+mod mac;
+pub mod signature_header;
+pub mod slack;
+pub mod standard_webhooks;
+pub mod stripe;
+pub mod twilio;
 
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, Uri};
 
-use crate::config::VerifyConfig;
-pub use hmac_scheme::HmacVerifier;
-pub use standard_webhooks::StandardWebhooks;
+use crate::config::{Scheme, VerifyConfig};
+
+/// Default timestamp tolerance, both ways.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+
+/// What a scheme looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+    /// The raw body.
+    pub body: &'a [u8],
+    /// The request target (path and query) as received.
+    pub uri: &'a Uri,
+    /// The time to check timestamps against.
+    pub now: SystemTime,
+}
 
 /// Why a request was not accepted as authentic.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -30,6 +55,18 @@ pub enum VerifyError {
     /// No signature in the request matches the body.
     #[error("signature does not match")]
     BadSignature,
+    /// Twilio's `bodySHA256` does not match the body.
+    #[error("body hash does not match")]
+    BadBodyHash,
+    /// The shared token is absent.
+    #[error("missing credentials")]
+    MissingCredentials,
+    /// The token or user name and password are wrong.
+    #[error("wrong credentials")]
+    BadCredentials,
+    /// The scheme signs text and the body is not UTF-8 or not a valid form.
+    #[error("body is not valid for this scheme")]
+    BadBody,
 }
 
 /// What verification learned about an authentic request.
@@ -39,132 +76,340 @@ pub struct Verified {
     pub delivery_id: Option<String>,
 }
 
+/// A `verify` table that cannot work (bad secret, missing or inapplicable key).
+#[derive(Debug, thiserror::Error)]
+#[error("verify: {0}")]
+pub struct BadSecret(pub String);
+
 /// A route's verification scheme, built once from config.
 #[derive(Debug)]
 pub enum Verifier {
     /// Accepts every request.
     None,
-    /// Standard Webhooks.
-    StandardWebhooks(StandardWebhooks),
-    /// A signature header over the raw body (GitHub, generic HMAC).
-    Hmac(HmacVerifier),
+    /// Standard Webhooks or Svix.
+    StandardWebhooks(standard_webhooks::StandardWebhooks),
+    /// GitHub, Shopify or generic HMAC in one header.
+    Header(signature_header::SignatureHeader),
+    /// Stripe.
+    Stripe(stripe::Stripe),
+    /// Slack.
+    Slack(slack::Slack),
+    /// Twilio.
+    Twilio(twilio::Twilio),
+    /// A shared token.
+    Token(credentials::Token),
+    /// HTTP Basic.
+    Basic(credentials::Basic),
 }
 
-/// A secret that cannot be used (e.g. bad base64 in a `whsec_` key).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BadSecret(pub String);
+/// The keys each scheme accepts beyond `scheme`, `secret`, `secrets`.
+fn allowed_keys(scheme: Scheme) -> &'static [&'static str] {
+    match scheme {
+        Scheme::None => &[],
+        Scheme::StandardWebhooks | Scheme::Svix | Scheme::Stripe | Scheme::Slack => &["tolerance"],
+        Scheme::Github | Scheme::Shopify => &[],
+        Scheme::Twilio => &["public_url"],
+        Scheme::Hmac => &[
+            "header",
+            "algorithm",
+            "encoding",
+            "prefix",
+            "timestamp_header",
+            "signed_content",
+            "tolerance",
+        ],
+        Scheme::Token => &["header", "query", "prefix"],
+        Scheme::Basic => &["username"],
+    }
+}
+
+fn set_keys(c: &VerifyConfig) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    let mut note = |set: bool, name: &'static str| {
+        if set {
+            keys.push(name)
+        }
+    };
+    note(c.tolerance.is_some(), "tolerance");
+    note(c.header.is_some(), "header");
+    note(c.algorithm.is_some(), "algorithm");
+    note(c.encoding.is_some(), "encoding");
+    note(c.prefix.is_some(), "prefix");
+    note(c.timestamp_header.is_some(), "timestamp_header");
+    note(c.signed_content.is_some(), "signed_content");
+    note(c.query.is_some(), "query");
+    note(c.username.is_some(), "username");
+    note(c.public_url.is_some(), "public_url");
+    keys
+}
 
 impl Verifier {
-    /// Builds the verifier for a route's `verify` table.
+    /// Builds the verifier for a route's `verify` table, rejecting keys the scheme ignores.
     pub fn from_config(config: &VerifyConfig) -> Result<Verifier, BadSecret> {
-        Ok(match config {
-            VerifyConfig::None => Verifier::None,
-            VerifyConfig::StandardWebhooks { secret, tolerance } => {
-                Verifier::StandardWebhooks(StandardWebhooks::new(secret.expose(), tolerance.0)?)
+        let allowed = allowed_keys(config.scheme);
+        if let Some(key) = set_keys(config).into_iter().find(|k| !allowed.contains(k)) {
+            return Err(BadSecret(format!(
+                "{key} does not apply to scheme {:?}",
+                config.scheme
+            )));
+        }
+        let secrets: Vec<&str> = config
+            .all_secrets()
+            .into_iter()
+            .map(|s| s.expose())
+            .collect();
+        if config.scheme == Scheme::None {
+            if !secrets.is_empty() {
+                return Err(BadSecret("scheme \"none\" takes no secret".into()));
             }
-            VerifyConfig::Github { secret } => Verifier::Hmac(HmacVerifier::github(secret)),
-            VerifyConfig::Hmac {
-                header,
-                secret,
-                algorithm,
-                encoding,
-                prefix,
-            } => Verifier::Hmac(HmacVerifier::new(
-                header, secret, *algorithm, *encoding, prefix,
+            return Ok(Verifier::None);
+        }
+        if secrets.is_empty() || secrets.iter().any(|s| s.is_empty()) {
+            return Err(BadSecret(
+                "set a non-empty secret (or secrets = [...])".into(),
+            ));
+        }
+        let tolerance = config.tolerance.map_or(DEFAULT_TOLERANCE, |d| d.0);
+        let bytes = || {
+            secrets
+                .iter()
+                .map(|s| s.as_bytes().to_vec())
+                .collect::<Vec<_>>()
+        };
+        Ok(match config.scheme {
+            Scheme::None => Verifier::None,
+            Scheme::StandardWebhooks => {
+                Verifier::StandardWebhooks(standard_webhooks::StandardWebhooks::new(
+                    &secrets,
+                    tolerance,
+                    standard_webhooks::Flavor::StandardWebhooks,
+                )?)
+            }
+            Scheme::Svix => Verifier::StandardWebhooks(standard_webhooks::StandardWebhooks::new(
+                &secrets,
+                tolerance,
+                standard_webhooks::Flavor::Svix,
             )?),
+            Scheme::Github => Verifier::Header(signature_header::SignatureHeader::github(bytes())),
+            Scheme::Shopify => {
+                Verifier::Header(signature_header::SignatureHeader::shopify(bytes()))
+            }
+            Scheme::Hmac => Verifier::Header(signature_header::SignatureHeader::generic(
+                config,
+                bytes(),
+                tolerance,
+            )?),
+            Scheme::Stripe => Verifier::Stripe(stripe::Stripe::new(bytes(), tolerance)),
+            Scheme::Slack => Verifier::Slack(slack::Slack::new(bytes(), tolerance)),
+            Scheme::Twilio => {
+                Verifier::Twilio(twilio::Twilio::new(bytes(), config.public_url.as_deref())?)
+            }
+            Scheme::Token => Verifier::Token(credentials::Token::new(config, bytes())?),
+            Scheme::Basic => Verifier::Basic(credentials::Basic::new(config, bytes())?),
         })
     }
 
-    /// Checks one request against this scheme at time `now`.
-    pub fn verify(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: SystemTime,
-    ) -> Result<Verified, VerifyError> {
+    /// Checks one request against this scheme.
+    pub fn verify(&self, req: &Request<'_>) -> Result<Verified, VerifyError> {
         match self {
             Verifier::None => Ok(Verified::default()),
-            Verifier::StandardWebhooks(v) => v.verify(headers, body, now),
-            Verifier::Hmac(v) => v.verify(headers, body),
+            Verifier::StandardWebhooks(v) => v.verify(req),
+            Verifier::Header(v) => v.verify(req),
+            Verifier::Stripe(v) => v.verify(req),
+            Verifier::Slack(v) => v.verify(req),
+            Verifier::Twilio(v) => v.verify(req),
+            Verifier::Token(v) => v.verify(req),
+            Verifier::Basic(v) => v.verify(req),
         }
     }
-}
 
-impl Verifier {
-    /// The headers a provider using this scheme would send with `body` at `now`: what
-    /// `hookyard send` uses to sign test requests. `event_type` fills the provider's
-    /// event-type header where the scheme has one.
+    /// What a provider using this scheme would send with `body` to `path_and_query` at
+    /// `now`: extra headers and the path to use. For `hookyard send`; signs with the first
+    /// secret. `event_type` fills the provider's event-type header where it has one.
     pub fn sign(
         &self,
         body: &[u8],
         event_type: Option<&str>,
+        path_and_query: &str,
         now: SystemTime,
-    ) -> Vec<(String, String)> {
-        let delivery = uuid::Uuid::new_v4().to_string();
+    ) -> Signed {
+        let ts = unix_secs(now);
+        let delivery = uuid::Uuid::new_v4().simple().to_string();
+        let mut signed = Signed {
+            headers: Vec::new(),
+            path_and_query: path_and_query.to_string(),
+        };
         match self {
-            Verifier::None => Vec::new(),
+            Verifier::None => {}
             Verifier::StandardWebhooks(v) => {
-                let ts = now
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs();
-                let id = format!("msg_{}", delivery.replace('-', ""));
-                let signature = v.sign(&id, ts, body);
-                vec![
-                    ("webhook-id".into(), id),
-                    ("webhook-timestamp".into(), ts.to_string()),
-                    ("webhook-signature".into(), signature),
-                ]
+                signed.headers = v.sign_headers(&format!("msg_{delivery}"), ts, body)
             }
-            Verifier::Hmac(v) => {
-                let mut headers = vec![(v.header().as_str().to_string(), v.sign(body))];
-                if v.header() == "x-hub-signature-256" {
-                    headers.push(("x-github-delivery".into(), delivery));
-                    headers.push((
-                        "x-github-event".into(),
-                        event_type.unwrap_or("ping").to_string(),
-                    ));
-                } else if let Some(t) = event_type {
-                    headers.push(("x-event-type".into(), t.to_string()));
-                }
-                headers
+            Verifier::Header(v) => signed.headers = v.sign_headers(body, ts, &delivery, event_type),
+            Verifier::Stripe(v) => {
+                signed.headers = vec![("stripe-signature".into(), v.sign_header(ts, body))]
             }
+            Verifier::Slack(v) => signed.headers = v.sign_headers(ts, body),
+            Verifier::Twilio(v) => signed = v.sign(body, path_and_query),
+            Verifier::Token(v) => signed = v.sign(path_and_query),
+            Verifier::Basic(v) => signed.headers = v.sign_headers(),
         }
+        if let (Some(t), false) = (
+            event_type,
+            signed.headers.iter().any(|(n, _)| n == "x-github-event"),
+        ) {
+            signed.headers.push(("x-event-type".into(), t.to_string()));
+        }
+        signed
     }
 }
 
+/// A request signed as a provider would sign it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// Headers to add.
+    pub headers: Vec<(String, String)>,
+    /// The path and query to request (a token or body hash may be added to the query).
+    pub path_and_query: String,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
 /// The value of a header that must appear once and be visible ASCII.
-fn single_header<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, VerifyError> {
-    let malformed = || VerifyError::MalformedHeader(HeaderName::from_static(name));
+fn single_header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<&'h str, VerifyError> {
+    let malformed = || VerifyError::MalformedHeader(name.clone());
     let mut values = headers.get_all(name).iter();
     let value = values
         .next()
-        .ok_or_else(|| VerifyError::MissingHeader(HeaderName::from_static(name)))?;
+        .ok_or_else(|| VerifyError::MissingHeader(name.clone()))?;
     if values.next().is_some() {
         return Err(malformed());
     }
-    value.to_str().map_err(|_| malformed())
+    let value = value.to_str().map_err(|_| malformed())?;
+    if value.len() > 4096 {
+        return Err(malformed());
+    }
+    Ok(value)
 }
 
 /// Checks a Unix timestamp (seconds) against `now` within `tolerance`, in both directions.
 fn check_timestamp(
     ts: &str,
-    header: &'static str,
+    header: &HeaderName,
     now: SystemTime,
     tolerance: Duration,
-) -> Result<(), VerifyError> {
-    let malformed = || VerifyError::MalformedHeader(HeaderName::from_static(header));
+) -> Result<u64, VerifyError> {
+    let malformed = || VerifyError::MalformedHeader(header.clone());
     if ts.is_empty() || ts.len() > 12 || !ts.bytes().all(|b| b.is_ascii_digit()) {
         return Err(malformed());
     }
     let ts: u64 = ts.parse().map_err(|_| malformed())?;
-    let now = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    if now.abs_diff(ts) > tolerance.as_secs() {
+    if unix_secs(now).abs_diff(ts) > tolerance.as_secs() {
         return Err(VerifyError::StaleTimestamp);
     }
-    Ok(())
+    Ok(ts)
+}
+
+/// A header value as a delivery id, if it looks like one.
+fn delivery_id(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 256)
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn config(scheme: Scheme) -> VerifyConfig {
+        VerifyConfig {
+            scheme,
+            secret: Some(Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
+            secrets: vec![],
+            tolerance: None,
+            header: None,
+            algorithm: None,
+            encoding: None,
+            prefix: None,
+            timestamp_header: None,
+            signed_content: None,
+            query: None,
+            username: None,
+            public_url: None,
+        }
+    }
+
+    #[test]
+    fn a_key_the_scheme_ignores_is_an_error() {
+        let mut c = config(Scheme::Stripe);
+        c.header = Some("X-Sig".into());
+        let err = Verifier::from_config(&c).unwrap_err().to_string();
+        assert_eq!(err, "verify: header does not apply to scheme Stripe");
+    }
+
+    #[test]
+    fn a_missing_or_empty_secret_is_an_error() {
+        let mut c = config(Scheme::Github);
+        c.secret = None;
+        assert!(Verifier::from_config(&c).is_err());
+        c.secrets = vec![Secret::new("")];
+        assert!(Verifier::from_config(&c).is_err());
+    }
+
+    #[test]
+    fn every_scheme_accepts_what_its_own_signer_makes() {
+        let uri: Uri = "/hooks/x?a=1".parse().unwrap();
+        let now = SystemTime::now();
+        let body = br#"{"id":"evt_1","type":"x"}"#;
+        for scheme in [
+            Scheme::StandardWebhooks,
+            Scheme::Svix,
+            Scheme::Github,
+            Scheme::Shopify,
+            Scheme::Stripe,
+            Scheme::Slack,
+            Scheme::Twilio,
+            Scheme::Hmac,
+            Scheme::Token,
+            Scheme::Basic,
+        ] {
+            let mut c = config(scheme);
+            match scheme {
+                Scheme::Twilio => c.public_url = Some("https://hooks.example.com".into()),
+                Scheme::Hmac => c.header = Some("x-signature".into()),
+                Scheme::Token => c.header = Some("x-token".into()),
+                Scheme::Basic => c.username = Some("hooks".into()),
+                _ => {}
+            }
+            let v = Verifier::from_config(&c).unwrap_or_else(|e| panic!("{scheme:?}: {e}"));
+            let signed = v.sign(body, None, uri.to_string().as_str(), now);
+            let mut headers = HeaderMap::new();
+            for (k, val) in &signed.headers {
+                headers.insert(
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    val.parse().unwrap(),
+                );
+            }
+            let signed_uri: Uri = signed.path_and_query.parse().unwrap();
+            let req = Request {
+                headers: &headers,
+                body,
+                uri: &signed_uri,
+                now,
+            };
+            v.verify(&req).unwrap_or_else(|e| panic!("{scheme:?}: {e}"));
+            let tampered = Request { body: b"{}", ..req };
+            assert!(
+                v.verify(&tampered).is_err() || matches!(scheme, Scheme::Token | Scheme::Basic),
+                "{scheme:?} accepted a tampered body"
+            );
+        }
+    }
 }

@@ -1,101 +1,124 @@
-//! Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64> ...`,
-//! HMAC-SHA256 over `{id}.{timestamp}.{body}` with the base64 key after `whsec_`.
+//! Standard Webhooks and Svix: `{prefix}-id`, `{prefix}-timestamp`,
+//! `{prefix}-signature: v1,<base64> ...`, HMAC-SHA256 over `{id}.{timestamp}.{body}` with the
+//! base64 key after `whsec_`.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use hmac::{Hmac, Mac};
-use http::{HeaderMap, HeaderName};
-use sha2::Sha256;
+use http::HeaderName;
 
-use super::{BadSecret, Verified, VerifyError, check_timestamp, single_header};
+use super::{BadSecret, Request, Verified, VerifyError, check_timestamp, mac, single_header};
+use crate::config::HmacAlgorithm;
 
-/// A Standard Webhooks verifier (also signs, for outbound use and `hookyard send`).
+/// Which header names are used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// `webhook-id`, `webhook-timestamp`, `webhook-signature`.
+    StandardWebhooks,
+    /// `svix-id`, `svix-timestamp`, `svix-signature`.
+    Svix,
+}
+
+/// A Standard Webhooks verifier (also signs, for outbound deliveries and `hookyard send`).
 pub struct StandardWebhooks {
-    key: Vec<u8>,
+    keys: Vec<Vec<u8>>,
     tolerance: Duration,
+    id: HeaderName,
+    timestamp: HeaderName,
+    signature: HeaderName,
 }
 
 impl std::fmt::Debug for StandardWebhooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StandardWebhooks")
-            .field("key", &"<redacted>")
+            .field("keys", &"<redacted>")
             .field("tolerance", &self.tolerance)
+            .field("id", &self.id)
             .finish()
     }
 }
 
-/// Longest signature header accepted; real ones hold a few 50-byte entries.
-const MAX_SIGNATURE_HEADER: usize = 4096;
+/// Decodes a `whsec_<base64>` secret (the prefix is optional).
+pub fn decode_secret(secret: &str) -> Result<Vec<u8>, BadSecret> {
+    let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
+    let key = B64
+        .decode(b64)
+        .map_err(|_| BadSecret("a standard-webhooks secret must be base64 after whsec_".into()))?;
+    if key.is_empty() {
+        return Err(BadSecret("the standard-webhooks secret is empty".into()));
+    }
+    Ok(key)
+}
 
 impl StandardWebhooks {
-    /// Builds from a `whsec_<base64>` secret (the prefix is optional).
-    pub fn new(secret: &str, tolerance: Duration) -> Result<StandardWebhooks, BadSecret> {
-        let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
-        let key = B64.decode(b64).map_err(|_| {
-            BadSecret("standard-webhooks secret is not valid base64 after whsec_".into())
-        })?;
-        if key.is_empty() {
-            return Err(BadSecret("standard-webhooks secret is empty".into()));
-        }
-        Ok(StandardWebhooks { key, tolerance })
+    /// Builds from `whsec_<base64>` secrets.
+    pub fn new(
+        secrets: &[&str],
+        tolerance: Duration,
+        flavor: Flavor,
+    ) -> Result<StandardWebhooks, BadSecret> {
+        let keys = secrets
+            .iter()
+            .map(|s| decode_secret(s))
+            .collect::<Result<_, _>>()?;
+        let p = match flavor {
+            Flavor::StandardWebhooks => "webhook",
+            Flavor::Svix => "svix",
+        };
+        let name = |suffix: &str| {
+            HeaderName::from_bytes(format!("{p}-{suffix}").as_bytes()).expect("static header name")
+        };
+        Ok(StandardWebhooks {
+            keys,
+            tolerance,
+            id: name("id"),
+            timestamp: name("timestamp"),
+            signature: name("signature"),
+        })
     }
 
-    fn mac(&self, id: &str, timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(id.as_bytes());
-        mac.update(b".");
-        mac.update(timestamp.as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        mac
-    }
-
-    /// The `webhook-signature` value (`v1,<base64>`) for this message.
+    /// The signature value (`v1,<base64>`) for this message, with the first key.
     pub fn sign(&self, id: &str, timestamp: u64, body: &[u8]) -> String {
-        let tag = self
-            .mac(id, &timestamp.to_string(), body)
-            .finalize()
-            .into_bytes();
+        let ts = timestamp.to_string();
+        let tag = mac::sign(
+            HmacAlgorithm::Sha256,
+            &self.keys[0],
+            &[id.as_bytes(), b".", ts.as_bytes(), b".", body],
+        );
         format!("v1,{}", B64.encode(tag))
     }
 
-    /// Checks the three headers against the body at time `now`.
-    pub fn verify(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: SystemTime,
-    ) -> Result<Verified, VerifyError> {
-        let id = single_header(headers, "webhook-id")?;
-        let timestamp = single_header(headers, "webhook-timestamp")?;
-        let signatures = single_header(headers, "webhook-signature")?;
+    /// The three headers for this message.
+    pub fn sign_headers(&self, id: &str, timestamp: u64, body: &[u8]) -> Vec<(String, String)> {
+        vec![
+            (self.id.to_string(), id.to_string()),
+            (self.timestamp.to_string(), timestamp.to_string()),
+            (self.signature.to_string(), self.sign(id, timestamp, body)),
+        ]
+    }
+
+    /// Checks the three headers against the body.
+    pub fn verify(&self, req: &Request<'_>) -> Result<Verified, VerifyError> {
+        let id = single_header(req.headers, &self.id)?;
+        let timestamp = single_header(req.headers, &self.timestamp)?;
+        let signatures = single_header(req.headers, &self.signature)?;
         if id.is_empty() || id.len() > 256 {
-            return Err(VerifyError::MalformedHeader(HeaderName::from_static(
-                "webhook-id",
-            )));
+            return Err(VerifyError::MalformedHeader(self.id.clone()));
         }
-        if signatures.len() > MAX_SIGNATURE_HEADER {
-            return Err(VerifyError::MalformedHeader(HeaderName::from_static(
-                "webhook-signature",
-            )));
-        }
-        check_timestamp(timestamp, "webhook-timestamp", now, self.tolerance)?;
-        let mac = self.mac(id, timestamp, body);
+        check_timestamp(timestamp, &self.timestamp, req.now, self.tolerance)?;
+        let parts: [&[u8]; 5] = [id.as_bytes(), b".", timestamp.as_bytes(), b".", req.body];
         let mut saw_v1 = false;
         for entry in signatures.split(' ').filter(|s| !s.is_empty()) {
             let Some((version, sig)) = entry.split_once(',') else {
-                return Err(VerifyError::MalformedHeader(HeaderName::from_static(
-                    "webhook-signature",
-                )));
+                return Err(VerifyError::MalformedHeader(self.signature.clone()));
             };
             if version != "v1" {
                 continue; // other versions (e.g. v1a, asymmetric) are not ours to check
             }
             saw_v1 = true;
             let Ok(sig) = B64.decode(sig) else { continue };
-            if mac.clone().verify_slice(&sig).is_ok() {
+            if mac::any_matches(HmacAlgorithm::Sha256, &self.keys, &parts, &sig) {
                 return Ok(Verified {
                     delivery_id: Some(id.to_string()),
                 });
@@ -104,9 +127,7 @@ impl StandardWebhooks {
         if saw_v1 {
             Err(VerifyError::BadSignature)
         } else {
-            Err(VerifyError::MalformedHeader(HeaderName::from_static(
-                "webhook-signature",
-            )))
+            Err(VerifyError::MalformedHeader(self.signature.clone()))
         }
     }
 }
@@ -114,6 +135,8 @@ impl StandardWebhooks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::{HeaderMap, Uri};
+    use std::time::SystemTime;
 
     // The Standard Webhooks reference test vector.
     const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -126,82 +149,146 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(ts)
     }
 
-    fn headers(id: &str, ts: &str, sig: &str) -> HeaderMap {
+    fn headers(prefix: &str, id: &str, ts: &str, sig: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert("webhook-id", id.parse().unwrap());
-        h.insert("webhook-timestamp", ts.parse().unwrap());
-        h.insert("webhook-signature", sig.parse().unwrap());
+        h.insert(
+            HeaderName::from_bytes(format!("{prefix}-id").as_bytes()).unwrap(),
+            id.parse().unwrap(),
+        );
+        h.insert(
+            HeaderName::from_bytes(format!("{prefix}-timestamp").as_bytes()).unwrap(),
+            ts.parse().unwrap(),
+        );
+        h.insert(
+            HeaderName::from_bytes(format!("{prefix}-signature").as_bytes()).unwrap(),
+            sig.parse().unwrap(),
+        );
         h
     }
 
-    fn verifier() -> StandardWebhooks {
-        StandardWebhooks::new(SECRET, Duration::from_secs(300)).unwrap()
+    fn verifier(secrets: &[&str]) -> StandardWebhooks {
+        StandardWebhooks::new(secrets, Duration::from_secs(300), Flavor::StandardWebhooks).unwrap()
+    }
+
+    fn check(
+        v: &StandardWebhooks,
+        h: &HeaderMap,
+        body: &[u8],
+        now: u64,
+    ) -> Result<Verified, VerifyError> {
+        let uri = Uri::from_static("/");
+        v.verify(&Request {
+            headers: h,
+            body,
+            uri: &uri,
+            now: at(now),
+        })
     }
 
     #[test]
     fn reference_vector_signs_and_verifies() {
-        assert_eq!(verifier().sign(ID, TS, BODY), SIG);
-        let ok = verifier()
-            .verify(&headers(ID, &TS.to_string(), SIG), BODY, at(TS))
-            .unwrap();
+        assert_eq!(verifier(&[SECRET]).sign(ID, TS, BODY), SIG);
+        let ok = check(
+            &verifier(&[SECRET]),
+            &headers("webhook", ID, &TS.to_string(), SIG),
+            BODY,
+            TS,
+        )
+        .unwrap();
         assert_eq!(ok.delivery_id.as_deref(), Some(ID));
+    }
+
+    #[test]
+    fn svix_published_vector_verifies_with_svix_headers() {
+        // svix-webhooks' own test vector (python/tests/test_webhooks.py::test_sign_function).
+        let v = StandardWebhooks::new(
+            &["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+            Duration::from_secs(300),
+            Flavor::Svix,
+        )
+        .unwrap();
+        let sig = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+        assert_eq!(
+            v.sign(
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1614265330,
+                br#"{"test": 2432232314}"#
+            ),
+            sig
+        );
+        let h = headers("svix", "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", sig);
+        assert!(check(&v, &h, br#"{"test": 2432232314}"#, 1614265330).is_ok());
+    }
+
+    #[test]
+    fn a_rotated_secret_still_verifies() {
+        let v = verifier(&["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", SECRET]);
+        assert!(check(&v, &headers("webhook", ID, &TS.to_string(), SIG), BODY, TS).is_ok());
     }
 
     #[test]
     fn any_of_several_signatures_may_match() {
         let sigs = format!("v1,Zm9vYmFy v1a,abc {SIG}");
         assert!(
-            verifier()
-                .verify(&headers(ID, &TS.to_string(), &sigs), BODY, at(TS))
-                .is_ok()
+            check(
+                &verifier(&[SECRET]),
+                &headers("webhook", ID, &TS.to_string(), &sigs),
+                BODY,
+                TS
+            )
+            .is_ok()
         );
     }
 
     #[test]
-    fn tampered_body_is_rejected() {
-        let err = verifier()
-            .verify(&headers(ID, &TS.to_string(), SIG), b"{}", at(TS))
-            .unwrap_err();
-        assert_eq!(err, VerifyError::BadSignature);
-    }
-
-    #[test]
-    fn timestamp_outside_tolerance_either_way_is_rejected() {
-        let h = headers(ID, &TS.to_string(), SIG);
+    fn tampered_body_and_skewed_clocks_are_rejected() {
+        let v = verifier(&[SECRET]);
+        let h = headers("webhook", ID, &TS.to_string(), SIG);
         assert_eq!(
-            verifier().verify(&h, BODY, at(TS + 301)).unwrap_err(),
+            check(&v, &h, b"{}", TS).unwrap_err(),
+            VerifyError::BadSignature
+        );
+        assert_eq!(
+            check(&v, &h, BODY, TS + 301).unwrap_err(),
             VerifyError::StaleTimestamp
         );
         assert_eq!(
-            verifier().verify(&h, BODY, at(TS - 301)).unwrap_err(),
+            check(&v, &h, BODY, TS - 301).unwrap_err(),
             VerifyError::StaleTimestamp
         );
-        assert!(verifier().verify(&h, BODY, at(TS + 299)).is_ok());
+        assert!(check(&v, &h, BODY, TS + 299).is_ok());
     }
 
     #[test]
     fn malformed_headers_are_named() {
-        let v = verifier();
+        let v = verifier(&[SECRET]);
+        let named = |s: &'static str| HeaderName::from_static(s);
         assert_eq!(
-            v.verify(&headers(ID, "12abc", SIG), BODY, at(TS))
-                .unwrap_err(),
-            VerifyError::MalformedHeader(HeaderName::from_static("webhook-timestamp"))
+            check(&v, &headers("webhook", ID, "12abc", SIG), BODY, TS).unwrap_err(),
+            VerifyError::MalformedHeader(named("webhook-timestamp"))
         );
         assert_eq!(
-            v.verify(&headers(ID, &TS.to_string(), "garbage"), BODY, at(TS))
-                .unwrap_err(),
-            VerifyError::MalformedHeader(HeaderName::from_static("webhook-signature"))
+            check(
+                &v,
+                &headers("webhook", ID, &TS.to_string(), "garbage"),
+                BODY,
+                TS
+            )
+            .unwrap_err(),
+            VerifyError::MalformedHeader(named("webhook-signature"))
         );
-        let mut h = headers(ID, &TS.to_string(), SIG);
+        let mut h = headers("webhook", ID, &TS.to_string(), SIG);
         h.remove("webhook-id");
         assert_eq!(
-            v.verify(&h, BODY, at(TS)).unwrap_err(),
-            VerifyError::MissingHeader(HeaderName::from_static("webhook-id"))
+            check(&v, &h, BODY, TS).unwrap_err(),
+            VerifyError::MissingHeader(named("webhook-id"))
         );
     }
 
     #[test]
     fn bad_secret_is_refused() {
-        assert!(StandardWebhooks::new("whsec_!!!", Duration::from_secs(1)).is_err());
+        assert!(
+            StandardWebhooks::new(&["whsec_!!!"], Duration::from_secs(1), Flavor::Svix).is_err()
+        );
     }
 }
