@@ -9,5 +9,6 @@ mod delivery;
 mod flow;
 mod ingress;
 mod plugin_limits;
+mod providers;
 mod reliability;
 mod verification;

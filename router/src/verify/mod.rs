@@ -413,3 +413,105 @@ mod tests {
         }
     }
 }
+
+/// Arbitrary, truncated, duplicated and oversized headers against every scheme: never a
+/// panic, never an accepted request without the secret.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::config::Secret;
+    use proptest::prelude::*;
+
+    fn verifiers() -> Vec<(Scheme, Verifier, Vec<&'static str>)> {
+        let base = |scheme| VerifyConfig {
+            scheme,
+            secret: Some(Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
+            secrets: vec![],
+            tolerance: None,
+            header: None,
+            algorithm: None,
+            encoding: None,
+            prefix: None,
+            timestamp_header: None,
+            signed_content: None,
+            query: None,
+            username: None,
+            public_url: None,
+        };
+        let mut out = Vec::new();
+        let mut add = |c: VerifyConfig, headers: Vec<&'static str>| {
+            out.push((
+                c.scheme,
+                Verifier::from_config(&c).expect("valid config"),
+                headers,
+            ));
+        };
+        add(
+            base(Scheme::StandardWebhooks),
+            vec!["webhook-id", "webhook-timestamp", "webhook-signature"],
+        );
+        add(
+            base(Scheme::Svix),
+            vec!["svix-id", "svix-timestamp", "svix-signature"],
+        );
+        add(base(Scheme::Github), vec!["x-hub-signature-256"]);
+        add(base(Scheme::Shopify), vec!["x-shopify-hmac-sha256"]);
+        add(base(Scheme::Stripe), vec!["stripe-signature"]);
+        add(
+            base(Scheme::Slack),
+            vec!["x-slack-signature", "x-slack-request-timestamp"],
+        );
+        let mut twilio = base(Scheme::Twilio);
+        twilio.public_url = Some("https://hooks.example.com".into());
+        add(twilio, vec!["x-twilio-signature"]);
+        let mut hmac = base(Scheme::Hmac);
+        hmac.header = Some("x-sig".into());
+        hmac.timestamp_header = Some("x-ts".into());
+        add(hmac, vec!["x-sig", "x-ts"]);
+        let mut token = base(Scheme::Token);
+        token.header = Some("x-token".into());
+        add(token, vec!["x-token"]);
+        let mut basic = base(Scheme::Basic);
+        basic.username = Some("u".into());
+        add(basic, vec!["authorization"]);
+        out
+    }
+
+    fn header_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[ -~]{0,80}",
+            "v1,[A-Za-z0-9+/=]{0,60}( v1,[A-Za-z0-9+/=]{0,60}){0,3}",
+            "t=[0-9]{0,12}(,v1=[0-9a-f]{0,70}){0,3}(,v0=[0-9a-f]{0,10})?",
+            "(sha256=|v0=|Basic |Bearer )[ -~]{0,90}",
+            "[0-9]{0,14}",
+            "[ -~]{3000,5000}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn arbitrary_headers_are_refused_without_panicking(
+            values in proptest::collection::vec(header_value(), 3),
+            repeat in any::<bool>(),
+            body in proptest::collection::vec(any::<u8>(), 0..200),
+            query in "[a-zA-Z0-9=&%]{0,40}",
+        ) {
+            let uri: Uri = format!("/hooks/r?{query}").parse().unwrap_or_else(|_| Uri::from_static("/hooks/r"));
+            for (scheme, verifier, names) in verifiers() {
+                let mut headers = HeaderMap::new();
+                for (name, value) in names.iter().zip(values.iter()) {
+                    let name = HeaderName::from_static(name);
+                    let Ok(v) = value.parse::<http::HeaderValue>() else { continue };
+                    headers.append(name.clone(), v.clone());
+                    if repeat {
+                        headers.append(name, v);
+                    }
+                }
+                let req = Request { headers: &headers, body: &body, uri: &uri, now: SystemTime::now() };
+                prop_assert!(verifier.verify(&req).is_err(), "{scheme:?} accepted {headers:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every test. First installs what the tests need: the wasm32-wasip2 target (the tests
+# build the plugins) and the providers' own SDKs, which the tests use to sign requests
+# (PyPI: stripe, svix, standardwebhooks, slack_sdk, twilio; npm: @octokit/webhooks-methods).
+# Then: cargo test --workspace (extra arguments are passed on).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  rustup target add wasm32-wasip2
+fi
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r tests/sdk/requirements.txt
+npm ci --prefix tests/sdk --silent --no-audit --no-fund
+cargo test --workspace "$@"
