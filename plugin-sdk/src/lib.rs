@@ -2,7 +2,7 @@
 //!
 //! A plugin is one function from an [`Event`] to zero or more [`Output`]s, compiled to a
 //! WebAssembly component (`cargo build --target wasm32-wasip2`) and run by the router in a
-//! sandbox with nothing granted but what the [host interface](host) offers.
+//! sandbox with nothing granted but the capabilities below.
 //!
 //! ```ignore
 //! use hookyard_sdk::prelude::*;
@@ -11,11 +11,16 @@
 //! fn handle(event: Event) -> Result<Vec<Output>> {
 //!     let push: Value = event.json()?;
 //!     if push["ref"] != "refs/heads/main" {
-//!         return Ok(vec![]); // dropped
+//!         return drop_event("not the main branch");
 //!     }
 //!     Ok(vec![Output::json(&json!({ "text": format!("{} pushed", push["pusher"]["name"]) }))?])
 //! }
 //! ```
+//!
+//! Capabilities, each granted per plugin in `router.toml`: [`config`], [`secret`], [`log`],
+//! [`http`] (only to `allow_http` hosts), [`kv`] (a small durable store of the plugin's own),
+//! and the clock (`std::time::SystemTime`). Natively (`cargo test`), the same calls go to a
+//! fake host that a test programs through [`testing`].
 //!
 //! The contract lives in `wit/plugin.wit`; this crate binds it and adds small helpers.
 
@@ -44,13 +49,37 @@ pub use wit_bindgen as __wit_bindgen;
 pub use bindings::hookyard::plugin::types::{Error, Event, Output};
 pub use hookyard_sdk_macros::plugin;
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+
 /// The result type of a plugin's handler.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
 
 /// Everything a plugin usually needs, in one `use`.
 pub mod prelude {
-    pub use crate::{Error, Event, Output, Result, config, log, plugin};
+    pub use crate::{
+        Error, Event, Output, Result, config, drop_event, http, kv, log, plugin, secret,
+    };
     pub use serde_json::{Value, json};
+}
+
+/// The host calls, on wasm through the imports, natively through [`testing`]'s fake host.
+mod host {
+    #[cfg(target_arch = "wasm32")]
+    pub use crate::bindings::hookyard::plugin::host::{Level, config, drop_reason, log, secret};
+    #[cfg(target_arch = "wasm32")]
+    pub use crate::bindings::hookyard::plugin::http::fetch;
+    #[cfg(target_arch = "wasm32")]
+    pub use crate::bindings::hookyard::plugin::kv::{
+        delete as kv_delete, get as kv_get, set as kv_set,
+    };
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub use crate::bindings::hookyard::plugin::host::Level;
+    #[cfg(not(target_arch = "wasm32"))]
+    pub use crate::testing::fake::{
+        config, drop_reason, fetch, kv_delete, kv_get, kv_set, log, secret,
+    };
 }
 
 impl Error {
@@ -81,6 +110,25 @@ impl From<&str> for Error {
 }
 
 impl Event {
+    /// An event for tests: this body, these headers, this provider event type.
+    pub fn new(
+        body: impl Into<Vec<u8>>,
+        headers: &[(&str, &str)],
+        event_type: Option<&str>,
+    ) -> Event {
+        Event {
+            id: "evt_test".into(),
+            route: "test".into(),
+            received_at: 0,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+                .collect(),
+            body: body.into(),
+            event_type: event_type.map(str::to_string),
+        }
+    }
+
     /// Parses the body as JSON into any deserialisable type (`serde_json::Value` included).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
         Ok(serde_json::from_slice(&self.body)?)
@@ -89,6 +137,18 @@ impl Event {
     /// The body as UTF-8 text.
     pub fn text(&self) -> Result<&str> {
         core::str::from_utf8(&self.body).map_err(|e| Error::new(format!("body is not UTF-8: {e}")))
+    }
+
+    /// The body as `application/x-www-form-urlencoded` pairs (Slack commands, Twilio, HTML forms).
+    pub fn form(&self) -> Vec<(String, String)> {
+        form_urlencoded::parse(&self.body).into_owned().collect()
+    }
+
+    /// The first value of a form field.
+    pub fn form_value(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(&self.body)
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
     }
 
     /// The first header with this name (case-insensitive).
@@ -132,17 +192,34 @@ impl Output {
         self.headers.push((name.into(), value.into()));
         self
     }
+
+    /// The body parsed as JSON (handy in tests).
+    pub fn body_json(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::from_slice(&self.body)?)
+    }
 }
 
 /// Reads this plugin's `config` table from `router.toml` into a typed value.
 pub fn config<T: DeserializeOwned>() -> Result<T> {
-    let raw = bindings::hookyard::plugin::host::config();
+    let raw = host::config();
     serde_json::from_str(&raw).map_err(|e| Error::new(format!("invalid plugin config: {e}")))
+}
+
+/// A secret granted to this plugin (`secrets = { name = "${VAR}" }` in `router.toml`).
+pub fn secret(name: &str) -> Result<String> {
+    host::secret(name)
+        .ok_or_else(|| Error::new(format!("secret {name:?} is not granted to this plugin")))
+}
+
+/// Drops the event, recording why (visible in the admin view).
+pub fn drop_event(reason: &str) -> Result<Vec<Output>> {
+    host::drop_reason(reason);
+    Ok(Vec::new())
 }
 
 /// Writes to the router's log, tagged with this plugin's name and the event id.
 pub mod log {
-    use crate::bindings::hookyard::plugin::host::{self, Level};
+    use crate::host::{self, Level};
 
     /// Logs at debug level.
     pub fn debug(message: &str) {
@@ -159,5 +236,129 @@ pub mod log {
     /// Logs at error level.
     pub fn error(message: &str) {
         host::log(Level::Error, message);
+    }
+}
+
+/// Outbound HTTP to the hosts in this plugin's `allow_http`.
+pub mod http {
+    pub use crate::bindings::hookyard::plugin::http::{FetchError, Request, Response};
+    use crate::{Error, Result, host};
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    impl Request {
+        /// A request with this method and URL.
+        pub fn new(method: &str, url: impl Into<String>) -> Request {
+            Request {
+                method: method.to_string(),
+                url: url.into(),
+                headers: Vec::new(),
+                body: None,
+            }
+        }
+        /// A GET.
+        pub fn get(url: impl Into<String>) -> Request {
+            Request::new("GET", url)
+        }
+        /// A POST.
+        pub fn post(url: impl Into<String>) -> Request {
+            Request::new("POST", url)
+        }
+        /// Adds a header.
+        pub fn header(mut self, name: &str, value: &str) -> Request {
+            self.headers.push((name.to_string(), value.to_string()));
+            self
+        }
+        /// Adds `Authorization: Bearer <token>`.
+        pub fn bearer(self, token: &str) -> Request {
+            self.header("authorization", &format!("Bearer {token}"))
+        }
+        /// A JSON body with its content type.
+        pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Result<Request> {
+            self.body = Some(serde_json::to_vec(value)?);
+            Ok(self.header("content-type", "application/json"))
+        }
+        /// Sends it.
+        pub fn send(self) -> core::result::Result<Response, FetchError> {
+            fetch(self)
+        }
+    }
+
+    impl Response {
+        /// Whether the status is 2xx.
+        pub fn ok(&self) -> bool {
+            (200..300).contains(&self.status)
+        }
+        /// The body parsed as JSON.
+        pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+            Ok(serde_json::from_slice(&self.body)?)
+        }
+        /// The body as text.
+        pub fn text(&self) -> Result<&str> {
+            core::str::from_utf8(&self.body)
+                .map_err(|e| Error::new(format!("response is not UTF-8: {e}")))
+        }
+    }
+
+    impl From<FetchError> for Error {
+        fn from(e: FetchError) -> Self {
+            Error::new(match e {
+                FetchError::Denied(why) => format!("fetch denied: {why}"),
+                FetchError::Timeout => "fetch timed out".to_string(),
+                FetchError::TooLarge => "fetch response too large".to_string(),
+                FetchError::Failed(why) => format!("fetch failed: {why}"),
+            })
+        }
+    }
+
+    /// Makes one request. Redirects are not followed.
+    pub fn fetch(request: Request) -> core::result::Result<Response, FetchError> {
+        host::fetch(&request)
+    }
+
+    /// GETs a URL.
+    pub fn get(url: &str) -> core::result::Result<Response, FetchError> {
+        fetch(Request::get(url))
+    }
+}
+
+/// A small durable key-value store of this plugin's own.
+pub mod kv {
+    use std::time::Duration;
+
+    use crate::{Error, Result, host};
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    /// The bytes under `key`, unless absent or expired.
+    pub fn get(key: &str) -> Option<Vec<u8>> {
+        host::kv_get(key)
+    }
+
+    /// The JSON value under `key`.
+    pub fn get_json<T: DeserializeOwned>(key: &str) -> Result<Option<T>> {
+        get(key)
+            .map(|b| serde_json::from_slice(&b))
+            .transpose()
+            .map_err(Error::from)
+    }
+
+    /// Stores bytes under `key`, optionally for `ttl`.
+    pub fn set(key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
+        host::kv_set(key, value, ttl.map(|d| d.as_millis() as u64)).map_err(Error::new)
+    }
+
+    /// Stores a JSON value under `key`, optionally for `ttl`.
+    pub fn set_json<T: Serialize + ?Sized>(
+        key: &str,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        set(key, &serde_json::to_vec(value)?, ttl)
+    }
+
+    /// Removes `key`.
+    pub fn delete(key: &str) {
+        host::kv_delete(key)
     }
 }

@@ -15,6 +15,7 @@ use hookyard::config::{ByteSize, Dur, PluginConfig};
 use hookyard::pipeline::Plugin;
 use hookyard::pipeline::bindings::Event;
 use hookyard::pipeline::engine::{PoolLimits, WasmEngine};
+use hookyard::pipeline::host::{Capabilities, Fetcher, MemoryKv};
 use hookyard::store::sqlite::SqliteStore;
 use hookyard::store::{NewEvent, Store, new_id, now_ms};
 
@@ -79,14 +80,26 @@ fn plugin_vs_native(case: Case<'_>) {
         cache.path().to_path_buf(),
     )
     .expect("engine");
-    let config = PluginConfig {
-        path: case.wasm.clone(),
-        config: case.config.clone(),
-        memory: ByteSize(16 << 20),
-        timeout: Dur(Duration::from_secs(1)),
-    };
-    let plugin =
-        Arc::new(Plugin::load(&engine, "bench", &case.wasm, &config).expect("load plugin"));
+    let mut config = PluginConfig::with_defaults(case.wasm.clone());
+    config.config = case.config.clone();
+    config.memory = ByteSize(16 << 20);
+    config.timeout = Dur(Duration::from_secs(1));
+    let caps = Arc::new(Capabilities {
+        plugin: "bench".into(),
+        config: case.config.to_string().into(),
+        secrets: Default::default(),
+        allow_http: vec![],
+        http_timeout: Duration::from_secs(1),
+        http_max_response: 1 << 20,
+        fetcher: Fetcher::Canned(Arc::new(vec![])),
+        kv: Arc::new(MemoryKv::default()),
+        capture_logs: false,
+    });
+    let plugin = Arc::new(Plugin::load(&engine, &case.wasm, &config, caps).expect("load plugin"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let event = Event {
         id: new_id("evt"),
         route: "github".into(),
@@ -96,16 +109,22 @@ fn plugin_vs_native(case: Case<'_>) {
         event_type: Some(case.event_type.into()),
     };
     const N: usize = 3000;
-    for _ in 0..200 {
-        assert_eq!(plugin.handle(&event).expect("warm-up").len(), 1);
-    }
-    let mut wasm_times = Vec::with_capacity(N);
-    for _ in 0..N {
-        let t = Instant::now();
-        let out = plugin.handle(&event).expect("handle");
-        wasm_times.push(t.elapsed());
-        std::hint::black_box(out);
-    }
+    let wasm_times = rt.block_on(async {
+        for _ in 0..200 {
+            assert_eq!(
+                plugin.handle(&event).await.expect("warm-up").outputs.len(),
+                1
+            );
+        }
+        let mut times = Vec::with_capacity(N);
+        for _ in 0..N {
+            let t = Instant::now();
+            let out = plugin.handle(&event).await.expect("handle");
+            times.push(t.elapsed());
+            std::hint::black_box(out.outputs);
+        }
+        times
+    });
     let mut native_times = Vec::with_capacity(N);
     for _ in 0..N {
         let t = Instant::now();

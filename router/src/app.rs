@@ -20,6 +20,7 @@ use crate::dispatch::Dispatcher;
 use crate::egress::EgressPolicy;
 use crate::ingress::{self, Ingress};
 use crate::pipeline::engine::{EngineError, PoolLimits, WasmEngine};
+use crate::pipeline::host::{Capabilities, Fetcher, PluginKv};
 use crate::pipeline::{LoadError, Plugin};
 use crate::shutdown::Shutdown;
 use crate::store::sqlite::SqliteStore;
@@ -126,7 +127,11 @@ pub struct LoadedPlugins {
 }
 
 /// Compiles (or loads from cache) and type-checks every plugin in the config.
-pub fn load_plugins(config: &Config) -> Result<LoadedPlugins, StartError> {
+pub fn load_plugins(
+    config: &Config,
+    kv: Arc<dyn PluginKv>,
+    fetcher: Fetcher,
+) -> Result<LoadedPlugins, StartError> {
     let concurrency = concurrency(config);
     let max_memory = config
         .plugins
@@ -141,10 +146,53 @@ pub fn load_plugins(config: &Config) -> Result<LoadedPlugins, StartError> {
     let engine = Arc::new(WasmEngine::new(limits, config.cache_dir())?);
     let mut plugins = HashMap::new();
     for (name, pc) in &config.plugins {
-        let plugin = Plugin::load(&engine, name, &config.resolve(&pc.path), pc)?;
+        let caps = Arc::new(Capabilities {
+            plugin: name.as_str().into(),
+            config: pc.config.to_string().into(),
+            secrets: pc
+                .secrets
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose().to_string()))
+                .collect(),
+            allow_http: pc.allow_http.clone(),
+            http_timeout: pc.http_timeout.0,
+            http_max_response: pc.http_max_response.0 as usize,
+            fetcher: fetcher.clone(),
+            kv: kv.clone(),
+            capture_logs: false,
+        });
+        let plugin = Plugin::load(&engine, &config.resolve(&pc.path), pc, caps)?;
         plugins.insert(name.clone(), Arc::new(plugin));
     }
     Ok(LoadedPlugins { engine, plugins })
+}
+
+/// Plugins' kv namespaces, kept in the router's store.
+pub struct StoreKv(pub Arc<dyn Store>);
+
+#[async_trait::async_trait]
+impl PluginKv for StoreKv {
+    async fn get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.0.kv_get(plugin, key).await.map_err(|e| e.to_string())
+    }
+    async fn set(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: Option<crate::store::Millis>,
+    ) -> Result<(), String> {
+        self.0
+            .kv_set(plugin, key, value, expires_at)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    async fn delete(&self, plugin: &str, key: &str) -> Result<(), String> {
+        self.0
+            .kv_delete(plugin, key)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Builds every route: its verifier and its chain of loaded plugins.
@@ -253,14 +301,18 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<(), StartError> {
     let listener = listeners.hooks;
-    let plugins = load_plugins(&config)?;
-    let routes = Arc::new(build_routes(&config, &plugins)?);
-    let egress = Arc::new(EgressPolicy::new(&config.egress));
-    let destinations = Arc::new(build_destinations(&config, &egress)?);
     let sqlite_path = config
         .sqlite_path()
         .ok_or_else(|| StoreError::Database("store.url must be sqlite://<path>".to_string()))?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&sqlite_path)?);
+    let egress = Arc::new(EgressPolicy::new(&config.egress));
+    let fetcher = Fetcher::Http {
+        client: crate::delivery::http::client(egress.clone()),
+        egress: egress.clone(),
+    };
+    let plugins = load_plugins(&config, Arc::new(StoreKv(store.clone())), fetcher)?;
+    let routes = Arc::new(build_routes(&config, &plugins)?);
+    let destinations = Arc::new(build_destinations(&config, &egress)?);
     let concurrency = concurrency(&config);
 
     let (dispatch_tx, dispatch_rx) = mpsc::channel(1024);

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use crate::app::Routes;
 use crate::pipeline::{self, bindings::Event};
 use crate::shutdown::Shutdown;
-use crate::store::{EventOutcome, NewDelivery, NewEvent, Store, new_id};
+use crate::store::{EventOutcome, NewDelivery, NewEvent, RunRecord, Store, new_id};
 
 /// How long a claimed event stays ours before another worker may take it.
 pub const EVENT_LEASE: Duration = Duration::from_secs(60);
@@ -104,30 +104,33 @@ impl Dispatcher {
 /// Runs one event through its chain and stores the outcome.
 pub async fn process(store: &dyn Store, routes: &Routes, event: NewEvent) {
     let id = event.id.clone();
+    let mut run = RunRecord::default();
     let outcome = match routes.get(&event.route) {
         None => EventOutcome::Failed(format!("route {:?} is no longer configured", event.route)),
         Some(route) => {
-            let route = route.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                let wit = to_wit(&event);
-                let outputs = pipeline::run_chain(&route.steps, &wit).map_err(|e| e.to_string())?;
-                deliveries_for(&route, &event.id, outputs)
-            })
-            .await;
-            match result {
-                Ok(Ok(deliveries)) => EventOutcome::Processed(deliveries),
-                Ok(Err(message)) => EventOutcome::Failed(message),
-                Err(join) => EventOutcome::Failed(format!("plugin chain panicked: {join}")),
+            let chain = pipeline::run_chain(&route.steps, &to_wit(&event)).await;
+            run = RunRecord {
+                elapsed_us: chain.stats.elapsed_us,
+                fuel: chain.stats.fuel,
+                dropped: chain.stats.dropped,
+            };
+            match chain
+                .result
+                .map_err(|e| e.to_string())
+                .and_then(|outputs| deliveries_for(route, &event.id, outputs))
+            {
+                Ok(deliveries) => EventOutcome::Processed(deliveries),
+                Err(message) => EventOutcome::Failed(message),
             }
         }
     };
     match &outcome {
         EventOutcome::Processed(d) => {
-            tracing::debug!(event = %id, deliveries = d.len(), "processed")
+            tracing::debug!(event = %id, deliveries = d.len(), fuel = run.fuel, us = run.elapsed_us, "processed")
         }
         EventOutcome::Failed(reason) => tracing::warn!(event = %id, %reason, "event failed"),
     }
-    if let Err(e) = store.finish_event(&id, outcome).await {
+    if let Err(e) = store.finish_event(&id, outcome, run).await {
         // The lease lapses and the event is processed again.
         tracing::error!(event = %id, error = %e, "cannot record event outcome");
     }

@@ -2,18 +2,16 @@
 //! commands in [`admin`].
 
 mod admin;
+mod plugin;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use crate::config::{ByteSize, Config, Dur, PluginConfig};
-use crate::pipeline::bindings::Event;
-use crate::pipeline::engine::{PoolLimits, WasmEngine};
-use crate::pipeline::{Plugin, run_chain};
+use crate::config::Config;
 
 /// Hookyard: verify, journal, transform and deliver webhooks.
 #[derive(Debug, Parser)]
@@ -90,37 +88,10 @@ enum Command {
         #[command(subcommand)]
         command: Option<admin::DestinationsCmd>,
     },
-    /// Work with plugins.
+    /// Work with plugins: run one offline, or start a new one.
     Plugin {
         #[command(subcommand)]
-        command: PluginCommand,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum PluginCommand {
-    /// Run one plugin on one event offline and print its outputs as JSON.
-    Test {
-        /// The plugin component (`.wasm`).
-        plugin: PathBuf,
-        /// A file holding the event body.
-        #[arg(long)]
-        event: PathBuf,
-        /// The plugin's config, as JSON (e.g. '{"conditions": [...]}').
-        #[arg(long)]
-        config: Option<String>,
-        /// The provider's event type (e.g. `push`).
-        #[arg(long)]
-        event_type: Option<String>,
-        /// A request header, `name: value`; repeatable.
-        #[arg(short = 'H', long = "header")]
-        headers: Vec<String>,
-        /// Memory limit.
-        #[arg(long, default_value = "32MiB")]
-        memory: String,
-        /// Time limit.
-        #[arg(long, default_value = "1s")]
-        timeout: String,
+        command: plugin::PluginCommand,
     },
 }
 
@@ -177,26 +148,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             url,
             event_type,
         } => send(&config, &route, &payload, url, event_type.as_deref()),
-        Command::Plugin {
-            command:
-                PluginCommand::Test {
-                    plugin,
-                    event,
-                    config,
-                    event_type,
-                    headers,
-                    memory,
-                    timeout,
-                },
-        } => plugin_test(
-            &plugin,
-            &event,
-            config.as_deref(),
-            event_type,
-            &headers,
-            &memory,
-            &timeout,
-        ),
+        Command::Plugin { command } => plugin::run(command),
     }
 }
 
@@ -243,7 +195,13 @@ async fn wait_for_signal() {
 
 fn check(path: &Path) -> Result<ExitCode> {
     let config = Config::load(path)?;
-    let plugins = crate::app::load_plugins(&config)?;
+    let egress = Arc::new(crate::egress::EgressPolicy::new(&config.egress));
+    let fetcher = crate::pipeline::host::Fetcher::Http {
+        client: crate::delivery::http::client(egress.clone()),
+        egress,
+    };
+    let kv = Arc::new(crate::pipeline::host::MemoryKv::default());
+    let plugins = crate::app::load_plugins(&config, kv, fetcher)?;
     crate::app::build_routes(&config, &plugins)?;
     crate::app::build_destinations(&config, &crate::egress::EgressPolicy::new(&config.egress))?;
     println!(
@@ -316,93 +274,4 @@ fn send(
     } else {
         ExitCode::FAILURE
     })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn plugin_test(
-    plugin_path: &Path,
-    event_path: &Path,
-    config: Option<&str>,
-    event_type: Option<String>,
-    headers: &[String],
-    memory: &str,
-    timeout: &str,
-) -> Result<ExitCode> {
-    let body = std::fs::read(event_path)
-        .with_context(|| format!("cannot read {}", event_path.display()))?;
-    let plugin_config: serde_json::Value = match config {
-        Some(text) => serde_json::from_str(text).context("--config must be a JSON object")?,
-        None => serde_json::json!({}),
-    };
-    let memory = ByteSize::parse(memory).with_context(|| format!("invalid --memory {memory:?}"))?;
-    let timeout = Dur(humantime::parse_duration(timeout)
-        .with_context(|| format!("invalid --timeout {timeout:?}"))?);
-    let mut header_list = Vec::new();
-    for h in headers {
-        let Some((name, value)) = h.split_once(':') else {
-            bail!("--header {h:?} must look like 'name: value'");
-        };
-        header_list.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-    }
-    if !header_list.iter().any(|(n, _)| n == "content-type") {
-        header_list.push(("content-type".into(), "application/json".into()));
-    }
-    let event_type = event_type.or_else(|| {
-        let map: http::HeaderMap = header_list
-            .iter()
-            .filter_map(|(n, v)| {
-                Some((
-                    http::HeaderName::from_bytes(n.as_bytes()).ok()?,
-                    v.parse().ok()?,
-                ))
-            })
-            .collect();
-        crate::ingress::event_type(&map, &body)
-    });
-    let engine = WasmEngine::new(
-        PoolLimits {
-            instances: 8,
-            max_memory: memory.0,
-        },
-        crate::config::default_cache_dir(),
-    )?;
-    let pc = PluginConfig {
-        path: plugin_path.to_path_buf(),
-        config: plugin_config,
-        memory,
-        timeout,
-    };
-    let name = plugin_path
-        .file_stem()
-        .map_or("plugin".to_string(), |s| s.to_string_lossy().into_owned());
-    let plugin = Plugin::load(&engine, &name, plugin_path, &pc)?;
-    let event = Event {
-        id: crate::store::new_id("evt"),
-        route: "test".into(),
-        received_at: crate::store::now_ms().max(0) as u64,
-        headers: header_list,
-        body,
-        event_type,
-    };
-    let started = Instant::now();
-    let outputs = run_chain(&[std::sync::Arc::new(plugin)], &event)?;
-    let elapsed = started.elapsed();
-    let shown: Vec<serde_json::Value> = outputs
-        .iter()
-        .map(|r| {
-            let body =
-                serde_json::from_slice::<serde_json::Value>(&r.output.body).unwrap_or_else(|_| {
-                    serde_json::Value::String(String::from_utf8_lossy(&r.output.body).into_owned())
-                });
-            serde_json::json!({
-                "destination": r.destination,
-                "content_type": r.output.content_type,
-                "headers": r.output.headers,
-                "body": body,
-            })
-        })
-        .collect();
-    println!("{}", serde_json::to_string_pretty(&shown)?);
-    eprintln!("{} output(s) in {:.2?}", outputs.len(), elapsed);
-    Ok(ExitCode::SUCCESS)
 }

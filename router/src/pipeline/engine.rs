@@ -1,5 +1,6 @@
-//! The shared wasmtime [`Engine`]: pooling allocator, epoch interruption driven by one
-//! ticker thread, and an on-disk cache of compiled components.
+//! The shared wasmtime [`Engine`]: pooling allocator, async support (plugins run on fibers
+//! that yield at every epoch tick), fuel metering, epoch interruption driven by one ticker
+//! thread, and an on-disk cache of compiled components.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -84,9 +85,11 @@ impl WasmEngine {
             // 4.4x for github-to-chat; see docs/benchmarks.md).
             .linear_memory_keep_resident(1024 * 1024)
             .table_keep_resident(16 * 1024);
+        pool.total_stacks(n);
         let mut config = Config::new();
         config
             .wasm_component_model(true)
+            .consume_fuel(true)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(EngineError::Engine)?;

@@ -1,13 +1,103 @@
-//! What a plugin instance sees of the host: its config, a log, and an empty WASI context.
-//! Also the per-event memory limiter, which remembers whether the plugin hit its limit.
+//! What a plugin instance sees of the host: its config, its secrets, a log, `http.fetch` to
+//! its allowed hosts, its own kv namespace, and an empty WASI context. Also the per-event
+//! memory limiter, which remembers whether the plugin hit its limit.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+use async_trait::async_trait;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{self, Level};
+use super::bindings::{self, FetchError, Level, Request, Response};
+use crate::egress::EgressPolicy;
+use crate::store::{Millis, now_ms};
+
+/// A plugin's durable key-value namespace.
+#[async_trait]
+pub trait PluginKv: Send + Sync {
+    /// The value, unless absent or expired.
+    async fn get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, String>;
+    /// Stores a value, expiring at `expires_at` if set.
+    async fn set(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: Option<Millis>,
+    ) -> Result<(), String>;
+    /// Removes a key.
+    async fn delete(&self, plugin: &str, key: &str) -> Result<(), String>;
+}
+
+/// An in-memory [`PluginKv`], for `hookyard plugin test`.
+#[derive(Default)]
+pub struct MemoryKv(std::sync::Mutex<HashMap<(String, String), (Vec<u8>, Option<Millis>)>>);
+
+#[async_trait]
+impl PluginKv for MemoryKv {
+    async fn get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let map = self.0.lock().map_err(|_| "kv poisoned".to_string())?;
+        Ok(map
+            .get(&(plugin.to_string(), key.to_string()))
+            .filter(|(_, exp)| exp.is_none_or(|e| e > now_ms()))
+            .map(|(v, _)| v.clone()))
+    }
+    async fn set(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: Option<Millis>,
+    ) -> Result<(), String> {
+        let mut map = self.0.lock().map_err(|_| "kv poisoned".to_string())?;
+        map.insert((plugin.to_string(), key.to_string()), (value, expires_at));
+        Ok(())
+    }
+    async fn delete(&self, plugin: &str, key: &str) -> Result<(), String> {
+        let mut map = self.0.lock().map_err(|_| "kv poisoned".to_string())?;
+        map.remove(&(plugin.to_string(), key.to_string()));
+        Ok(())
+    }
+}
+
+/// Where `http.fetch` goes.
+#[derive(Clone)]
+pub enum Fetcher {
+    /// The network, through the router's egress rules.
+    Http {
+        /// A client with the guarded resolver and no redirects.
+        client: reqwest::Client,
+        /// The egress rules, for URLs with IP literals.
+        egress: Arc<EgressPolicy>,
+    },
+    /// Canned answers by (method, URL), for `hookyard plugin test`.
+    Canned(Arc<Vec<(String, String, Response)>>),
+}
+
+/// What one plugin is granted; shared by all its instances.
+pub struct Capabilities {
+    /// The plugin's name, for logs and its kv namespace.
+    pub plugin: Arc<str>,
+    /// Its config, as JSON.
+    pub config: Arc<str>,
+    /// Its secrets by name.
+    pub secrets: HashMap<String, String>,
+    /// Hosts it may fetch from (`host` or `host:port`).
+    pub allow_http: Vec<String>,
+    /// Longest one fetch may take.
+    pub http_timeout: Duration,
+    /// Largest fetched body.
+    pub http_max_response: usize,
+    /// How fetches are made.
+    pub fetcher: Fetcher,
+    /// Its kv namespace.
+    pub kv: Arc<dyn PluginKv>,
+    /// Keep log lines on the state (for `hookyard plugin test`) as well as logging them.
+    pub capture_logs: bool,
+}
 
 /// Per-event state of one plugin instance.
 pub struct HostState {
@@ -16,17 +106,18 @@ pub struct HostState {
     table: ResourceTable,
     /// Caps linear memory growth and records a refusal.
     pub limiter: MemoryLimiter,
-    /// The plugin's name, for log lines.
-    plugin: Arc<str>,
+    caps: Arc<Capabilities>,
     /// The event being handled, for log lines.
     event_id: Arc<str>,
-    /// The plugin's config as JSON.
-    config: Arc<str>,
+    /// Why the plugin dropped the event, if it said.
+    pub dropped: Option<String>,
+    /// Captured log lines (when the capabilities ask for it).
+    pub logs: Vec<(Level, String)>,
 }
 
 impl HostState {
-    /// State for one run of `plugin` on `event_id`.
-    pub fn new(plugin: Arc<str>, event_id: Arc<str>, config: Arc<str>, memory_limit: u64) -> Self {
+    /// State for one run of a plugin on `event_id`.
+    pub fn new(caps: Arc<Capabilities>, event_id: Arc<str>, memory_limit: u64) -> Self {
         HostState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
@@ -34,9 +125,10 @@ impl HostState {
                 limit: memory_limit,
                 exceeded: false,
             },
-            plugin,
+            caps,
             event_id,
-            config,
+            dropped: None,
+            logs: Vec::new(),
         }
     }
 }
@@ -52,24 +144,10 @@ impl WasiView for HostState {
 
 impl bindings::TypesHost for HostState {}
 
-impl bindings::Host for HostState {
-    fn log(&mut self, level: Level, message: String) {
-        let (plugin, event) = (&*self.plugin, &*self.event_id);
-        // Cap what a plugin can push into the router's log per line.
-        let message = truncate(&message, 4096);
-        match level {
-            Level::Trace => tracing::trace!(plugin, event, "{message}"),
-            Level::Debug => tracing::debug!(plugin, event, "{message}"),
-            Level::Info => tracing::info!(plugin, event, "{message}"),
-            Level::Warn => tracing::warn!(plugin, event, "{message}"),
-            Level::Error => tracing::error!(plugin, event, "{message}"),
-        }
-    }
-
-    fn config(&mut self) -> String {
-        self.config.to_string()
-    }
-}
+/// Longest log line, drop reason or kv key a plugin can hand the host.
+const MAX_TEXT: usize = 4096;
+const MAX_KV_KEY: usize = 256;
+const MAX_KV_VALUE: usize = 64 * 1024;
 
 fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
@@ -80,6 +158,183 @@ fn truncate(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+impl bindings::Host for HostState {
+    async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let (plugin, event) = (&*self.caps.plugin, &*self.event_id);
+        let message = truncate(&message, MAX_TEXT);
+        match level {
+            Level::Trace => tracing::trace!(plugin, event, "{message}"),
+            Level::Debug => tracing::debug!(plugin, event, "{message}"),
+            Level::Info => tracing::info!(plugin, event, "{message}"),
+            Level::Warn => tracing::warn!(plugin, event, "{message}"),
+            Level::Error => tracing::error!(plugin, event, "{message}"),
+        }
+        if self.caps.capture_logs && self.logs.len() < 1000 {
+            self.logs.push((level, message.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn config(&mut self) -> wasmtime::Result<String> {
+        Ok(self.caps.config.to_string())
+    }
+
+    async fn secret(&mut self, name: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.caps.secrets.get(&name).cloned())
+    }
+
+    async fn drop_reason(&mut self, reason: String) -> wasmtime::Result<()> {
+        self.dropped = Some(truncate(&reason, MAX_TEXT).to_string());
+        Ok(())
+    }
+}
+
+/// Whether `url`'s host (and port, if the entry names one) is in `allow`.
+pub fn host_allowed(url: &reqwest::Url, allow: &[String]) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let port = url.port_or_known_default();
+    allow.iter().any(|entry| match entry.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => {
+            h.eq_ignore_ascii_case(host) && p.parse::<u16>().ok() == port
+        }
+        _ => entry.eq_ignore_ascii_case(host),
+    })
+}
+
+impl bindings::HttpHost for HostState {
+    async fn fetch(&mut self, request: Request) -> wasmtime::Result<Result<Response, FetchError>> {
+        let caps = self.caps.clone();
+        let Ok(url) = reqwest::Url::parse(&request.url) else {
+            return Ok(Err(FetchError::Failed(format!(
+                "invalid URL {:?}",
+                request.url
+            ))));
+        };
+        if !host_allowed(&url, &caps.allow_http) {
+            let host = url.host_str().unwrap_or("").to_string();
+            return Ok(Err(FetchError::Denied(format!(
+                "{host} is not in this plugin's allow_http"
+            ))));
+        }
+        match &caps.fetcher {
+            Fetcher::Canned(answers) => Ok(answers
+                .iter()
+                .find(|(m, u, _)| m.eq_ignore_ascii_case(&request.method) && *u == request.url)
+                .map(|(_, _, r)| r.clone())
+                .ok_or_else(|| {
+                    FetchError::Failed(format!(
+                        "no canned response for {} {}",
+                        request.method, request.url
+                    ))
+                })),
+            Fetcher::Http { client, egress } => {
+                if let Err(e) = egress.check_url(&url) {
+                    return Ok(Err(FetchError::Denied(e.to_string())));
+                }
+                Ok(http_fetch(client, &caps, url, request).await)
+            }
+        }
+    }
+}
+
+async fn http_fetch(
+    client: &reqwest::Client,
+    caps: &Capabilities,
+    url: reqwest::Url,
+    request: Request,
+) -> Result<Response, FetchError> {
+    let method = http::Method::from_bytes(request.method.as_bytes())
+        .map_err(|_| FetchError::Failed(format!("invalid method {:?}", request.method)))?;
+    let mut req = client.request(method, url).timeout(caps.http_timeout);
+    for (name, value) in &request.headers {
+        req = req.header(name, value);
+    }
+    if let Some(body) = request.body {
+        req = req.body(body);
+    }
+    let work = async {
+        let mut resp = req.send().await.map_err(|e| classify_fetch_error(&e))?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| classify_fetch_error(&e))? {
+            if body.len() + chunk.len() > caps.http_max_response {
+                return Err(FetchError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    };
+    tokio::time::timeout(caps.http_timeout, work)
+        .await
+        .unwrap_or(Err(FetchError::Timeout))
+}
+
+fn classify_fetch_error(e: &reqwest::Error) -> FetchError {
+    if e.is_timeout() {
+        return FetchError::Timeout;
+    }
+    let mut source = std::error::Error::source(e);
+    let mut last = e.to_string();
+    while let Some(s) = source {
+        if let Some(refusal) = s.downcast_ref::<crate::egress::EgressError>() {
+            return FetchError::Denied(refusal.to_string());
+        }
+        last = s.to_string();
+        source = s.source();
+    }
+    FetchError::Failed(last)
+}
+
+impl bindings::KvHost for HostState {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.caps
+            .kv
+            .get(&self.caps.plugin, &key)
+            .await
+            .map_err(|e| wasmtime::Error::msg(format!("kv store unavailable: {e}")))
+    }
+
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        if key.is_empty() || key.len() > MAX_KV_KEY {
+            return Ok(Err(format!("kv keys are 1 to {MAX_KV_KEY} bytes")));
+        }
+        if value.len() > MAX_KV_VALUE {
+            return Ok(Err(format!("kv values are at most {MAX_KV_VALUE} bytes")));
+        }
+        let expires_at = ttl_ms.map(|t| now_ms().saturating_add(t.min(i64::MAX as u64) as Millis));
+        self.caps
+            .kv
+            .set(&self.caps.plugin, &key, value, expires_at)
+            .await
+            .map(Ok)
+            .map_err(|e| wasmtime::Error::msg(format!("kv store unavailable: {e}")))
+    }
+
+    async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        self.caps
+            .kv
+            .delete(&self.caps.plugin, &key)
+            .await
+            .map_err(|e| wasmtime::Error::msg(format!("kv store unavailable: {e}")))
+    }
 }
 
 /// Refuses linear memory growth past `limit` bytes and remembers that it did.
@@ -113,5 +368,25 @@ impl ResourceLimiter for MemoryLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_http_matches_host_and_optional_port() {
+        let url = |s: &str| reqwest::Url::parse(s).unwrap();
+        let allow = vec!["api.stripe.com".to_string(), "127.0.0.1:9000".to_string()];
+        assert!(host_allowed(&url("https://api.stripe.com/v1/x"), &allow));
+        assert!(host_allowed(&url("https://API.stripe.com/"), &allow));
+        assert!(!host_allowed(
+            &url("https://api.stripe.com.evil.example/"),
+            &allow
+        ));
+        assert!(host_allowed(&url("http://127.0.0.1:9000/x"), &allow));
+        assert!(!host_allowed(&url("http://127.0.0.1:9001/x"), &allow));
+        assert!(!host_allowed(&url("http://127.0.0.1/x"), &allow));
     }
 }

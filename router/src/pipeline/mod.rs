@@ -15,15 +15,15 @@ pub mod host;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::Linker;
 use wasmtime::{Store, Trap};
 
 use crate::config::{ByteSize, PluginConfig};
-use bindings::{Event, Output, PluginPre};
-use engine::{EPOCH_TICK, EngineError, WasmEngine};
-use host::HostState;
+use bindings::{Event, Level, Output, PluginPre};
+use engine::{EngineError, WasmEngine};
+use host::{Capabilities, HostState};
 
 /// Most outputs one event may fan out to across all steps.
 pub const MAX_OUTPUTS: usize = 1000;
@@ -65,7 +65,15 @@ pub enum StepError {
         /// Its limit.
         limit: ByteSize,
     },
-    /// The plugin trapped (panic, unreachable, out-of-bounds...).
+    /// The plugin burned all its `fuel`.
+    #[error("plugin {plugin:?} exceeded its fuel limit of {limit}")]
+    Fuel {
+        /// Plugin name.
+        plugin: String,
+        /// Its limit.
+        limit: u64,
+    },
+    /// The plugin trapped (panic, unreachable, out-of-bounds...), or a host call failed.
     #[error("plugin {plugin:?} trapped: {message}")]
     Trap {
         /// Plugin name.
@@ -81,12 +89,35 @@ pub enum StepError {
         /// The plugin's message.
         message: String,
     },
-    /// The chain produced more than [`MAX_OUTPUTS`] outputs.
-    #[error("plugin {plugin:?} produced more than {MAX_OUTPUTS} outputs")]
+    /// The plugin returned more outputs than `max_outputs` (or the chain more than [`MAX_OUTPUTS`]).
+    #[error("plugin {plugin:?} exceeded its output limit of {limit} outputs")]
     TooManyOutputs {
         /// Plugin name.
         plugin: String,
+        /// The limit.
+        limit: usize,
     },
+    /// The plugin's outputs added up to more than `max_output_bytes`.
+    #[error("plugin {plugin:?} exceeded its output size limit of {limit}")]
+    OutputTooLarge {
+        /// Plugin name.
+        plugin: String,
+        /// The limit.
+        limit: ByteSize,
+    },
+}
+
+/// What one event's run through its plugins cost, and why it was dropped if it was.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Wall time in the plugins, microseconds.
+    pub elapsed_us: u64,
+    /// Fuel burned in the plugins.
+    pub fuel: u64,
+    /// The first drop reason a plugin gave.
+    pub dropped: Option<String>,
+    /// Log lines captured (only when the capabilities ask for it).
+    pub logs: Vec<(String, String)>,
 }
 
 /// A loaded plugin: type-checked, pre-linked, ready to instantiate per event.
@@ -96,17 +127,35 @@ pub struct Plugin {
     engine: wasmtime::Engine,
     memory: ByteSize,
     timeout: Duration,
-    config: Arc<str>,
+    fuel: Option<u64>,
+    max_outputs: usize,
+    max_output_bytes: ByteSize,
+    caps: Arc<Capabilities>,
+}
+
+/// One plugin's answer for one event, with what it cost.
+pub struct StepRun {
+    /// The outputs.
+    pub outputs: Vec<Output>,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Fuel burned.
+    pub fuel: u64,
+    /// Its drop reason.
+    pub dropped: Option<String>,
+    /// Captured log lines.
+    pub logs: Vec<(Level, String)>,
 }
 
 impl Plugin {
-    /// Loads `config.path` (resolved by the caller) and checks it against the contract.
+    /// Loads `path` and checks it against the contract; `caps` is what it is granted.
     pub fn load(
         engine: &WasmEngine,
-        name: &str,
         path: &Path,
         config: &PluginConfig,
+        caps: Arc<Capabilities>,
     ) -> Result<Plugin, LoadError> {
+        let name = caps.plugin.clone();
         let component = engine.load(path)?;
         let contract = |source| LoadError::Contract {
             name: name.to_string(),
@@ -114,18 +163,21 @@ impl Plugin {
             source,
         };
         let mut linker = Linker::<HostState>::new(engine.engine());
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(contract)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(contract)?;
         bindings::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(contract)?;
         let instance_pre = linker.instantiate_pre(&component).map_err(contract)?;
         let pre = PluginPre::new(instance_pre).map_err(contract)?;
         Ok(Plugin {
-            name: name.into(),
+            name,
             pre,
             engine: engine.engine().clone(),
             memory: config.memory,
             timeout: config.timeout.0,
-            config: config.config.to_string().into(),
+            fuel: config.fuel,
+            max_outputs: config.max_outputs,
+            max_output_bytes: config.max_output_bytes,
+            caps,
         })
     }
 
@@ -134,25 +186,46 @@ impl Plugin {
         &self.name
     }
 
-    /// Runs the plugin on one event in a fresh instance. Blocking: call off the async workers.
-    pub fn handle(&self, event: &Event) -> Result<Vec<Output>, StepError> {
-        let state = HostState::new(
-            self.name.clone(),
-            event.id.as_str().into(),
-            self.config.clone(),
-            self.memory.0,
-        );
+    /// Runs the plugin on one event in a fresh instance. The guest yields to the executor at
+    /// every epoch tick, so it never holds a worker thread for long.
+    pub async fn handle(&self, event: &Event) -> Result<StepRun, StepError> {
+        let state = HostState::new(self.caps.clone(), event.id.as_str().into(), self.memory.0);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        let ticks = self.timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64;
-        store.set_epoch_deadline(ticks.max(1));
-        store.epoch_deadline_trap();
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|plugin| plugin.call_handle(&mut store, event));
+        let budget = self.fuel.unwrap_or(u64::MAX);
+        store
+            .set_fuel(budget)
+            .map_err(|e| self.trap(format!("{e:#}")))?;
+        store.epoch_deadline_async_yield_and_update(1);
+        let started = Instant::now();
+        let run = async {
+            let plugin = self.pre.instantiate_async(&mut store).await?;
+            plugin.call_handle(&mut store, event).await
+        };
+        let result = tokio::time::timeout(self.timeout, run).await;
+        let elapsed = started.elapsed();
+        let fuel = budget - store.get_fuel().unwrap_or(0);
+        let result = match result {
+            Err(_) => {
+                return Err(StepError::Timeout {
+                    plugin: self.name.to_string(),
+                    timeout: self.timeout,
+                });
+            }
+            Ok(r) => r,
+        };
         match result {
-            Ok(Ok(outputs)) => Ok(outputs),
+            Ok(Ok(outputs)) => {
+                self.check_outputs(&outputs)?;
+                let data = store.into_data();
+                Ok(StepRun {
+                    outputs,
+                    elapsed,
+                    fuel,
+                    dropped: data.dropped,
+                    logs: data.logs,
+                })
+            }
             Ok(Err(e)) => Err(StepError::Rejected {
                 plugin: self.name.to_string(),
                 message: e.message,
@@ -161,13 +234,46 @@ impl Plugin {
         }
     }
 
+    fn check_outputs(&self, outputs: &[Output]) -> Result<(), StepError> {
+        if outputs.len() > self.max_outputs {
+            return Err(StepError::TooManyOutputs {
+                plugin: self.name.to_string(),
+                limit: self.max_outputs,
+            });
+        }
+        let bytes: u64 = outputs.iter().map(|o| o.body.len() as u64).sum();
+        if bytes > self.max_output_bytes.0 {
+            return Err(StepError::OutputTooLarge {
+                plugin: self.name.to_string(),
+                limit: self.max_output_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn trap(&self, message: String) -> StepError {
+        StepError::Trap {
+            plugin: self.name.to_string(),
+            message,
+        }
+    }
+
     fn classify(&self, store: &Store<HostState>, err: wasmtime::Error) -> StepError {
         let plugin = self.name.to_string();
-        if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            return StepError::Timeout {
-                plugin,
-                timeout: self.timeout,
-            };
+        match err.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => {
+                return StepError::Timeout {
+                    plugin,
+                    timeout: self.timeout,
+                };
+            }
+            Some(Trap::OutOfFuel) => {
+                return StepError::Fuel {
+                    plugin,
+                    limit: self.fuel.unwrap_or(u64::MAX),
+                };
+            }
+            _ => {}
         }
         if store.data().limiter.exceeded {
             return StepError::Memory {
@@ -192,9 +298,27 @@ pub struct Routed {
     pub destination: Option<String>,
 }
 
+/// The outcome of one event's run through its chain, and what it cost either way.
+pub struct ChainRun {
+    /// The outputs, or why the run failed.
+    pub result: Result<Vec<Routed>, StepError>,
+    /// Time, fuel, drop reason, captured logs.
+    pub stats: RunStats,
+}
+
 /// Runs `event` through `steps` in order; every output of one step is an input of the next.
 /// With no steps, the event itself is the one output.
-pub fn run_chain(steps: &[Arc<Plugin>], event: &Event) -> Result<Vec<Routed>, StepError> {
+pub async fn run_chain(steps: &[Arc<Plugin>], event: &Event) -> ChainRun {
+    let mut stats = RunStats::default();
+    let result = run_steps(steps, event, &mut stats).await;
+    ChainRun { result, stats }
+}
+
+async fn run_steps(
+    steps: &[Arc<Plugin>],
+    event: &Event,
+    stats: &mut RunStats,
+) -> Result<Vec<Routed>, StepError> {
     let content_type = header(&event.headers, "content-type").map(str::to_string);
     let mut current = vec![Routed {
         output: Output {
@@ -213,7 +337,18 @@ pub fn run_chain(steps: &[Arc<Plugin>], event: &Event) -> Result<Vec<Routed>, St
             } else {
                 next_input(event, &item.output)
             };
-            for output in step.handle(&input)? {
+            let run = step.handle(&input).await?;
+            stats.elapsed_us += run.elapsed.as_micros() as u64;
+            stats.fuel = stats.fuel.saturating_add(run.fuel);
+            if stats.dropped.is_none() && run.outputs.is_empty() {
+                stats.dropped = run.dropped.map(|r| format!("{}: {r}", step.name()));
+            }
+            stats.logs.extend(
+                run.logs
+                    .into_iter()
+                    .map(|(level, line)| (format!("{}:{level:?}", step.name()), line)),
+            );
+            for output in run.outputs {
                 let destination = output
                     .destination
                     .clone()
@@ -225,6 +360,7 @@ pub fn run_chain(steps: &[Arc<Plugin>], event: &Event) -> Result<Vec<Routed>, St
                 if next.len() > MAX_OUTPUTS {
                     return Err(StepError::TooManyOutputs {
                         plugin: step.name().to_string(),
+                        limit: MAX_OUTPUTS,
                     });
                 }
             }
@@ -233,7 +369,6 @@ pub fn run_chain(steps: &[Arc<Plugin>], event: &Event) -> Result<Vec<Routed>, St
     }
     Ok(current)
 }
-
 /// The event the next step sees: the original's identity and headers, the output's body,
 /// with the output's headers and content type layered on top.
 fn next_input(original: &Event, output: &Output) -> Event {

@@ -76,6 +76,10 @@ where
     let (s, _g) = open().await;
     replayed_events_run_again_and_listings_filter(&s).await;
     let (s, _g) = open().await;
+    kv_values_are_per_plugin_and_expire(&s).await;
+    let (s, _g) = open().await;
+    run_costs_and_drop_reasons_are_kept(&s).await;
+    let (s, _g) = open().await;
     concurrent_appends_all_land(s).await;
 }
 
@@ -153,11 +157,14 @@ async fn finishing_creates_deliveries_once<S: Store>(s: &S) {
         .unwrap();
     let outcome =
         EventOutcome::Processed(vec![delivery("dlv_1", "evt_1"), delivery("dlv_2", "evt_1")]);
-    s.finish_event("evt_1", outcome.clone()).await.unwrap();
+    s.finish_event("evt_1", outcome.clone(), RunRecord::default())
+        .await
+        .unwrap();
     // A second finish (another worker, a replayed claim) changes nothing.
     s.finish_event(
         "evt_1",
         EventOutcome::Processed(vec![delivery("dlv_3", "evt_1")]),
+        RunRecord::default(),
     )
     .await
     .unwrap();
@@ -184,9 +191,13 @@ async fn failed_event_keeps_its_reason<S: Store>(s: &S) {
     s.append_event(sample_event("evt_1", None), NONE, WINDOW)
         .await
         .unwrap();
-    s.finish_event("evt_1", EventOutcome::Failed("plugin x trapped".into()))
-        .await
-        .unwrap();
+    s.finish_event(
+        "evt_1",
+        EventOutcome::Failed("plugin x trapped".into()),
+        RunRecord::default(),
+    )
+    .await
+    .unwrap();
     let got = s.event("evt_1").await.unwrap().unwrap();
     assert_eq!(got.status, EventStatus::Failed);
     assert_eq!(got.error.as_deref(), Some("plugin x trapped"));
@@ -202,6 +213,7 @@ async fn deliveries_move_through_retry_to_delivered_and_dead<S: Store>(s: &S) {
             delivery("dlv_ok", "evt_1"),
             delivery("dlv_bad", "evt_1"),
         ]),
+        RunRecord::default(),
     )
     .await
     .unwrap();
@@ -275,9 +287,13 @@ async fn processed_with<S: Store>(s: &S, event_id: &str, deliveries: Vec<NewDeli
     s.append_event(sample_event(event_id, None), NONE, WINDOW)
         .await
         .unwrap();
-    s.finish_event(event_id, EventOutcome::Processed(deliveries))
-        .await
-        .unwrap();
+    s.finish_event(
+        event_id,
+        EventOutcome::Processed(deliveries),
+        RunRecord::default(),
+    )
+    .await
+    .unwrap();
 }
 
 async fn ordered_deliveries_wait_for_their_head<S: Store>(s: &S) {
@@ -426,12 +442,14 @@ async fn replayed_events_run_again_and_listings_filter<S: Store>(s: &S) {
     s.finish_event(
         "evt_gh",
         EventOutcome::Processed(vec![delivery("x1", "evt_gh")]),
+        RunRecord::default(),
     )
     .await
     .unwrap();
     s.finish_event(
         "evt_stripe",
         EventOutcome::Failed("plugin p trapped".into()),
+        RunRecord::default(),
     )
     .await
     .unwrap();
@@ -517,6 +535,7 @@ async fn replayed_events_run_again_and_listings_filter<S: Store>(s: &S) {
     s.finish_event(
         "evt_gh",
         EventOutcome::Processed(vec![delivery("x2", "evt_gh")]),
+        RunRecord::default(),
     )
     .await
     .unwrap();
@@ -547,6 +566,55 @@ async fn replayed_events_run_again_and_listings_filter<S: Store>(s: &S) {
         s.event("evt_stripe").await.unwrap().unwrap().status,
         EventStatus::Received
     );
+}
+
+async fn kv_values_are_per_plugin_and_expire<S: Store>(s: &S) {
+    s.kv_set("a", "k", b"1".to_vec(), None).await.unwrap();
+    s.kv_set("b", "k", b"2".to_vec(), None).await.unwrap();
+    assert_eq!(
+        s.kv_get("a", "k").await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+    assert_eq!(
+        s.kv_get("b", "k").await.unwrap().as_deref(),
+        Some(&b"2"[..])
+    );
+    s.kv_set("a", "k", b"3".to_vec(), None).await.unwrap();
+    assert_eq!(
+        s.kv_get("a", "k").await.unwrap().as_deref(),
+        Some(&b"3"[..]),
+        "set overwrites"
+    );
+    s.kv_set("a", "old", b"x".to_vec(), Some(now_ms() - 1))
+        .await
+        .unwrap();
+    assert_eq!(s.kv_get("a", "old").await.unwrap(), None, "expired");
+    s.kv_delete("a", "k").await.unwrap();
+    assert_eq!(s.kv_get("a", "k").await.unwrap(), None);
+    assert!(s.kv_get("b", "k").await.unwrap().is_some());
+}
+
+async fn run_costs_and_drop_reasons_are_kept<S: Store>(s: &S) {
+    s.append_event(sample_event("evt_1", None), NONE, WINDOW)
+        .await
+        .unwrap();
+    let run = RunRecord {
+        elapsed_us: 42,
+        fuel: 123_456,
+        dropped: Some("filter: not main".into()),
+    };
+    s.finish_event("evt_1", EventOutcome::Processed(vec![]), run.clone())
+        .await
+        .unwrap();
+    assert_eq!(s.event("evt_1").await.unwrap().unwrap().run, run);
+    let listed = s
+        .events(EventFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed[0].run, run);
 }
 
 async fn concurrent_appends_all_land<S: Store>(s: S) {

@@ -113,6 +113,19 @@ pub struct StoredEvent {
     pub error: Option<String>,
     /// How many duplicates of it (same provider delivery id) were acknowledged and dropped.
     pub duplicates: u32,
+    /// What its last run through the plugins cost.
+    pub run: RunRecord,
+}
+
+/// What an event's run through its plugins cost, as recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunRecord {
+    /// Wall time in plugins, microseconds.
+    pub elapsed_us: u64,
+    /// Fuel burned.
+    pub fuel: u64,
+    /// Why a plugin dropped it, if one said.
+    pub dropped: Option<String>,
 }
 
 /// What running the plugin chain on an event produced.
@@ -290,6 +303,8 @@ pub struct EventSummary {
     pub body_size: u64,
     /// Duplicates acknowledged and dropped.
     pub duplicates: u32,
+    /// What its last run through the plugins cost.
+    pub run: RunRecord,
 }
 
 /// The journal. Every method is durable when it returns `Ok`.
@@ -311,9 +326,14 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
-    /// Records the chain's outcome and creates the deliveries, atomically. An event that is
-    /// no longer `Received` is left as it is (another worker finished it first).
-    async fn finish_event(&self, id: &str, outcome: EventOutcome) -> Result<(), StoreError>;
+    /// Records the chain's outcome and what it cost, and creates the deliveries, atomically.
+    /// An event that is no longer `Received` is left as it is (another worker finished it).
+    async fn finish_event(
+        &self,
+        id: &str,
+        outcome: EventOutcome,
+        run: RunRecord,
+    ) -> Result<(), StoreError>;
 
     /// Claims up to `limit` deliveries that are due, for `lease`, skipping destinations in
     /// `skip` (paused, saturated or with an open circuit) and any delivery that has an earlier
@@ -372,6 +392,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Paused destinations and why.
     async fn paused_destinations(&self) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// A plugin's kv value, unless absent or expired.
+    async fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stores a plugin's kv value, expiring at `expires_at` if set.
+    async fn kv_set(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: Option<Millis>,
+    ) -> Result<(), StoreError>;
+
+    /// Removes a plugin's kv key.
+    async fn kv_delete(&self, plugin: &str, key: &str) -> Result<(), StoreError>;
 }
 
 /// A new id with a type prefix, time-ordered (UUIDv7).

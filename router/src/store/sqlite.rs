@@ -51,7 +51,10 @@ CREATE TABLE IF NOT EXISTS events (
     status       TEXT NOT NULL,
     error        TEXT,
     lease_until  INTEGER NOT NULL DEFAULT 0,
-    duplicates   INTEGER NOT NULL DEFAULT 0
+    duplicates   INTEGER NOT NULL DEFAULT 0,
+    run_us       INTEGER NOT NULL DEFAULT 0,
+    run_fuel     INTEGER NOT NULL DEFAULT 0,
+    dropped      TEXT
 );
 CREATE INDEX IF NOT EXISTS events_dedup ON events(dedup_key, received_at) WHERE dedup_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_waiting ON events(lease_until) WHERE status = 'received';
@@ -74,6 +77,13 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_ordering ON deliveries(destination, ordering_key, seq)
     WHERE ordering_key IS NOT NULL AND status IN ('pending', 'retrying');
+CREATE TABLE IF NOT EXISTS kv (
+    plugin      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    value       BLOB NOT NULL,
+    expires_at  INTEGER,
+    PRIMARY KEY (plugin, key)
+);
 CREATE TABLE IF NOT EXISTS paused_destinations (
     name       TEXT PRIMARY KEY,
     reason     TEXT NOT NULL,
@@ -263,8 +273,7 @@ fn headers_from_json(text: &str) -> Result<Vec<(String, String)>, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("headers: {e}")))
 }
 
-const EVENT_COLUMNS: &str =
-    "id, route, received_at, headers, body, event_type, dedup_key, status, error, seq, duplicates";
+const EVENT_COLUMNS: &str = "id, route, received_at, headers, body, event_type, dedup_key, status, error, seq, duplicates, run_us, run_fuel, dropped";
 
 fn event_from_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
     let headers: String = row.get(3)?;
@@ -283,6 +292,11 @@ fn event_from_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
         error: row.get(8)?,
         seq: row.get(9)?,
         duplicates: row.get(10)?,
+        run: RunRecord {
+            elapsed_us: row.get::<_, i64>(11)? as u64,
+            fuel: row.get::<_, i64>(12)? as u64,
+            dropped: row.get(13)?,
+        },
     })
 }
 
@@ -394,7 +408,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn finish_event(&self, id: &str, outcome: EventOutcome) -> Result<(), StoreError> {
+    async fn finish_event(
+        &self,
+        id: &str,
+        outcome: EventOutcome,
+        run: RunRecord,
+    ) -> Result<(), StoreError> {
         let id = id.to_string();
         self.write(move |conn| {
             let (status, error, deliveries) = match outcome {
@@ -403,10 +422,18 @@ impl Store for SqliteStore {
             };
             let changed = conn
                 .prepare_cached(
-                    "UPDATE events SET status = ?2, error = ?3, lease_until = 0
+                    "UPDATE events SET status = ?2, error = ?3, lease_until = 0,
+                            run_us = ?4, run_fuel = ?5, dropped = ?6
                      WHERE id = ?1 AND status = 'received'",
                 )?
-                .execute(params![id, status.as_str(), error])?;
+                .execute(params![
+                    id,
+                    status.as_str(),
+                    error,
+                    run.elapsed_us.min(i64::MAX as u64) as i64,
+                    run.fuel.min(i64::MAX as u64) as i64,
+                    run.dropped
+                ])?;
             if changed == 0 {
                 return Ok(());
             }
@@ -575,7 +602,8 @@ impl Store for SqliteStore {
     async fn events(&self, filter: EventFilter) -> Result<Vec<EventSummary>, StoreError> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT seq, id, route, received_at, event_type, status, error, length(body), duplicates
+                "SELECT seq, id, route, received_at, event_type, status, error, length(body), duplicates,
+                        run_us, run_fuel, dropped
                  FROM events WHERE {EVENT_WHERE} ORDER BY seq DESC LIMIT ?6"
             ))?;
             collect(
@@ -593,6 +621,11 @@ impl Store for SqliteStore {
                         error: row.get(6)?,
                         body_size: row.get::<_, i64>(7)? as u64,
                         duplicates: row.get(8)?,
+                        run: RunRecord {
+                            elapsed_us: row.get::<_, i64>(9)? as u64,
+                            fuel: row.get::<_, i64>(10)? as u64,
+                            dropped: row.get(11)?,
+                        },
                     })
                 },
             )
@@ -657,6 +690,53 @@ impl Store for SqliteStore {
                     .prepare_cached("DELETE FROM paused_destinations WHERE name = ?1")?
                     .execute([name])?,
             };
+            Ok(())
+        })
+        .await
+    }
+
+    async fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let (plugin, key) = (plugin.to_string(), key.to_string());
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT value FROM kv WHERE plugin = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
+                )?
+                .query_row(params![plugin, key, now_ms()], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn kv_set(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: Option<Millis>,
+    ) -> Result<(), StoreError> {
+        let (plugin, key) = (plugin.to_string(), key.to_string());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO kv (plugin, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+            )?
+            .execute(params![plugin, key, value, expires_at])?;
+            // Expired entries are swept as writes come in, a few at a time.
+            conn.prepare_cached(
+                "DELETE FROM kv WHERE rowid IN (SELECT rowid FROM kv WHERE expires_at <= ?1 LIMIT 16)",
+            )?
+            .execute([now_ms()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn kv_delete(&self, plugin: &str, key: &str) -> Result<(), StoreError> {
+        let (plugin, key) = (plugin.to_string(), key.to_string());
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM kv WHERE plugin = ?1 AND key = ?2")?
+                .execute(params![plugin, key])?;
             Ok(())
         })
         .await
