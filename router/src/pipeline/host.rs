@@ -32,9 +32,12 @@ pub trait PluginKv: Send + Sync {
     async fn delete(&self, plugin: &str, key: &str) -> Result<(), String>;
 }
 
+/// A kv entry: its value and when it expires.
+type KvEntry = (Vec<u8>, Option<Millis>);
+
 /// An in-memory [`PluginKv`], for `hookyard plugin test`.
 #[derive(Default)]
-pub struct MemoryKv(std::sync::Mutex<HashMap<(String, String), (Vec<u8>, Option<Millis>)>>);
+pub struct MemoryKv(std::sync::Mutex<HashMap<(String, String), KvEntry>>);
 
 #[async_trait]
 impl PluginKv for MemoryKv {
