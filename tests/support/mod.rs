@@ -65,6 +65,8 @@ fn build_plugins() -> Result<HashMap<String, PathBuf>> {
             "github-to-chat",
             "-p",
             "misbehave",
+            "-p",
+            "enrich",
         ])
         .stderr(Stdio::inherit())
         .output()
@@ -90,7 +92,7 @@ fn build_plugins() -> Result<HashMap<String, PathBuf>> {
             }
         }
     }
-    for want in ["filter", "github-to-chat", "misbehave"] {
+    for want in ["filter", "github-to-chat", "misbehave", "enrich"] {
         if !found.contains_key(want) {
             bail!("cargo reported no .wasm for {want}");
         }
@@ -316,6 +318,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub delay: Duration,
+    /// The body; `reply <status>` when unset.
+    pub body: Option<String>,
 }
 
 impl Received {
@@ -374,10 +378,11 @@ impl Receiver {
                     if !reply.delay.is_zero() {
                         tokio::time::sleep(reply.delay).await;
                     }
-                    let mut resp = axum::response::Response::new(axum::body::Body::from(format!(
-                        "reply {}",
-                        reply.status
-                    )));
+                    let text = reply
+                        .body
+                        .clone()
+                        .unwrap_or_else(|| format!("reply {}", reply.status));
+                    let mut resp = axum::response::Response::new(axum::body::Body::from(text));
                     *resp.status_mut() =
                         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
                     for (k, v) in reply.headers {
@@ -412,6 +417,11 @@ impl Receiver {
     /// Every request after the script gets this status.
     pub fn always(&self, status: u16) {
         self.default_reply.lock().unwrap().status = status;
+    }
+
+    /// Every request after the script gets this body.
+    pub fn body_all(&self, body: &str) {
+        self.default_reply.lock().unwrap().body = Some(body.to_string());
     }
 
     /// Every request after the script waits this long before answering.

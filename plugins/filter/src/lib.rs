@@ -88,7 +88,7 @@ fn handle(event: Event) -> Result<Vec<Output>> {
     let config: Config = config()?;
     let doc: Value = event.json()?;
     if !config.keeps(&doc)? {
-        return Ok(vec![]);
+        return drop_event("conditions not met");
     }
     let content_type = event
         .header("content-type")

@@ -1,7 +1,8 @@
 //! `misbehave`: a test plugin that breaks its limits on request, to prove the host contains it.
 //!
 //! The event body picks the behaviour: `{"mode": "loop"}` spins forever, `"grow"` allocates
-//! until memory runs out, `"trap"` panics; anything else is echoed back unchanged.
+//! until memory runs out, `"trap"` panics, `"many"` returns 500 outputs, `"big"` one output of
+//! 2 MiB, `"fetch"` fetches the body's `url`; anything else is echoed back unchanged.
 
 use hookyard_sdk::prelude::*;
 
@@ -23,6 +24,15 @@ fn handle(event: Event) -> Result<Vec<Output>> {
             }
         }
         Some("trap") => panic!("misbehave was asked to trap"),
+        Some("many") => Ok((0..500)
+            .map(|_| Output::bytes(b"{}".to_vec(), "application/json"))
+            .collect()),
+        Some("big") => Ok(vec![Output::bytes(vec![b' '; 2 << 20], "text/plain")]),
+        Some("fetch") => {
+            let url = doc["url"].as_str().unwrap_or_default();
+            let response = http::get(url)?;
+            Ok(vec![Output::bytes(response.body, "application/json")])
+        }
         _ => Ok(vec![Output::bytes(event.body, "application/json")]),
     }
 }

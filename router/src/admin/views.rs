@@ -45,6 +45,12 @@ pub struct EventView {
     pub body_size: u64,
     /// Duplicates (same provider delivery id) acknowledged and dropped.
     pub duplicates: u32,
+    /// Microseconds spent in plugins on its last run.
+    pub run_us: u64,
+    /// Fuel burned in plugins on its last run.
+    pub fuel: u64,
+    /// Why a plugin dropped it, if one said.
+    pub dropped: Option<String>,
 }
 
 impl From<EventSummary> for EventView {
@@ -59,6 +65,9 @@ impl From<EventSummary> for EventView {
             error: e.error,
             body_size: e.body_size,
             duplicates: e.duplicates,
+            run_us: e.run.elapsed_us,
+            fuel: e.run.fuel,
+            dropped: e.run.dropped,
         }
     }
 }
@@ -95,6 +104,9 @@ impl EventDetail {
                 error: e.error,
                 body_size,
                 duplicates: e.duplicates,
+                run_us: e.run.elapsed_us,
+                fuel: e.run.fuel,
+                dropped: e.run.dropped,
             },
             headers: e.event.headers,
             body,

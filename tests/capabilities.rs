@@ -1,0 +1,287 @@
+//! Plugin capabilities and budgets, end to end: secrets, `http.fetch` only to `allow_http`
+//! hosts, a durable kv store per plugin, fuel and output limits, drop reasons, and the
+//! time and fuel of each event recorded for the admin view.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+fn enrich_config(api: &Receiver, sink: &Receiver, allow: &str) -> String {
+    format!(
+        r#"{SERVER}
+[plugins.orders]
+path = "{}"
+allow_http = ["{allow}"]
+secrets = {{ api_token = "tok_live_123" }}
+config = {{ url = "{}/orders/{{/data/id}}", token_secret = "api_token", count_key = "orders-seen" }}
+
+[destinations.sink]
+url = "{}"
+
+[[routes]]
+name = "shop"
+verify = {{ scheme = "none" }}
+steps = ["orders"]
+to = ["sink"]
+"#,
+        plugin("enrich").display(),
+        api.url(""),
+        sink.url("/")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_fetches_with_its_secret_and_counts_in_a_kv_that_survives_restarts() {
+    let api = Receiver::start().await;
+    api.body_all(r#"{"id":"or_1","total":4200,"items":[{"sku":"tee"}]}"#);
+    let sink = Receiver::start().await;
+    let config = enrich_config(&api, &sink, &format!("127.0.0.1:{}", api.addr.port()));
+    let mut router = Router::start(&config).expect("router starts");
+    assert_eq!(
+        post(&router, "shop", &[], br#"{"data":{"id":"or_1"}}"#)
+            .await
+            .0,
+        202
+    );
+    let got = sink.wait_for(1, Duration::from_secs(20)).await;
+    let out = got[0].json();
+    assert_eq!(out["fetched"]["total"], 4200);
+    assert_eq!(out["event"]["data"]["id"], "or_1");
+    assert_eq!(out["count"], 1);
+    let call = &api.received()[0];
+    assert_eq!(call.path, "/orders/or_1");
+    assert_eq!(call.header("authorization"), Some("Bearer tok_live_123"));
+
+    router.restart().expect("router restarts");
+    assert_eq!(
+        post(&router, "shop", &[], br#"{"data":{"id":"or_2"}}"#)
+            .await
+            .0,
+        202
+    );
+    let got = sink.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(got[1].json()["count"], 2, "the kv counter is durable");
+    // The secret is never journaled or logged.
+    assert!(!router.log().contains("tok_live_123"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fetching_a_host_outside_allow_http_fails_the_event_with_the_reason() {
+    let api = Receiver::start().await;
+    let sink = Receiver::start().await;
+    let config = enrich_config(&api, &sink, "api.example.com");
+    let router = Router::start(&config).expect("router starts");
+    assert_eq!(
+        post(&router, "shop", &[], br#"{"data":{"id":"or_1"}}"#)
+            .await
+            .0,
+        202
+    );
+    eventually("the event failed", Duration::from_secs(20), || {
+        router.count("SELECT COUNT(*) FROM events WHERE status = 'failed'") == 1
+    })
+    .await;
+    let error = router.events()[0].1.clone().unwrap();
+    assert_eq!(
+        error,
+        "plugin \"orders\" rejected the event: fetch denied: 127.0.0.1 is not in this plugin's allow_http"
+    );
+    assert!(api.received().is_empty(), "nothing left the sandbox");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_allowed_host_on_a_blocked_address_is_still_refused_by_egress_rules() {
+    let api = Receiver::start().await;
+    let sink = Receiver::start().await;
+    let config = enrich_config(&api, &sink, &format!("127.0.0.1:{}", api.addr.port()))
+        .replace("allow_private = [\"127.0.0.0/8\"]", "allow_private = []")
+        .replace(&sink.url("/"), "https://sink.example.com/");
+    let router = Router::start(&config).expect("router starts");
+    assert_eq!(
+        post(&router, "shop", &[], br#"{"data":{"id":"or_1"}}"#)
+            .await
+            .0,
+        202
+    );
+    eventually("the event failed", Duration::from_secs(20), || {
+        router.count("SELECT COUNT(*) FROM events WHERE status = 'failed'") == 1
+    })
+    .await;
+    let error = router.events()[0].1.clone().unwrap();
+    assert!(
+        error.contains("fetch denied: 127.0.0.1 is a loopback address"),
+        "{error}"
+    );
+    assert!(api.received().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fuel_and_output_budgets_end_the_run_with_the_limit_named() {
+    let sink = Receiver::start().await;
+    let config = format!(
+        r#"{SERVER}
+[plugins.misbehave]
+path = "{}"
+fuel = 5000000
+max_outputs = 10
+max_output_bytes = "1MiB"
+timeout = "5s"
+
+[destinations.sink]
+url = "{}"
+
+[[routes]]
+name = "in"
+verify = {{ scheme = "none" }}
+steps = ["misbehave"]
+to = ["sink"]
+"#,
+        plugin("misbehave").display(),
+        sink.url("/")
+    );
+    let router = Router::start(&config).expect("router starts");
+    for body in [
+        r#"{"mode":"loop"}"#,
+        r#"{"mode":"many"}"#,
+        r#"{"mode":"big"}"#,
+        r#"{"mode":"ok"}"#,
+    ] {
+        assert_eq!(post(&router, "in", &[], body.as_bytes()).await.0, 202);
+    }
+    sink.wait_for(1, Duration::from_secs(20)).await;
+    eventually("three failures", Duration::from_secs(20), || {
+        router.count("SELECT COUNT(*) FROM events WHERE status = 'failed'") == 3
+    })
+    .await;
+    let errors: Vec<String> = router.events().into_iter().filter_map(|(_, e)| e).collect();
+    assert_eq!(
+        errors,
+        [
+            "plugin \"misbehave\" exceeded its fuel limit of 5000000",
+            "plugin \"misbehave\" exceeded its output limit of 10 outputs",
+            "plugin \"misbehave\" exceeded its output size limit of 1MiB",
+        ]
+    );
+    // What each run cost is recorded, and visible in the admin view.
+    let (_, events) = admin(&router, "GET", "/admin/events", None).await;
+    let ok = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["status"] == "processed")
+        .unwrap();
+    assert!(ok["fuel"].as_u64().unwrap() > 0, "{ok}");
+    assert!(ok["run_us"].as_u64().unwrap() > 0, "{ok}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_event_records_the_plugins_reason() {
+    let sink = Receiver::start().await;
+    let config = format!(
+        r#"{SERVER}
+[plugins.only-main]
+path = "{}"
+config = {{ conditions = [{{ pointer = "/ref", equals = "refs/heads/main" }}] }}
+
+[destinations.sink]
+url = "{}"
+
+[[routes]]
+name = "in"
+verify = {{ scheme = "none" }}
+steps = ["only-main"]
+to = ["sink"]
+"#,
+        plugin("filter").display(),
+        sink.url("/")
+    );
+    let router = Router::start(&config).expect("router starts");
+    let (_, body) = post(&router, "in", &[], br#"{"ref":"refs/heads/dev"}"#).await;
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually("processed", Duration::from_secs(20), || {
+        router.count("SELECT COUNT(*) FROM events WHERE status = 'processed'") == 1
+    })
+    .await;
+    let (_, event) = admin(&router, "GET", &format!("/admin/events/{id}"), None).await;
+    assert_eq!(event["dropped"], "only-main: conditions not met");
+    assert_eq!(event["deliveries"], serde_json::json!([]));
+}
+
+#[test]
+fn plugin_test_takes_secrets_kv_and_canned_responses_and_reports_fuel() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("event.json"), r#"{"data":{"id":"or_9"}}"#).unwrap();
+    std::fs::write(
+        dir.path().join("responses.json"),
+        r#"[{"method": "GET", "url": "https://api.example.com/orders/or_9", "body": {"total": 99}}]"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookyard"))
+        .args(["plugin", "test"])
+        .arg(plugin("enrich"))
+        .arg("--event")
+        .arg(dir.path().join("event.json"))
+        .args([
+            "--config",
+            r#"{"url": "https://api.example.com/orders/{/data/id}", "token_secret": "t", "count_key": "n"}"#,
+            "--secret",
+            "t=tok",
+            "--kv",
+            "n=7",
+            "--responses",
+        ])
+        .arg(dir.path().join("responses.json"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let outputs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outputs[0]["body"]["fetched"]["total"], 99);
+    assert_eq!(outputs[0]["body"]["count"], 8);
+    assert!(
+        stderr.contains("1 output(s) in") && stderr.contains(" fuel"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn plugin_new_makes_a_crate_whose_test_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookyard"))
+        .args(["plugin", "new", "lead-router", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let crate_dir = dir.path().join("lead-router");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let test = std::process::Command::new(&cargo)
+        .arg("test")
+        .arg("-q")
+        .current_dir(&crate_dir)
+        .output()
+        .unwrap();
+    assert!(
+        test.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
+    let build = std::process::Command::new(&cargo)
+        .args(["build", "-q", "--release", "--target", "wasm32-wasip2"])
+        .current_dir(&crate_dir)
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+}
