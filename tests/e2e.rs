@@ -12,4 +12,5 @@ mod ingress;
 mod plugin_limits;
 mod providers;
 mod reliability;
+mod reload;
 mod verification;

@@ -22,6 +22,7 @@ use crate::ingress::{self, Ingress};
 use crate::pipeline::engine::{EngineError, PoolLimits, WasmEngine};
 use crate::pipeline::host::{Capabilities, Fetcher, PluginKv};
 use crate::pipeline::{LoadError, Plugin};
+use crate::reload::{Live, Snapshot};
 use crate::shutdown::Shutdown;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
@@ -305,28 +306,21 @@ pub async fn run(
         .sqlite_path()
         .ok_or_else(|| StoreError::Database("store.url must be sqlite://<path>".to_string()))?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&sqlite_path)?);
-    let egress = Arc::new(EgressPolicy::new(&config.egress));
-    let fetcher = Fetcher::Http {
-        client: crate::delivery::http::client(egress.clone()),
-        egress: egress.clone(),
-    };
-    let plugins = load_plugins(&config, Arc::new(StoreKv(store.clone())), fetcher)?;
-    let routes = Arc::new(build_routes(&config, &plugins)?);
-    let destinations = Arc::new(build_destinations(&config, &egress)?);
+    let live = Arc::new(Live::new(Snapshot::build(&config, &store, 1)?));
     let concurrency = concurrency(&config);
 
     let (dispatch_tx, dispatch_rx) = mpsc::channel(1024);
     let wake = Arc::new(Notify::new());
-    let dispatcher = Dispatcher::new(store.clone(), routes.clone(), wake.clone(), concurrency);
+    let dispatcher = Dispatcher::new(store.clone(), live.clone(), wake.clone(), concurrency);
     let dispatching = tokio::spawn(dispatcher.run(dispatch_rx, shutdown.clone()));
-    let worker = DeliveryWorker::new(store.clone(), destinations, egress, wake.clone());
+    let worker = DeliveryWorker::new(store.clone(), live.clone(), wake.clone());
     let delivering = tokio::spawn(worker.run(shutdown.clone(), GRACE));
 
     let admin_serving = listeners.admin.map(|admin_listener| {
         let admin = Arc::new(Admin {
             store: store.clone(),
             token: config.server.admin_token.clone(),
-            destinations: config.destinations.keys().cloned().collect(),
+            live: live.clone(),
             delivery_wake: wake.clone(),
         });
         if let Ok(addr) = admin_listener.local_addr() {
@@ -339,8 +333,9 @@ pub async fn run(
             shutdown.clone(),
         ))
     });
+    let reload_store = store.clone();
     let ingress = Arc::new(Ingress {
-        routes,
+        live: live.clone(),
         store,
         dispatch: dispatch_tx,
         max_body: config.server.max_body.0 as usize,
@@ -350,23 +345,24 @@ pub async fn run(
     tracing::info!(
         listen = %listener.local_addr()?,
         routes = config.routes.len(),
-        plugins = plugins.plugins.len(),
+        plugins = config.plugins.len(),
         destinations = config.destinations.len(),
         "hookyard serving"
     );
-    serve_http(
-        listener,
-        ingress::router(ingress),
-        config.server.header_timeout.0,
-        shutdown,
-    )
-    .await;
+    let header_timeout = config.server.header_timeout.0;
+    let reloading = tokio::spawn(crate::reload::watch(
+        live,
+        config,
+        reload_store,
+        shutdown.clone(),
+    ));
+    serve_http(listener, ingress::router(ingress), header_timeout, shutdown).await;
     let _ = dispatching.await;
     let _ = delivering.await;
     if let Some(admin) = admin_serving {
         let _ = admin.await;
     }
-    drop(plugins);
+    let _ = reloading.await;
     tracing::info!("hookyard stopped");
     Ok(())
 }

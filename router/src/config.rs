@@ -70,6 +70,9 @@ pub struct Config {
     /// The directory of the config file; relative paths in it resolve from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The file it was loaded from, when it came from a file (hot reload watches it).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// `[server]`.
@@ -703,7 +706,9 @@ impl Config {
             })
             .unwrap_or(Path::new("."))
             .to_path_buf();
-        Config::parse(&text, path, base_dir)
+        let mut config = Config::parse(&text, path, base_dir)?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Parses and checks config text; `path` is only used in messages.

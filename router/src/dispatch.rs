@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::app::Routes;
 use crate::pipeline::{self, bindings::Event};
+use crate::reload::Live;
 use crate::shutdown::Shutdown;
 use crate::store::{EventOutcome, NewDelivery, NewEvent, RunRecord, Store, new_id};
 
@@ -23,7 +24,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Runs events through plugins and records their deliveries.
 pub struct Dispatcher {
     store: Arc<dyn Store>,
-    routes: Arc<Routes>,
+    live: Arc<Live>,
     delivery_wake: Arc<Notify>,
     concurrency: usize,
 }
@@ -33,13 +34,13 @@ impl Dispatcher {
     /// whenever it stores deliveries.
     pub fn new(
         store: Arc<dyn Store>,
-        routes: Arc<Routes>,
+        live: Arc<Live>,
         delivery_wake: Arc<Notify>,
         concurrency: usize,
     ) -> Self {
         Dispatcher {
             store,
-            routes,
+            live,
             delivery_wake,
             concurrency: concurrency.max(1),
         }
@@ -81,14 +82,16 @@ impl Dispatcher {
                 };
                 let job = (
                     self.store.clone(),
-                    self.routes.clone(),
+                    self.live.clone(),
                     self.delivery_wake.clone(),
                     active.clone(),
                 );
                 tasks.spawn(async move {
-                    let (store, routes, wake, active) = job;
+                    let (store, live, wake, active) = job;
                     let id = event.id.clone();
-                    process(&*store, &routes, event).await;
+                    // The event finishes on the version it started with, whatever reloads.
+                    let snapshot = live.get();
+                    process(&*store, &snapshot.routes, event).await;
                     wake.notify_one();
                     if let Ok(mut a) = active.lock() {
                         a.remove(&id);

@@ -19,14 +19,14 @@ use axum::routing::{get, post};
 use http_body_util::{BodyExt, Limited};
 use tokio::sync::mpsc;
 
-use crate::app::Routes;
+use crate::reload::Live;
 use crate::store::{Appended, NewEvent, Store, new_id, now_ms};
 use crate::verify::Request as VerifyRequest;
 
 /// What the ingress handlers share.
 pub struct Ingress {
-    /// Routes by name.
-    pub routes: Arc<Routes>,
+    /// The routes in use (hot reload swaps them).
+    pub live: Arc<Live>,
     /// The journal.
     pub store: Arc<dyn Store>,
     /// Hands stored events to the dispatcher without a store round trip.
@@ -97,7 +97,7 @@ async fn receive(
     Path(route_name): Path<String>,
     request: Request<Body>,
 ) -> Response {
-    let Some(route) = ingress.routes.get(&route_name).cloned() else {
+    let Some(route) = ingress.live.get().routes.get(&route_name).cloned() else {
         return reply(StatusCode::NOT_FOUND, "unknown route");
     };
     let (parts, body) = request.into_parts();

@@ -16,6 +16,7 @@
 //! - [`pipeline`]: the wasm runtime: engine, bindings, limits, the chain of steps.
 //! - [`delivery`]: claims due jobs, attempts them, retries with backoff, dead letters.
 //! - [`egress`]: the SSRF rules every outbound connection obeys.
+//! - [`reload`]: hot reload of routes, plugins and destinations.
 //! - [`admin`]: the admin API: inspect, retry, replay, resume.
 //! - [`app`]: wiring all of the above from a config; [`shutdown`]: the stop signal.
 //! - [`cli`]: the `hookyard` command line.
@@ -31,6 +32,7 @@ pub mod dispatch;
 pub mod egress;
 pub mod ingress;
 pub mod pipeline;
+pub mod reload;
 pub mod shutdown;
 pub mod store;
 pub mod verify;

@@ -225,6 +225,26 @@ impl Router {
         self.spawn()
     }
 
+    /// Sends SIGHUP (reload).
+    pub fn hup(&self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-HUP", &child.id().to_string()])
+                .status();
+        }
+    }
+
+    /// Rewrites the config file (same `{PORT}` and `{ADMIN_PORT}` substitutions).
+    pub fn rewrite_config(&self, config: &str) {
+        let text = config
+            .replace("{PORT}", &self.port.to_string())
+            .replace("{ADMIN_PORT}", &self.admin_port.to_string());
+        // Write then rename, as editors and deploy tools do, so a reload never reads half a file.
+        let tmp = self.config_path.with_extension("tmp");
+        std::fs::write(&tmp, text).expect("write config");
+        std::fs::rename(&tmp, &self.config_path).expect("replace config");
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
         let mut child = self.child.take().context("not running")?;

@@ -40,8 +40,8 @@ pub struct Admin {
     pub store: Arc<dyn Store>,
     /// The token every request must carry; `None` only when the config allows it.
     pub token: Option<Secret>,
-    /// Destination names from the config.
-    pub destinations: Vec<String>,
+    /// The running version, for destination names.
+    pub live: Arc<crate::reload::Live>,
     /// Wakes the delivery worker after a retry or resume.
     pub delivery_wake: Arc<Notify>,
 }
@@ -370,9 +370,11 @@ async fn list_destinations(State(admin): State<Arc<Admin>>) -> Response {
         Ok(p) => p,
         Err(e) => return internal(e),
     };
-    let list: Vec<_> = admin
-        .destinations
-        .iter()
+    let snapshot = admin.live.get();
+    let mut names: Vec<&String> = snapshot.destinations.keys().collect();
+    names.sort();
+    let list: Vec<_> = names
+        .into_iter()
         .map(|name| {
             let reason = paused
                 .iter()
@@ -385,7 +387,7 @@ async fn list_destinations(State(admin): State<Arc<Admin>>) -> Response {
 }
 
 async fn resume_destination(State(admin): State<Arc<Admin>>, Path(name): Path<String>) -> Response {
-    if !admin.destinations.contains(&name) {
+    if !admin.live.get().destinations.contains_key(&name) {
         return error(StatusCode::NOT_FOUND, "no such destination");
     }
     match admin.store.set_destination_paused(&name, None).await {

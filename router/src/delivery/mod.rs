@@ -20,11 +20,10 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::config::GonePolicy;
-use crate::egress::EgressPolicy;
+use crate::reload::{Live, Snapshot};
 use crate::shutdown::Shutdown;
 use crate::store::{Attempt, AttemptOutcome, Delivery, Millis, Store, now_ms};
 use gate::{Admission, Gate};
-use http::HttpDestination;
 
 /// How long a claimed delivery stays ours before another worker may take it.
 pub const LEASE: Duration = Duration::from_secs(120);
@@ -36,30 +35,49 @@ const CLAIM_BATCH: usize = 64;
 /// The delivery worker of one router process.
 pub struct DeliveryWorker {
     store: Arc<dyn Store>,
-    destinations: Arc<HashMap<String, HttpDestination>>,
-    client: reqwest::Client,
+    live: Arc<Live>,
     wake: Arc<Notify>,
-    gates: Arc<Mutex<HashMap<String, Gate>>>,
+    gates: Arc<Mutex<Gates>>,
+}
+
+/// Each destination's gate, for one version of the config.
+struct Gates {
+    generation: u64,
+    by_name: HashMap<String, Gate>,
+}
+
+impl Gates {
+    fn for_snapshot(snapshot: &Snapshot) -> Gates {
+        Gates {
+            generation: snapshot.generation,
+            by_name: snapshot
+                .destinations
+                .iter()
+                .map(|(name, d)| (name.clone(), Gate::new(d.concurrency, d.rate, d.breaker)))
+                .collect(),
+        }
+    }
 }
 
 impl DeliveryWorker {
-    /// A worker for `destinations`; `wake` is notified whenever new deliveries are stored.
-    pub fn new(
-        store: Arc<dyn Store>,
-        destinations: Arc<HashMap<String, HttpDestination>>,
-        egress: Arc<EgressPolicy>,
-        wake: Arc<Notify>,
-    ) -> DeliveryWorker {
-        let gates = destinations
-            .iter()
-            .map(|(name, d)| (name.clone(), Gate::new(d.concurrency, d.rate, d.breaker)))
-            .collect();
+    /// A worker for the destinations in `live`; `wake` is notified whenever new deliveries
+    /// are stored.
+    pub fn new(store: Arc<dyn Store>, live: Arc<Live>, wake: Arc<Notify>) -> DeliveryWorker {
+        let gates = Gates::for_snapshot(&live.get());
         DeliveryWorker {
             store,
-            destinations,
-            client: http::client(egress),
+            live,
             wake,
             gates: Arc::new(Mutex::new(gates)),
+        }
+    }
+
+    /// After a reload, gates start afresh for the new destinations.
+    fn refresh_gates(&self, snapshot: &Snapshot) {
+        if let Ok(mut gates) = self.gates.lock()
+            && gates.generation != snapshot.generation
+        {
+            *gates = Gates::for_snapshot(snapshot);
         }
     }
 
@@ -71,6 +89,8 @@ impl DeliveryWorker {
         let mut parked: HashMap<String, VecDeque<Delivery>> = HashMap::new();
         loop {
             while in_flight.try_join_next().is_some() {}
+            let snapshot = self.live.get();
+            self.refresh_gates(&snapshot);
             let now = Instant::now();
             let mut wake_at = now + IDLE_POLL;
             // Start what the gates let through, oldest first.
@@ -86,7 +106,7 @@ impl DeliveryWorker {
                         }
                     }
                     if let Some(delivery) = queue.pop_front() {
-                        self.spawn_attempt(&mut in_flight, delivery);
+                        self.spawn_attempt(&mut in_flight, &snapshot, delivery);
                     }
                 }
             }
@@ -94,7 +114,7 @@ impl DeliveryWorker {
             // Destinations that cannot take more now are not claimed for.
             let mut skip: Vec<String> = parked.keys().cloned().collect();
             if let Ok(gates) = self.gates.lock() {
-                for (name, gate) in gates.iter() {
+                for (name, gate) in gates.by_name.iter() {
                     let mut probe = gate_view(gate);
                     if let Admission::Wait(at) = probe.check(now) {
                         if let Some(at) = at {
@@ -117,7 +137,7 @@ impl DeliveryWorker {
                         {
                             parked.entry(dest).or_default().push_back(delivery);
                         } else {
-                            self.spawn_attempt(&mut in_flight, delivery);
+                            self.spawn_attempt(&mut in_flight, &snapshot, delivery);
                         }
                     }
                 }
@@ -149,7 +169,7 @@ impl DeliveryWorker {
         let Ok(mut gates) = self.gates.lock() else {
             return Admission::Go;
         };
-        match gates.get_mut(dest) {
+        match gates.by_name.get_mut(dest) {
             None => Admission::Go,
             Some(gate) => {
                 let admission = gate.check(now);
@@ -161,11 +181,15 @@ impl DeliveryWorker {
         }
     }
 
-    fn spawn_attempt(&self, in_flight: &mut JoinSet<()>, delivery: Delivery) {
+    fn spawn_attempt(
+        &self,
+        in_flight: &mut JoinSet<()>,
+        snapshot: &Arc<Snapshot>,
+        delivery: Delivery,
+    ) {
         let job = Job {
             store: self.store.clone(),
-            destinations: self.destinations.clone(),
-            client: self.client.clone(),
+            snapshot: snapshot.clone(),
             gates: self.gates.clone(),
         };
         in_flight.spawn(job.attempt(delivery));
@@ -190,9 +214,9 @@ fn gate_view(gate: &Gate) -> Gate {
 /// What one attempt needs.
 struct Job {
     store: Arc<dyn Store>,
-    destinations: Arc<HashMap<String, HttpDestination>>,
-    client: reqwest::Client,
-    gates: Arc<Mutex<HashMap<String, Gate>>>,
+    /// The config version the attempt runs on, whatever reloads meanwhile.
+    snapshot: Arc<Snapshot>,
+    gates: Arc<Mutex<Gates>>,
 }
 
 impl Job {
@@ -201,7 +225,7 @@ impl Job {
         let started_at = now_ms();
         let id = delivery.new.id.clone();
         let dest_name = delivery.new.destination.clone();
-        let Some(dest) = self.destinations.get(&dest_name) else {
+        let Some(dest) = self.snapshot.destinations.get(&dest_name) else {
             let reason = format!("destination {dest_name:?} is not configured");
             let attempt = Attempt {
                 delivery_id: id.clone(),
@@ -216,9 +240,9 @@ impl Job {
                 .await;
             return;
         };
-        let result = dest.attempt(&self.client, &delivery).await;
+        let result = dest.attempt(&self.snapshot.client, &delivery).await;
         if let Ok(mut gates) = self.gates.lock()
-            && let Some(gate) = gates.get_mut(&dest_name)
+            && let Some(gate) = gates.by_name.get_mut(&dest_name)
         {
             gate.finish(result.error.is_none(), Instant::now());
         }

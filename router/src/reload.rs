@@ -1,0 +1,200 @@
+//! Hot reload: on SIGHUP, or when `router.toml` or a plugin file changes, the new config is
+//! loaded and its plugins compiled and checked off the request path, then swapped in at
+//! once. Requests and events already running finish on the version they started with. An
+//! invalid config or plugin is rejected with a log line and the running version keeps serving.
+//!
+//! Reloadable: routes, verification, plugins and their grants, destinations, egress rules.
+//! Listener addresses, the store and `[runtime]` need a restart (a change is logged).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use crate::app::{
+    LoadedPlugins, Routes, StartError, StoreKv, build_destinations, build_routes, load_plugins,
+};
+use crate::config::Config;
+use crate::delivery::http::HttpDestination;
+use crate::egress::EgressPolicy;
+use crate::pipeline::host::Fetcher;
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+
+/// One consistent version of everything a reload can change.
+pub struct Snapshot {
+    /// Increases by one per successful reload.
+    pub generation: u64,
+    /// Routes by name.
+    pub routes: Routes,
+    /// Destinations by name.
+    pub destinations: HashMap<String, HttpDestination>,
+    /// The HTTP client deliveries use (it carries the egress rules).
+    pub client: reqwest::Client,
+    /// The compiled plugins and their engine, kept alive while this version is in use.
+    pub plugins: LoadedPlugins,
+}
+
+impl Snapshot {
+    /// Builds a version from `config`. Compiles plugins: call off the async workers.
+    pub fn build(
+        config: &Config,
+        store: &Arc<dyn Store>,
+        generation: u64,
+    ) -> Result<Snapshot, StartError> {
+        let egress = Arc::new(EgressPolicy::new(&config.egress));
+        let client = crate::delivery::http::client(egress.clone());
+        let fetcher = Fetcher::Http {
+            client: client.clone(),
+            egress: egress.clone(),
+        };
+        let plugins = load_plugins(config, Arc::new(StoreKv(store.clone())), fetcher)?;
+        let routes = build_routes(config, &plugins)?;
+        let destinations = build_destinations(config, &egress)?;
+        Ok(Snapshot {
+            generation,
+            routes,
+            destinations,
+            client,
+            plugins,
+        })
+    }
+}
+
+/// The version in use; readers take an `Arc` and keep it for the request or event.
+pub struct Live(RwLock<Arc<Snapshot>>);
+
+impl Live {
+    /// Starts with `snapshot`.
+    pub fn new(snapshot: Snapshot) -> Live {
+        Live(RwLock::new(Arc::new(snapshot)))
+    }
+
+    /// The current version.
+    pub fn get(&self) -> Arc<Snapshot> {
+        match self.0.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn swap(&self, snapshot: Snapshot) {
+        let mut guard = match self.0.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = Arc::new(snapshot);
+    }
+}
+
+/// Size and modification time of each watched file.
+type Fingerprint = Vec<(PathBuf, Option<(u64, SystemTime)>)>;
+
+fn fingerprint(config: &Config, path: &Path) -> Fingerprint {
+    let mut files = vec![path.to_path_buf()];
+    files.extend(config.plugins.values().map(|p| config.resolve(&p.path)));
+    files
+        .into_iter()
+        .map(|f| {
+            let meta = std::fs::metadata(&f)
+                .ok()
+                .and_then(|m| Some((m.len(), m.modified().ok()?)));
+            (f, meta)
+        })
+        .collect()
+}
+
+/// How often files are checked for changes.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Watches for SIGHUP and file changes until `shutdown`, reloading into `live`.
+pub async fn watch(
+    live: Arc<Live>,
+    mut config: Config,
+    store: Arc<dyn Store>,
+    mut shutdown: Shutdown,
+) {
+    let Some(path) = config.source.clone() else {
+        return;
+    };
+    let mut seen = fingerprint(&config, &path);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<()>();
+        let why = tokio::select! {
+            _ = hangup => "SIGHUP",
+            _ = tokio::time::sleep(POLL) => {
+                let now = fingerprint(&config, &path);
+                if now == seen {
+                    continue;
+                }
+                "a file changed"
+            }
+            _ = shutdown.wait() => return,
+        };
+        match reload(&live, &config, &path, &store).await {
+            Ok(new_config) => config = new_config,
+            Err(e) => {
+                tracing::error!(trigger = why, error = %e, "reload rejected; the running version keeps serving")
+            }
+        }
+        // Remember the files as they are now, so a rejected version is not retried until
+        // it changes again.
+        seen = fingerprint(&config, &path);
+        if let Ok(candidate) = Config::load(&path) {
+            seen = fingerprint(&candidate, &path);
+        }
+    }
+}
+
+async fn reload(
+    live: &Live,
+    old: &Config,
+    path: &Path,
+    store: &Arc<dyn Store>,
+) -> Result<Config, StartError> {
+    let new = Config::load(path)?;
+    for (what, changed) in [
+        ("server.listen", new.server.listen != old.server.listen),
+        (
+            "server.admin_listen",
+            new.server.admin_listen != old.server.admin_listen,
+        ),
+        ("store.url", new.store.url != old.store.url),
+    ] {
+        if changed {
+            tracing::warn!(
+                setting = what,
+                "changed in the config; takes effect after a restart"
+            );
+        }
+    }
+    let generation = live.get().generation + 1;
+    let (store, config) = (store.clone(), new);
+    let (snapshot, config) = tokio::task::spawn_blocking(move || {
+        let snapshot = Snapshot::build(&config, &store, generation);
+        (snapshot, config)
+    })
+    .await
+    .map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?;
+    let snapshot = snapshot?;
+    live.swap(snapshot);
+    tracing::info!(
+        generation,
+        routes = config.routes.len(),
+        plugins = config.plugins.len(),
+        "reloaded"
+    );
+    Ok(config)
+}
