@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test. First installs what the tests need: the wasm32-wasip2 target (the tests
 # build the plugins) and the providers' own SDKs, which the tests use to sign requests
-# (PyPI: stripe, svix, standardwebhooks, slack_sdk, twilio; npm: @octokit/webhooks-methods).
+# (PyPI: stripe, svix, standardwebhooks, slack_sdk, twilio; npm: @octokit/webhooks-methods),
+# and componentize-js for the JavaScript plugin.
 # Then: cargo test --workspace (extra arguments are passed on).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,4 +11,6 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
 fi
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r tests/sdk/requirements.txt
 npm ci --prefix tests/sdk --silent --no-audit --no-fund
+# componentize-js, which builds the JavaScript plugin the tests run.
+npm ci --prefix plugins/js-lead-alert --silent --no-audit --no-fund
 cargo test --workspace "$@"

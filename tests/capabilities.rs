@@ -285,3 +285,65 @@ fn plugin_new_makes_a_crate_whose_test_passes() {
         String::from_utf8_lossy(&build.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_javascript_plugin_runs_through_the_same_contract_and_capabilities() {
+    let sink = Receiver::start().await;
+    let config = format!(
+        r#"{SERVER}
+[plugins.lead-alert]
+path = "{}"
+memory = "64MiB"
+timeout = "2s"
+config = {{ prefix = "Hot lead" }}
+
+[destinations.sales]
+url = "{}"
+
+[[routes]]
+name = "leads"
+verify = {{ scheme = "none" }}
+steps = ["lead-alert"]
+to = ["sales"]
+"#,
+        js_plugin().display(),
+        sink.url("/slack")
+    );
+    let router = Router::start(&config).expect("router starts");
+    let lead =
+        br#"{"name":"Ada Lovelace","email":"ada@example.com","company":"Analytical Engines"}"#;
+    assert_eq!(post(&router, "leads", &[], lead).await.0, 202);
+    assert_eq!(
+        post(&router, "leads", &[], br#"{"name":"No Email"}"#)
+            .await
+            .0,
+        202
+    );
+    assert_eq!(
+        post(&router, "leads", &[], br#"{"email":"grace@example.com"}"#)
+            .await
+            .0,
+        202
+    );
+    let got = sink.wait_for(2, Duration::from_secs(60)).await;
+    let texts: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "Hot lead: Ada Lovelace <ada@example.com> from Analytical Engines (#1 today)",
+            "Hot lead: grace@example.com (#2 today)",
+        ]
+    );
+    let dropped: String = router
+        .db()
+        .query_row(
+            "SELECT dropped FROM events WHERE dropped IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(dropped, "lead-alert: lead has no email");
+}

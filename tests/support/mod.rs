@@ -100,6 +100,38 @@ fn build_plugins() -> Result<HashMap<String, PathBuf>> {
     Ok(found)
 }
 
+/// The JavaScript plugin (`plugins/js-lead-alert`), built with componentize-js when its
+/// source is newer than the last build. Needs `npm ci --prefix plugins/js-lead-alert`.
+pub fn js_plugin() -> &'static Path {
+    static JS: OnceLock<PathBuf> = OnceLock::new();
+    JS.get_or_init(|| {
+        let dir = workspace().join("plugins/js-lead-alert");
+        let out = dir.join("dist/js-lead-alert.wasm");
+        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let sources = [dir.join("plugin.js"), dir.join("build.mjs"), workspace().join("plugin-sdk/wit/plugin.wit")];
+        let stale = match modified(&out) {
+            None => true,
+            Some(built) => sources.iter().any(|s| modified(s).is_some_and(|m| m > built)),
+        };
+        if stale {
+            assert!(
+                dir.join("node_modules/@bytecodealliance/componentize-js").exists(),
+                "componentize-js is not installed: run `npm ci --prefix plugins/js-lead-alert` (scripts/test.sh does)"
+            );
+            // Concurrent test processes each build to their own file, then rename over.
+            let tmp = dir.join(format!("dist/js-lead-alert.{}.wasm", std::process::id()));
+            let status = Command::new("node")
+                .arg(dir.join("build.mjs"))
+                .arg(&tmp)
+                .status()
+                .expect("run node");
+            assert!(status.success(), "building the JavaScript plugin failed");
+            std::fs::rename(&tmp, &out).expect("move the built plugin into place");
+        }
+        out
+    })
+}
+
 /// A free port on 127.0.0.1 (bound, then released for the router to take).
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")

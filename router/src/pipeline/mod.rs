@@ -369,6 +369,16 @@ async fn run_steps(
     }
     Ok(current)
 }
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Trace => "trace",
+        Level::Debug => "debug",
+        Level::Info => "info",
+        Level::Warn => "warn",
+        Level::Error => "error",
+    }
+}
+
 /// The event the next step sees: the original's identity and headers, the output's body,
 /// with the output's headers and content type layered on top.
 fn next_input(original: &Event, output: &Output) -> Event {
