@@ -346,7 +346,7 @@ async fn run_steps(
             stats.logs.extend(
                 run.logs
                     .into_iter()
-                    .map(|(level, line)| (format!("{}:{level:?}", step.name()), line)),
+                    .map(|(level, line)| (format!("{} {}", step.name(), level_name(level)), line)),
             );
             for output in run.outputs {
                 let destination = output
