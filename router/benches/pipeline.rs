@@ -52,6 +52,7 @@ fn main() {
         body: push.clone(),
         native: native_chat,
     });
+    fetch_plugin(&dist.join("enrich.wasm"));
     journal(&push);
 }
 
@@ -136,6 +137,98 @@ fn plugin_vs_native(case: Case<'_>) {
     println!(
         "| {}, fresh wasm instance per event (median of {N}) | {:.1} us | native Rust {:.1} us | {:.1}x (+{:.1} us) |",
         case.label,
+        w.as_secs_f64() * 1e6,
+        n.as_secs_f64() * 1e6,
+        w.as_secs_f64() / n.as_secs_f64(),
+        (w.as_secs_f64() - n.as_secs_f64()) * 1e6,
+    );
+}
+
+/// The `enrich` plugin doing one `http.fetch` to a local server per event, against the same
+/// GET made natively with the same client.
+fn fetch_plugin(wasm: &std::path::Path) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = axum::Router::new().fallback(|| async { r#"{"id":"or_1","total":4200}"# });
+    rt.spawn(async move { axum::serve(listener, app).await });
+    let cache = tempfile::tempdir().expect("tempdir");
+    let engine = WasmEngine::new(
+        PoolLimits {
+            instances: 16,
+            max_memory: 16 << 20,
+        },
+        cache.path().to_path_buf(),
+    )
+    .expect("engine");
+    let egress = Arc::new(hookyard::egress::EgressPolicy::new(
+        &hookyard::config::EgressConfig {
+            allow_private: vec![hookyard::config::Cidr("127.0.0.0/8".parse().expect("cidr"))],
+        },
+    ));
+    let client = hookyard::delivery::http::client(egress.clone());
+    let url = format!("http://{addr}/orders/{{/id}}");
+    let mut config = PluginConfig::with_defaults(wasm.to_path_buf());
+    config.config = serde_json::json!({ "url": url });
+    let caps = Arc::new(Capabilities {
+        plugin: "enrich".into(),
+        config: config.config.to_string().into(),
+        secrets: Default::default(),
+        allow_http: vec![addr.to_string()],
+        http_timeout: Duration::from_secs(5),
+        http_max_response: 1 << 20,
+        fetcher: Fetcher::Http {
+            client: client.clone(),
+            egress,
+        },
+        kv: Arc::new(MemoryKv::default()),
+        capture_logs: false,
+    });
+    let plugin = Plugin::load(&engine, wasm, &config, caps).expect("load enrich");
+    let event = Event {
+        id: new_id("evt"),
+        route: "shop".into(),
+        received_at: 0,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: br#"{"id":"or_1"}"#.to_vec(),
+        event_type: None,
+    };
+    const N: usize = 1000;
+    let (wasm_times, native_times) = rt.block_on(async {
+        for _ in 0..100 {
+            plugin.handle(&event).await.expect("warm-up");
+        }
+        let mut wasm_times = Vec::with_capacity(N);
+        for _ in 0..N {
+            let t = Instant::now();
+            std::hint::black_box(plugin.handle(&event).await.expect("handle").outputs);
+            wasm_times.push(t.elapsed());
+        }
+        let mut native_times = Vec::with_capacity(N);
+        let target = format!("http://{addr}/orders/or_1");
+        for _ in 0..N {
+            let t = Instant::now();
+            let body = client
+                .get(&target)
+                .send()
+                .await
+                .expect("get")
+                .bytes()
+                .await
+                .expect("body");
+            std::hint::black_box(body);
+            native_times.push(t.elapsed());
+        }
+        (wasm_times, native_times)
+    });
+    let (w, n) = (median(wasm_times), median(native_times));
+    println!(
+        "| enrich: one http.fetch to a local server per event (median of {N}) | {:.1} us | the same GET natively {:.1} us | {:.1}x (+{:.1} us) |",
         w.as_secs_f64() * 1e6,
         n.as_secs_f64() * 1e6,
         w.as_secs_f64() / n.as_secs_f64(),
