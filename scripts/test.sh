@@ -5,12 +5,14 @@
 # and componentize-js for the JavaScript plugin.
 # Then: cargo test --workspace (extra arguments are passed on).
 set -euo pipefail
+trap 'echo "scripts/test.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r tests/sdk/requirements.txt
 npm ci --prefix tests/sdk --silent --no-audit --no-fund
-# componentize-js, which builds the JavaScript plugin the tests run.
-npm ci --prefix plugins/js-lead-alert --silent --no-audit --no-fund
+# componentize-js, which builds the JavaScript plugin the tests run. `npm install` rather than
+# `npm ci`: its lock file lists only this platform's optional native packages.
+npm install --prefix plugins/js-lead-alert --silent --no-audit --no-fund
 cargo test --workspace "$@"
