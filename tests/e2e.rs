@@ -7,6 +7,7 @@ mod admin;
 mod capabilities;
 mod cli;
 mod delivery;
+mod destinations;
 mod flow;
 mod ingress;
 mod plugin_limits;

@@ -168,6 +168,8 @@ impl Output {
             headers: Vec::new(),
             content_type: Some("application/json".to_string()),
             destination: None,
+            method: None,
+            path: None,
         })
     }
 
@@ -178,12 +180,26 @@ impl Output {
             headers: Vec::new(),
             content_type: Some(content_type.to_string()),
             destination: None,
+            method: None,
+            path: None,
         }
     }
 
     /// Sends this output to `destination` instead of the route's `to` list.
     pub fn to(mut self, destination: impl Into<String>) -> Output {
         self.destination = Some(destination.into());
+        self
+    }
+
+    /// Uses this HTTP method for the delivered request (e.g. `PATCH`).
+    pub fn method(mut self, method: impl Into<String>) -> Output {
+        self.method = Some(method.into());
+        self
+    }
+
+    /// Appends this to the destination's URL (a path and/or a `?query`).
+    pub fn path(mut self, path: impl Into<String>) -> Output {
+        self.path = Some(path.into());
         self
     }
 

@@ -36,6 +36,8 @@ export function handle(event) {
       headers: [],
       contentType: "application/json",
       destination: undefined,
+      method: undefined,
+      path: undefined,
     },
   ];
 }

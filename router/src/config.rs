@@ -273,6 +273,78 @@ pub struct DestinationConfig {
     pub gone: GonePolicy,
     /// Sign every request so the receiver can verify it came from this router.
     pub sign: Option<SignConfig>,
+    /// How requests authenticate to the destination's API.
+    pub auth: Option<AuthConfig>,
+    /// Send `Idempotency-Key: <delivery id>` (the same on every retry); default true.
+    #[serde(default = "default_true")]
+    pub idempotency_key: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `auth = { ... }` on a destination: exactly one of the forms below.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `Authorization: Bearer <token>`.
+    pub bearer: Option<Secret>,
+    /// `Authorization: Basic ...`.
+    pub basic: Option<BasicAuth>,
+    /// A header carrying `value`, e.g. `X-Api-Key`.
+    pub header: Option<String>,
+    /// A query parameter carrying `value`, e.g. `api_token`.
+    pub query: Option<String>,
+    /// The value for `header` or `query`.
+    pub value: Option<Secret>,
+    /// OAuth 2 client credentials: a token fetched, cached until it expires, refreshed once
+    /// when the API answers 401.
+    pub oauth2: Option<OAuth2Config>,
+}
+
+/// `basic = { username = "...", password = "..." }`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// The user name.
+    pub username: String,
+    /// The password.
+    pub password: Secret,
+}
+
+/// `oauth2 = { token_url, client_id, client_secret, scope }`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Config {
+    /// The token endpoint.
+    pub token_url: String,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: Secret,
+    /// Requested scope, space-separated.
+    pub scope: Option<String>,
+}
+
+impl AuthConfig {
+    /// Checks that exactly one form is used, completely.
+    pub fn validate(&self) -> Result<(), String> {
+        let forms = [
+            self.bearer.is_some(),
+            self.basic.is_some(),
+            self.header.is_some(),
+            self.query.is_some(),
+            self.oauth2.is_some(),
+        ];
+        if forms.iter().filter(|f| **f).count() != 1 {
+            return Err("auth takes exactly one of bearer, basic, header, query, oauth2".into());
+        }
+        if (self.header.is_some() || self.query.is_some()) != self.value.is_some() {
+            return Err("auth.value goes with auth.header or auth.query".into());
+        }
+        Ok(())
+    }
 }
 
 /// `sign = { scheme = "standard-webhooks", secret = "whsec_..." }` on a destination.
@@ -799,6 +871,9 @@ impl Config {
                 message: format!("destination {name:?}: {message}"),
             };
             dest.retry.validate().map_err(dest_err)?;
+            if let Some(auth) = &dest.auth {
+                auth.validate().map_err(dest_err)?;
+            }
             if dest.concurrency == 0 {
                 return Err(dest_err("concurrency must be at least 1".into()));
             }

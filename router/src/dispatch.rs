@@ -187,6 +187,8 @@ fn deliveries_for(
                 body: routed.output.body.clone(),
                 headers: routed.output.headers.clone(),
                 content_type: routed.output.content_type.clone(),
+                method: routed.output.method.clone(),
+                path: routed.output.path.clone(),
             });
         }
     }

@@ -358,7 +358,9 @@ mod raw_http {
 /// One request a [`Receiver`] got.
 #[derive(Debug, Clone)]
 pub struct Received {
+    pub method: String,
     pub path: String,
+    pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
@@ -414,7 +416,10 @@ impl Receiver {
         };
         let state = receiver.clone();
         let app = axum::Router::new().fallback(
-            move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+            move |method: axum::http::Method,
+                  uri: axum::http::Uri,
+                  headers: HeaderMap,
+                  body: Bytes| {
                 let state = state.clone();
                 async move {
                     let at = Instant::now();
@@ -422,7 +427,9 @@ impl Receiver {
                     let reply =
                         scripted.unwrap_or_else(|| state.default_reply.lock().unwrap().clone());
                     state.got.lock().unwrap().push(Received {
+                        method: method.to_string(),
                         path: uri.path().to_string(),
+                        query: uri.query().map(str::to_string),
                         headers,
                         body,
                         at,

@@ -2,7 +2,8 @@
 //!
 //! The event body picks the behaviour: `{"mode": "loop"}` spins forever, `"grow"` allocates
 //! until memory runs out, `"trap"` panics, `"many"` returns 500 outputs, `"big"` one output of
-//! 2 MiB, `"fetch"` fetches the body's `url`; anything else is echoed back unchanged.
+//! 2 MiB, `"fetch"` fetches the body's `url`, `"route"` outputs `payload` with the body's
+//! `method` and `path`; anything else is echoed back unchanged.
 
 use hookyard_sdk::prelude::*;
 
@@ -28,6 +29,16 @@ fn handle(event: Event) -> Result<Vec<Output>> {
             .map(|_| Output::bytes(b"{}".to_vec(), "application/json"))
             .collect()),
         Some("big") => Ok(vec![Output::bytes(vec![b' '; 2 << 20], "text/plain")]),
+        Some("route") => {
+            let mut out = Output::json(&doc["payload"])?;
+            if let Some(m) = doc["method"].as_str() {
+                out = out.method(m);
+            }
+            if let Some(p) = doc["path"].as_str() {
+                out = out.path(p);
+            }
+            Ok(vec![out])
+        }
         Some("fetch") => {
             let url = doc["url"].as_str().unwrap_or_default();
             let response = http::get(url)?;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
 use crate::config::{BreakerConfig, DestinationConfig, GonePolicy, Rate};
+use crate::delivery::auth::Auth;
 use crate::delivery::retry::RetryPolicy;
 use crate::egress::{EgressError, EgressPolicy, GuardedResolver};
 use crate::store::Delivery;
@@ -38,6 +39,10 @@ pub struct HttpDestination {
     pub ordering_key: Option<String>,
     /// Signs each request (Standard Webhooks), when configured.
     signer: Option<StandardWebhooks>,
+    /// How requests authenticate.
+    auth: Option<Auth>,
+    /// Whether requests carry `Idempotency-Key`.
+    idempotency_key: bool,
 }
 
 /// Why a destination's config is unusable.
@@ -114,17 +119,135 @@ impl HttpDestination {
                 ),
                 None => None,
             },
+            auth: config
+                .auth
+                .as_ref()
+                .map(Auth::new)
+                .transpose()
+                .map_err(err)?,
+            idempotency_key: config.idempotency_key,
         })
     }
 
     /// Makes one attempt to deliver.
     pub async fn attempt(&self, client: &reqwest::Client, delivery: &Delivery) -> AttemptResult {
+        let started = Instant::now();
+        let permanent = |error: String| AttemptResult {
+            error: Some(error),
+            permanent: true,
+            ..Default::default()
+        };
         let d = &delivery.new;
+        let method = match &d.method {
+            None => self.method.clone(),
+            Some(m) => match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                Ok(m)
+                    if [
+                        Method::POST,
+                        Method::PUT,
+                        Method::PATCH,
+                        Method::DELETE,
+                        Method::GET,
+                    ]
+                    .contains(&m) =>
+                {
+                    m
+                }
+                _ => {
+                    return permanent(format!(
+                        "the plugin asked for method {m:?}; use POST, PUT, PATCH, DELETE or GET"
+                    ));
+                }
+            },
+        };
+        let url = match self.target(d.path.as_deref()) {
+            Ok(u) => u,
+            Err(e) => return permanent(e),
+        };
+        let oauth = match &self.auth {
+            Some(Auth::OAuth2(o)) => Some(o),
+            _ => None,
+        };
+        let token = match oauth {
+            Some(o) => match o.token(client, false).await {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    return AttemptResult {
+                        error: Some(format!("oauth2: {e}")),
+                        latency: started.elapsed(),
+                        ..Default::default()
+                    };
+                }
+            },
+            None => None,
+        };
+        let mut result = self
+            .send(
+                client,
+                delivery,
+                method.clone(),
+                url.clone(),
+                token.as_deref(),
+            )
+            .await;
+        if let (Some(o), Some(401)) = (oauth, result.status) {
+            // The cached token may have been revoked: one fresh token, one more try.
+            match o.token(client, true).await {
+                Ok(t) => result = self.send(client, delivery, method, url, Some(&t)).await,
+                Err(e) => result.error = Some(format!("HTTP 401; oauth2 refresh: {e}")),
+            }
+        }
+        result.latency = started.elapsed();
+        result
+    }
+
+    /// The destination URL with a plugin's `path` appended; the host must not change.
+    fn target(&self, path: Option<&str>) -> Result<reqwest::Url, String> {
+        let Some(path) = path else {
+            return Ok(self.url.clone());
+        };
+        if !(path.starts_with('/') || path.starts_with('?')) {
+            return Err(format!(
+                "the plugin's path {path:?} must start with '/' or '?'"
+            ));
+        }
+        let base = self.url.as_str();
+        let joined = if path.starts_with('/') && base.ends_with('/') {
+            format!("{}{path}", &base[..base.len() - 1])
+        } else {
+            format!("{base}{path}")
+        };
+        let url = reqwest::Url::parse(&joined)
+            .map_err(|e| format!("the plugin's path makes an invalid URL ({e})"))?;
+        if url.host() != self.url.host()
+            || url.port_or_known_default() != self.url.port_or_known_default()
+            || url.scheme() != self.url.scheme()
+        {
+            return Err("the plugin's path would change the destination's host".into());
+        }
+        Ok(url)
+    }
+
+    async fn send(
+        &self,
+        client: &reqwest::Client,
+        delivery: &Delivery,
+        method: Method,
+        mut url: reqwest::Url,
+        token: Option<&str>,
+    ) -> AttemptResult {
+        let d = &delivery.new;
+        if let Some(Auth::Query(name, value)) = &self.auth {
+            url.query_pairs_mut().append_pair(name, value.expose());
+        }
         let mut req = client
-            .request(self.method.clone(), self.url.clone())
+            .request(method, url)
             .timeout(self.timeout)
             .header("hookyard-delivery-id", &d.id)
             .header("hookyard-event-id", &d.event_id);
+        if self.idempotency_key {
+            req = req.header("idempotency-key", &d.id);
+        }
         if let Some(ct) = &d.content_type {
             req = req.header(http::header::CONTENT_TYPE, ct);
         }
@@ -138,6 +261,19 @@ impl HttpDestination {
         }
         for (name, value) in &self.headers {
             req = req.header(name, value);
+        }
+        match (&self.auth, token) {
+            (Some(Auth::Authorization(v)), _) => {
+                req = req.header(http::header::AUTHORIZATION, v.clone())
+            }
+            (Some(Auth::Header(n, v)), _) => req = req.header(n.clone(), v.clone()),
+            (_, Some(t)) => {
+                if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {t}")) {
+                    v.set_sensitive(true);
+                    req = req.header(http::header::AUTHORIZATION, v);
+                }
+            }
+            _ => {}
         }
         if let Some(signer) = &self.signer {
             // The delivery id is the message id: the same on every retry, so receivers dedup.
@@ -225,7 +361,7 @@ fn egress_refusal(e: &reqwest::Error) -> Option<String> {
 }
 
 /// A short reason for a transport error, without the URL (it may carry credentials).
-fn describe(e: &reqwest::Error) -> String {
+pub fn describe(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

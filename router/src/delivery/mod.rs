@@ -8,6 +8,7 @@
 //! again once the lease runs out, so delivery is at least once. Receivers dedup on the
 //! `hookyard-delivery-id` header, which is the same on every attempt.
 
+pub mod auth;
 pub mod gate;
 pub mod http;
 pub mod retry;

@@ -326,6 +326,8 @@ async fn run_steps(
             headers: Vec::new(),
             content_type,
             destination: None,
+            method: None,
+            path: None,
         },
         destination: None,
     }];

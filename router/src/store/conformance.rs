@@ -29,6 +29,8 @@ fn delivery(id: &str, event_id: &str) -> NewDelivery {
         headers: vec![("x-a".into(), "1".into())],
         content_type: Some("application/json".into()),
         ordering_key: None,
+        method: Some("PATCH".into()),
+        path: Some("/contacts/ada%40example.com?upsert=1".into()),
     }
 }
 

@@ -154,6 +154,10 @@ pub struct NewDelivery {
     pub content_type: Option<String>,
     /// Deliveries to the same destination with the same key go one after another.
     pub ordering_key: Option<String>,
+    /// HTTP method chosen by the plugin, instead of the destination's.
+    pub method: Option<String>,
+    /// Appended to the destination's URL.
+    pub path: Option<String>,
 }
 
 /// Where a delivery is in its life.

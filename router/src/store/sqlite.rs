@@ -73,7 +73,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_error      TEXT,
     created_at      INTEGER NOT NULL,
     round_start     INTEGER NOT NULL DEFAULT 0,
-    ordering_key    TEXT
+    ordering_key    TEXT,
+    method          TEXT,
+    path            TEXT
 );
 CREATE INDEX IF NOT EXISTS deliveries_ordering ON deliveries(destination, ordering_key, seq)
     WHERE ordering_key IS NOT NULL AND status IN ('pending', 'retrying');
@@ -300,7 +302,7 @@ fn event_from_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
     })
 }
 
-const DELIVERY_COLUMNS: &str = "id, event_id, destination, body, headers, content_type, status, attempts, next_attempt_at, last_error, ordering_key, seq, created_at, round_start";
+const DELIVERY_COLUMNS: &str = "id, event_id, destination, body, headers, content_type, status, attempts, next_attempt_at, last_error, ordering_key, seq, created_at, round_start, method, path";
 
 fn delivery_from_row(row: &Row<'_>) -> Result<Delivery, StoreError> {
     let headers: String = row.get(4)?;
@@ -314,6 +316,8 @@ fn delivery_from_row(row: &Row<'_>) -> Result<Delivery, StoreError> {
             headers: headers_from_json(&headers)?,
             content_type: row.get(5)?,
             ordering_key: row.get(10)?,
+            method: row.get(14)?,
+            path: row.get(15)?,
         },
         status: DeliveryStatus::parse(&status)?,
         attempts: row.get(7)?,
@@ -440,8 +444,8 @@ impl Store for SqliteStore {
             let now = now_ms();
             let mut insert = conn.prepare_cached(
                 "INSERT INTO deliveries (id, event_id, destination, body, headers, content_type, status,
-                                         next_attempt_at, created_at, ordering_key)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8)",
+                                         next_attempt_at, created_at, ordering_key, method, path)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8, ?9, ?10)",
             )?;
             for d in deliveries {
                 insert.execute(params![
@@ -453,6 +457,8 @@ impl Store for SqliteStore {
                     d.content_type,
                     now,
                     d.ordering_key,
+                    d.method,
+                    d.path,
                 ])?;
             }
             Ok(())
