@@ -20,41 +20,7 @@ use crate::pipeline::{Plugin, run_chain};
 pub enum PluginCommand {
     /// Run one plugin on one event offline; print its outputs as JSON, and its logs, time and
     /// fuel on stderr.
-    Test {
-        /// The plugin component (`.wasm`).
-        plugin: PathBuf,
-        /// A file holding the event body.
-        #[arg(long)]
-        event: PathBuf,
-        /// The plugin's config, as JSON (e.g. '{"conditions": [...]}').
-        #[arg(long)]
-        config: Option<String>,
-        /// The provider's event type (e.g. `push`).
-        #[arg(long)]
-        event_type: Option<String>,
-        /// A request header, `name: value`; repeatable.
-        #[arg(short = 'H', long = "header")]
-        headers: Vec<String>,
-        /// A secret the plugin may read, `name=value`; repeatable.
-        #[arg(long = "secret")]
-        secrets: Vec<String>,
-        /// A kv entry present before the run, `key=value`; repeatable.
-        #[arg(long = "kv")]
-        kv: Vec<String>,
-        /// Canned answers for `http.fetch`: a JSON file
-        /// `[{"method": "GET", "url": "...", "status": 200, "body": {...}}]`.
-        #[arg(long)]
-        responses: Option<PathBuf>,
-        /// Memory limit.
-        #[arg(long, default_value = "32MiB")]
-        memory: String,
-        /// Time limit.
-        #[arg(long, default_value = "1s")]
-        timeout: String,
-        /// Fuel limit.
-        #[arg(long)]
-        fuel: Option<u64>,
-    },
+    Test(TestArgs),
     /// Create a plugin crate that builds for wasm32-wasip2 and has a passing test.
     New {
         /// The plugin's name (a crate name: letters, digits, `-`, `_`).
@@ -71,46 +37,46 @@ pub enum PluginCommand {
 /// Runs a `plugin` subcommand.
 pub fn run(command: PluginCommand) -> Result<ExitCode> {
     match command {
-        PluginCommand::Test {
-            plugin,
-            event,
-            config,
-            event_type,
-            headers,
-            secrets,
-            kv,
-            responses,
-            memory,
-            timeout,
-            fuel,
-        } => test(TestArgs {
-            plugin,
-            event,
-            config,
-            event_type,
-            headers,
-            secrets,
-            kv,
-            responses,
-            memory,
-            timeout,
-            fuel,
-        }),
+        PluginCommand::Test(args) => test(args),
         PluginCommand::New { name, dir, sdk } => new(&name, &dir, &sdk),
     }
 }
 
-struct TestArgs {
+/// `hookyard plugin test` arguments.
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// The plugin component (`.wasm`).
     plugin: PathBuf,
+    /// A file holding the event body.
+    #[arg(long)]
     event: PathBuf,
+    /// The plugin's config, as JSON (e.g. '{"conditions": [...]}').
+    #[arg(long)]
     config: Option<String>,
+    /// The provider's event type (e.g. `push`).
+    #[arg(long)]
     event_type: Option<String>,
+    /// A request header, `name: value`; repeatable.
+    #[arg(short = 'H', long = "header")]
     headers: Vec<String>,
+    /// A secret the plugin may read, `name=value`; repeatable.
+    #[arg(long = "secret")]
     secrets: Vec<String>,
+    /// A kv entry present before the run, `key=value`; repeatable.
+    #[arg(long = "kv")]
     kv: Vec<String>,
+    /// Canned answers for `http.fetch`: a JSON file
+    /// `[{"method": "GET", "url": "...", "status": 200, "body": {...}}]`.
+    #[arg(long)]
     responses: Option<PathBuf>,
+    /// Memory limit.
+    #[arg(long, default_value = "32MiB")]
     memory: String,
+    /// Time limit.
+    #[arg(long, default_value = "1s")]
     timeout: String,
+    /// Fuel limit.
+    #[arg(long)]
     fuel: Option<u64>,
 }
 

@@ -328,7 +328,8 @@ mod tests {
     use super::*;
     use crate::config::Secret;
 
-    fn config(scheme: Scheme) -> VerifyConfig {
+    /// A verify table for `scheme` with one secret and nothing else set.
+    pub(crate) fn config(scheme: Scheme) -> VerifyConfig {
         VerifyConfig {
             scheme,
             secret: Some(Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
@@ -419,25 +420,10 @@ mod tests {
 #[cfg(test)]
 mod properties {
     use super::*;
-    use crate::config::Secret;
     use proptest::prelude::*;
 
     fn verifiers() -> Vec<(Scheme, Verifier, Vec<&'static str>)> {
-        let base = |scheme| VerifyConfig {
-            scheme,
-            secret: Some(Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
-            secrets: vec![],
-            tolerance: None,
-            header: None,
-            algorithm: None,
-            encoding: None,
-            prefix: None,
-            timestamp_header: None,
-            signed_content: None,
-            query: None,
-            username: None,
-            public_url: None,
-        };
+        let base = super::tests::config;
         let mut out = Vec::new();
         let mut add = |c: VerifyConfig, headers: Vec<&'static str>| {
             out.push((

@@ -333,21 +333,14 @@ mod tests {
     }
 
     fn generic(timestamp_header: Option<&str>, template: Option<&str>) -> SignatureHeader {
-        let c = VerifyConfig {
-            scheme: Scheme::Hmac,
-            secret: None,
-            secrets: vec![],
-            tolerance: Some(Dur(Duration::from_secs(300))),
-            header: Some("X-Signature".into()),
-            algorithm: Some(HmacAlgorithm::Sha512),
-            encoding: Some(SignatureEncoding::Base64),
-            prefix: Some("sig=".into()),
-            timestamp_header: timestamp_header.map(str::to_string),
-            signed_content: template.map(str::to_string),
-            query: None,
-            username: None,
-            public_url: None,
-        };
+        let mut c = crate::verify::tests::config(Scheme::Hmac);
+        c.tolerance = Some(Dur(Duration::from_secs(300)));
+        c.header = Some("X-Signature".into());
+        c.algorithm = Some(HmacAlgorithm::Sha512);
+        c.encoding = Some(SignatureEncoding::Base64);
+        c.prefix = Some("sig=".into());
+        c.timestamp_header = timestamp_header.map(str::to_string);
+        c.signed_content = template.map(str::to_string);
         SignatureHeader::generic(&c, vec![b"k".to_vec()], Duration::from_secs(300)).unwrap()
     }
 
