@@ -8,6 +8,7 @@ mod capabilities;
 mod cli;
 mod delivery;
 mod destinations;
+mod email;
 mod flow;
 mod ingress;
 mod plugin_limits;

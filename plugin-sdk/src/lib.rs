@@ -185,6 +185,14 @@ impl Output {
         }
     }
 
+    /// An email for an SMTP destination (content type `application/vnd.hookyard.email+json`).
+    pub fn email(email: &Email) -> Result<Output> {
+        Ok(Output::bytes(
+            serde_json::to_vec(email)?,
+            EMAIL_CONTENT_TYPE,
+        ))
+    }
+
     /// Sends this output to `destination` instead of the route's `to` list.
     pub fn to(mut self, destination: impl Into<String>) -> Output {
         self.destination = Some(destination.into());
@@ -212,6 +220,62 @@ impl Output {
     /// The body parsed as JSON (handy in tests).
     pub fn body_json(&self) -> Result<serde_json::Value> {
         Ok(serde_json::from_slice(&self.body)?)
+    }
+}
+
+/// The content type of outputs that SMTP destinations send as email.
+pub const EMAIL_CONTENT_TYPE: &str = "application/vnd.hookyard.email+json";
+
+/// An email for an SMTP destination; see [`Output::email`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Email {
+    /// Recipients.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<String>,
+    /// Copies.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cc: Vec<String>,
+    /// Blind copies.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bcc: Vec<String>,
+    /// `Reply-To`, instead of the destination's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// The subject; any UTF-8.
+    pub subject: String,
+    /// The plain-text part.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The HTML part (with `text`, the message is multipart/alternative).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    /// Extra headers (not From, To, Subject and the like).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+impl Email {
+    /// An email with this subject.
+    pub fn new(subject: impl Into<String>) -> Email {
+        Email {
+            subject: subject.into(),
+            ..Default::default()
+        }
+    }
+    /// Adds a recipient.
+    pub fn to(mut self, address: impl Into<String>) -> Email {
+        self.to.push(address.into());
+        self
+    }
+    /// Sets the plain-text part.
+    pub fn text(mut self, text: impl Into<String>) -> Email {
+        self.text = Some(text.into());
+        self
+    }
+    /// Sets the HTML part.
+    pub fn html(mut self, html: impl Into<String>) -> Email {
+        self.html = Some(html.into());
+        self
     }
 }
 

@@ -15,7 +15,8 @@ use tokio::sync::{Notify, mpsc};
 use crate::admin::Admin;
 use crate::config::{Config, ConfigError};
 use crate::delivery::DeliveryWorker;
-use crate::delivery::http::{DestinationError, HttpDestination};
+use crate::delivery::destination::Destination;
+use crate::delivery::http::DestinationError;
 use crate::dispatch::Dispatcher;
 use crate::egress::EgressPolicy;
 use crate::ingress::{self, Ingress};
@@ -252,15 +253,15 @@ pub fn build_routes(config: &Config, plugins: &LoadedPlugins) -> Result<Routes, 
     Ok(routes)
 }
 
-/// Builds every destination; URLs with an IP literal are checked against the egress rules.
+/// Builds every destination; addresses given as IP literals are checked against the egress rules.
 pub fn build_destinations(
     config: &Config,
-    egress: &EgressPolicy,
-) -> Result<HashMap<String, HttpDestination>, StartError> {
+    egress: Arc<EgressPolicy>,
+) -> Result<HashMap<String, Destination>, StartError> {
     config
         .destinations
         .iter()
-        .map(|(name, dc)| Ok((name.clone(), HttpDestination::new(name, dc, egress)?)))
+        .map(|(name, dc)| Ok((name.clone(), Destination::new(name, dc, egress.clone())?)))
         .collect()
 }
 

@@ -240,12 +240,29 @@ fn default_plugin_timeout() -> Dur {
     Dur(Duration::from_millis(250))
 }
 
-/// `[destinations.<name>]`: an HTTP endpoint.
+/// `[destinations.<name>]`: an HTTP endpoint (`url`) or an SMTP server (`smtp`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationConfig {
     /// Where to send, `http://` or `https://`.
-    pub url: Secret,
+    pub url: Option<Secret>,
+    /// An SMTP server, `smtp://host:port` or `smtps://host:port` (implicit TLS).
+    pub smtp: Option<Secret>,
+    /// For `smtp://`: `"starttls"` (required; the default, except on a loopback host) or `"none"`.
+    pub tls: Option<SmtpTls>,
+    /// SMTP user name.
+    pub username: Option<String>,
+    /// SMTP password.
+    pub password: Option<Secret>,
+    /// The sender address of every message, e.g. `"Acme <hooks@acme.example>"`.
+    pub from: Option<String>,
+    /// A default `Reply-To`.
+    pub reply_to: Option<String>,
+    /// The name sent in EHLO (relays often reject container host names).
+    pub helo_name: Option<String>,
+    /// Largest message sent.
+    #[serde(default = "default_max_message")]
+    pub max_message_size: ByteSize,
     /// HTTP method, default POST.
     #[serde(default = "default_method")]
     pub method: String,
@@ -282,6 +299,20 @@ pub struct DestinationConfig {
 
 fn default_true() -> bool {
     true
+}
+
+fn default_max_message() -> ByteSize {
+    ByteSize(10 << 20)
+}
+
+/// TLS for `smtp://` destinations.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Upgrade with STARTTLS, and refuse to send if the server cannot.
+    Starttls,
+    /// Plain text (only for a relay on the same host or network).
+    None,
 }
 
 /// `auth = { ... }` on a destination: exactly one of the forms below.
@@ -845,42 +876,60 @@ impl Config {
             }
         }
         for (name, dest) in &self.destinations {
-            let url = dest.url.expose();
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError::Invalid {
-                    path: path.to_path_buf(),
-                    line: find_line(text, &format!("[destinations.{name}]")),
-                    message: format!(
-                        "destination {name:?}: url must start with http:// or https://"
-                    ),
-                });
-            }
-            if http::Method::from_bytes(dest.method.as_bytes()).is_err() {
-                return Err(ConfigError::Invalid {
-                    path: path.to_path_buf(),
-                    line: find_line(text, &format!("[destinations.{name}]")),
-                    message: format!(
-                        "destination {name:?}: {:?} is not an HTTP method",
-                        dest.method
-                    ),
-                });
-            }
-            let dest_err = |message: String| ConfigError::Invalid {
+            let line = find_line(text, &format!("[destinations.{name}]"));
+            let fail = |message: String| ConfigError::Invalid {
                 path: path.to_path_buf(),
-                line: find_line(text, &format!("[destinations.{name}]")),
+                line,
                 message: format!("destination {name:?}: {message}"),
             };
-            dest.retry.validate().map_err(dest_err)?;
+            match (&dest.url, &dest.smtp) {
+                (Some(url), None) => {
+                    let url = url.expose();
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        return Err(fail("url must start with http:// or https://".into()));
+                    }
+                    let smtp_keys = [
+                        (dest.tls.is_some(), "tls"),
+                        (dest.username.is_some(), "username"),
+                        (dest.password.is_some(), "password"),
+                        (dest.from.is_some(), "from"),
+                        (dest.reply_to.is_some(), "reply_to"),
+                        (dest.helo_name.is_some(), "helo_name"),
+                    ];
+                    if let Some((_, key)) = smtp_keys.iter().find(|(set, _)| *set) {
+                        return Err(fail(format!("{key} applies only to smtp destinations")));
+                    }
+                }
+                (None, Some(smtp)) => {
+                    let smtp = smtp.expose();
+                    if !(smtp.starts_with("smtp://") || smtp.starts_with("smtps://")) {
+                        return Err(fail("smtp must start with smtp:// or smtps://".into()));
+                    }
+                    if dest.from.is_none() {
+                        return Err(fail("an smtp destination needs from".into()));
+                    }
+                    if dest.auth.is_some() || dest.sign.is_some() || !dest.headers.is_empty() {
+                        return Err(fail(
+                            "auth, sign and headers apply only to http destinations".into(),
+                        ));
+                    }
+                }
+                _ => return Err(fail("set exactly one of url or smtp".into())),
+            }
+            if http::Method::from_bytes(dest.method.as_bytes()).is_err() {
+                return Err(fail(format!("{:?} is not an HTTP method", dest.method)));
+            }
+            dest.retry.validate().map_err(fail)?;
             if let Some(auth) = &dest.auth {
-                auth.validate().map_err(dest_err)?;
+                auth.validate().map_err(fail)?;
             }
             if dest.concurrency == 0 {
-                return Err(dest_err("concurrency must be at least 1".into()));
+                return Err(fail("concurrency must be at least 1".into()));
             }
             if let Some(o) = &dest.ordering
                 && !o.key.starts_with('/')
             {
-                return Err(dest_err(format!(
+                return Err(fail(format!(
                     "ordering.key {:?} must be a JSON pointer starting with '/'",
                     o.key
                 )));
@@ -1049,6 +1098,39 @@ url = "sqlite://data/hookyard.db"
         assert_eq!(expand_env("a${A}b$$c$d", look).unwrap(), "axb$c$d");
         assert!(expand_env("${B}", look).is_err());
         assert!(expand_env("${A", look).is_err());
+    }
+
+    #[test]
+    fn destinations_need_exactly_one_of_url_or_smtp_and_matching_keys() {
+        let check = |dest: &str| {
+            parse(&format!("{MINIMAL}[destinations.d]\n{dest}\n"))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert!(check("smtp = \"smtp://127.0.0.1:25\"\nfrom = \"a@example.com\"").is_ok());
+        assert!(check("url = \"https://x.example\"").is_ok());
+        let both = check("url = \"https://x.example\"\nsmtp = \"smtp://h\"").unwrap_err();
+        assert!(
+            both.ends_with("destination \"d\": set exactly one of url or smtp"),
+            "{both}"
+        );
+        let no_from = check("smtp = \"smtp://h\"").unwrap_err();
+        assert!(
+            no_from.ends_with("an smtp destination needs from"),
+            "{no_from}"
+        );
+        let misplaced = check("url = \"https://x.example\"\nfrom = \"a@example.com\"").unwrap_err();
+        assert!(
+            misplaced.ends_with("from applies only to smtp destinations"),
+            "{misplaced}"
+        );
+        let auth =
+            check("smtp = \"smtp://h\"\nfrom = \"a@example.com\"\nauth = { bearer = \"t\" }")
+                .unwrap_err();
+        assert!(
+            auth.ends_with("auth, sign and headers apply only to http destinations"),
+            "{auth}"
+        );
     }
 
     #[test]

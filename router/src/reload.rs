@@ -15,7 +15,7 @@ use crate::app::{
     LoadedPlugins, Routes, StartError, StoreKv, build_destinations, build_routes, load_plugins,
 };
 use crate::config::Config;
-use crate::delivery::http::HttpDestination;
+use crate::delivery::destination::Destination;
 use crate::egress::EgressPolicy;
 use crate::pipeline::host::Fetcher;
 use crate::shutdown::Shutdown;
@@ -28,7 +28,7 @@ pub struct Snapshot {
     /// Routes by name.
     pub routes: Routes,
     /// Destinations by name.
-    pub destinations: HashMap<String, HttpDestination>,
+    pub destinations: HashMap<String, Destination>,
     /// The HTTP client deliveries use (it carries the egress rules).
     pub client: reqwest::Client,
     /// The compiled plugins and their engine, kept alive while this version is in use.
@@ -50,7 +50,7 @@ impl Snapshot {
         };
         let plugins = load_plugins(config, Arc::new(StoreKv(store.clone())), fetcher)?;
         let routes = build_routes(config, &plugins)?;
-        let destinations = build_destinations(config, &egress)?;
+        let destinations = build_destinations(config, egress.clone())?;
         Ok(Snapshot {
             generation,
             routes,

@@ -3,7 +3,8 @@
 //! The event body picks the behaviour: `{"mode": "loop"}` spins forever, `"grow"` allocates
 //! until memory runs out, `"trap"` panics, `"many"` returns 500 outputs, `"big"` one output of
 //! 2 MiB, `"fetch"` fetches the body's `url`, `"route"` outputs `payload` with the body's
-//! `method` and `path`; anything else is echoed back unchanged.
+//! `method` and `path`, `"email"` outputs the body's `email` object as an email; anything
+//! else is echoed back unchanged.
 
 use hookyard_sdk::prelude::*;
 
@@ -29,6 +30,10 @@ fn handle(event: Event) -> Result<Vec<Output>> {
             .map(|_| Output::bytes(b"{}".to_vec(), "application/json"))
             .collect()),
         Some("big") => Ok(vec![Output::bytes(vec![b' '; 2 << 20], "text/plain")]),
+        Some("email") => Ok(vec![Output::bytes(
+            serde_json::to_vec(&doc["email"])?,
+            hookyard_sdk::EMAIL_CONTENT_TYPE,
+        )]),
         Some("route") => {
             let mut out = Output::json(&doc["payload"])?;
             if let Some(m) = doc["method"].as_str() {

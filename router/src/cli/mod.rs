@@ -203,7 +203,10 @@ fn check(path: &Path) -> Result<ExitCode> {
     let kv = Arc::new(crate::pipeline::host::MemoryKv::default());
     let plugins = crate::app::load_plugins(&config, kv, fetcher)?;
     crate::app::build_routes(&config, &plugins)?;
-    crate::app::build_destinations(&config, &crate::egress::EgressPolicy::new(&config.egress))?;
+    crate::app::build_destinations(
+        &config,
+        Arc::new(crate::egress::EgressPolicy::new(&config.egress)),
+    )?;
     println!(
         "ok: {} route(s), {} plugin(s), {} destination(s)",
         config.routes.len(),

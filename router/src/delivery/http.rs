@@ -6,9 +6,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
-use crate::config::{BreakerConfig, DestinationConfig, GonePolicy, Rate};
+use crate::config::DestinationConfig;
 use crate::delivery::auth::Auth;
-use crate::delivery::retry::RetryPolicy;
 use crate::egress::{EgressError, EgressPolicy, GuardedResolver};
 use crate::store::Delivery;
 use crate::verify::standard_webhooks::{Flavor, StandardWebhooks};
@@ -25,18 +24,6 @@ pub struct HttpDestination {
     method: Method,
     headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
-    /// Its retry policy.
-    pub retry: RetryPolicy,
-    /// What a 410 does.
-    pub gone: GonePolicy,
-    /// Most attempts in flight at once.
-    pub concurrency: usize,
-    /// Most attempts started per period.
-    pub rate: Option<Rate>,
-    /// When to stop attempting for a while.
-    pub breaker: BreakerConfig,
-    /// JSON pointer of the ordering key in output bodies.
-    pub ordering_key: Option<String>,
     /// Signs each request (Standard Webhooks), when configured.
     signer: Option<StandardWebhooks>,
     /// How requests authenticate.
@@ -51,6 +38,16 @@ pub struct HttpDestination {
 pub struct DestinationError {
     name: String,
     reason: String,
+}
+
+impl DestinationError {
+    /// A problem with destination `name`.
+    pub fn new(name: &str, reason: String) -> DestinationError {
+        DestinationError {
+            name: name.to_string(),
+            reason,
+        }
+    }
 }
 
 /// The result of one attempt.
@@ -77,13 +74,14 @@ impl HttpDestination {
         config: &DestinationConfig,
         egress: &EgressPolicy,
     ) -> Result<HttpDestination, DestinationError> {
-        let err = |reason: String| DestinationError {
-            name: name.to_string(),
-            reason,
-        };
+        let err = |reason: String| DestinationError::new(name, reason);
+        let raw = config
+            .url
+            .as_ref()
+            .ok_or_else(|| err("url is missing".into()))?;
         // The URL may carry a token: never echo it in errors.
-        let url = reqwest::Url::parse(config.url.expose())
-            .map_err(|e| err(format!("invalid url ({e})")))?;
+        let url =
+            reqwest::Url::parse(raw.expose()).map_err(|e| err(format!("invalid url ({e})")))?;
         egress.check_url(&url).map_err(|e| err(e.to_string()))?;
         let method = Method::from_bytes(config.method.as_bytes())
             .map_err(|_| err(format!("invalid method {:?}", config.method)))?;
@@ -102,12 +100,6 @@ impl HttpDestination {
             method,
             headers,
             timeout: config.timeout.0,
-            retry: RetryPolicy::new(&config.retry),
-            gone: config.gone,
-            concurrency: config.concurrency,
-            rate: config.rate,
-            breaker: config.breaker,
-            ordering_key: config.ordering.as_ref().map(|o| o.key.clone()),
             signer: match &config.sign {
                 Some(sign) => Some(
                     StandardWebhooks::new(

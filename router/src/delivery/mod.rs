@@ -9,6 +9,8 @@
 //! `hookyard-delivery-id` header, which is the same on every attempt.
 
 pub mod auth;
+pub mod destination;
+pub mod email;
 pub mod gate;
 pub mod http;
 pub mod retry;
@@ -54,7 +56,12 @@ impl Gates {
             by_name: snapshot
                 .destinations
                 .iter()
-                .map(|(name, d)| (name.clone(), Gate::new(d.concurrency, d.rate, d.breaker)))
+                .map(|(name, d)| {
+                    (
+                        name.clone(),
+                        Gate::new(d.policy.concurrency, d.policy.rate, d.policy.breaker),
+                    )
+                })
                 .collect(),
         }
     }
@@ -247,7 +254,9 @@ impl Job {
         {
             gate.finish(result.error.is_none(), Instant::now());
         }
-        let gone = result.status == Some(410) && dest.gone == GonePolicy::Pause;
+        let gone = result.status == Some(410)
+            && dest.policy.gone == GonePolicy::Pause
+            && matches!(dest.kind, destination::Kind::Http(_));
         let outcome = match &result.error {
             None => AttemptOutcome::Delivered,
             Some(err) if result.permanent => AttemptOutcome::Dead(err.clone()),
@@ -267,10 +276,12 @@ impl Job {
             Some(err) => {
                 let age = Duration::from_millis((now_ms() - delivery.created_at).max(0) as u64);
                 let round = delivery.attempts_in_round + 1;
-                match dest
-                    .retry
-                    .after_failure(round, result.retry_after, age, &mut rand::rng())
-                {
+                match dest.policy.retry.after_failure(
+                    round,
+                    result.retry_after,
+                    age,
+                    &mut rand::rng(),
+                ) {
                     retry::Next::RetryIn(d) => {
                         AttemptOutcome::RetryAt(now_ms() + d.as_millis() as Millis)
                     }

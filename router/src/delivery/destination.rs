@@ -1,0 +1,82 @@
+//! A configured destination: where outputs go (HTTP or SMTP) and the policy around its
+//! attempts (retries, 410 handling, concurrency, rate, circuit breaker).
+
+use std::sync::Arc;
+
+use super::email::EmailDestination;
+use super::http::{AttemptResult, DestinationError, HttpDestination};
+use super::retry::RetryPolicy;
+use crate::config::{BreakerConfig, DestinationConfig, GonePolicy, Rate};
+use crate::egress::EgressPolicy;
+use crate::store::Delivery;
+
+/// The policy around a destination's attempts.
+#[derive(Debug)]
+pub struct Policy {
+    /// When to try again.
+    pub retry: RetryPolicy,
+    /// What a 410 does.
+    pub gone: GonePolicy,
+    /// Most attempts in flight at once.
+    pub concurrency: usize,
+    /// Most attempts started per period.
+    pub rate: Option<Rate>,
+    /// When to stop attempting for a while.
+    pub breaker: BreakerConfig,
+}
+
+/// How a destination is reached.
+#[derive(Debug)]
+pub enum Kind {
+    /// An HTTP API.
+    Http(HttpDestination),
+    /// An SMTP server (boxed: it is much larger than the HTTP variant).
+    Email(Box<EmailDestination>),
+}
+
+/// One `[destinations.<name>]`.
+#[derive(Debug)]
+pub struct Destination {
+    /// Its name.
+    pub name: String,
+    /// Retries and limits.
+    pub policy: Policy,
+    /// HTTP or SMTP.
+    pub kind: Kind,
+    egress: Arc<EgressPolicy>,
+}
+
+impl Destination {
+    /// From a validated destination table.
+    pub fn new(
+        name: &str,
+        c: &DestinationConfig,
+        egress: Arc<EgressPolicy>,
+    ) -> Result<Destination, DestinationError> {
+        let kind = if c.smtp.is_some() {
+            Kind::Email(Box::new(EmailDestination::new(name, c, &egress)?))
+        } else {
+            Kind::Http(HttpDestination::new(name, c, &egress)?)
+        };
+        Ok(Destination {
+            name: name.to_string(),
+            policy: Policy {
+                retry: RetryPolicy::new(&c.retry),
+                gone: c.gone,
+                concurrency: c.concurrency,
+                rate: c.rate,
+                breaker: c.breaker,
+            },
+            kind,
+            egress,
+        })
+    }
+
+    /// Makes one attempt.
+    pub async fn attempt(&self, client: &reqwest::Client, delivery: &Delivery) -> AttemptResult {
+        match &self.kind {
+            Kind::Http(h) => h.attempt(client, delivery).await,
+            Kind::Email(e) => e.attempt(&self.egress, delivery).await,
+        }
+    }
+}
