@@ -29,8 +29,8 @@ pub struct Policy {
 #[derive(Debug)]
 pub enum Kind {
     /// An HTTP API.
-    Http(HttpDestination),
-    /// An SMTP server (boxed: it is much larger than the HTTP variant).
+    Http(Box<HttpDestination>),
+    /// An SMTP server.
     Email(Box<EmailDestination>),
 }
 
@@ -56,7 +56,7 @@ impl Destination {
         let kind = if c.smtp.is_some() {
             Kind::Email(Box::new(EmailDestination::new(name, c, &egress)?))
         } else {
-            Kind::Http(HttpDestination::new(name, c, &egress)?)
+            Kind::Http(Box::new(HttpDestination::new(name, c, &egress)?))
         };
         Ok(Destination {
             name: name.to_string(),
