@@ -13,6 +13,7 @@ mod flow;
 mod ingress;
 mod plugin_limits;
 mod providers;
+mod recipes;
 mod reliability;
 mod reload;
 mod verification;

@@ -9,14 +9,14 @@ use std::time::Duration;
 use crate::support::*;
 
 /// A running aiosmtpd server; each message it receives is a JSON file in `out`.
-struct SmtpServer {
-    port: u16,
+pub struct SmtpServer {
+    pub port: u16,
     out: tempfile::TempDir,
     child: Child,
 }
 
 impl SmtpServer {
-    fn start(replies: &str) -> SmtpServer {
+    pub fn start(replies: &str) -> SmtpServer {
         let port = free_port();
         let out = tempfile::tempdir().unwrap();
         let mut child = Command::new("python3")
@@ -35,7 +35,7 @@ impl SmtpServer {
         SmtpServer { port, out, child }
     }
 
-    fn messages(&self) -> Vec<serde_json::Value> {
+    pub fn messages(&self) -> Vec<serde_json::Value> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(self.out.path())
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -48,7 +48,7 @@ impl SmtpServer {
             .collect()
     }
 
-    async fn wait_for(&self, n: usize) -> Vec<serde_json::Value> {
+    pub async fn wait_for(&self, n: usize) -> Vec<serde_json::Value> {
         eventually(
             &format!("{n} message(s) at the SMTP server"),
             Duration::from_secs(30),

@@ -67,6 +67,8 @@ fn build_plugins() -> Result<HashMap<String, PathBuf>> {
             "misbehave",
             "-p",
             "enrich",
+            "-p",
+            "template",
         ])
         .stderr(Stdio::inherit())
         .output()
@@ -92,7 +94,13 @@ fn build_plugins() -> Result<HashMap<String, PathBuf>> {
             }
         }
     }
-    for want in ["filter", "github-to-chat", "misbehave", "enrich"] {
+    for want in [
+        "filter",
+        "github-to-chat",
+        "misbehave",
+        "enrich",
+        "template",
+    ] {
         if !found.contains_key(want) {
             bail!("cargo reported no .wasm for {want}");
         }
