@@ -313,6 +313,8 @@ to = ["sales"]
     let lead =
         br#"{"name":"Ada Lovelace","email":"ada@example.com","company":"Analytical Engines"}"#;
     assert_eq!(post(&router, "leads", &[], lead).await.0, 202);
+    // Events run concurrently and kv is last-write-wins: let the first finish before the next.
+    sink.wait_for(1, Duration::from_secs(60)).await;
     assert_eq!(
         post(&router, "leads", &[], br#"{"name":"No Email"}"#)
             .await

@@ -125,3 +125,23 @@ to = ["chat"]
             .contains("pushed 1 commit")
     );
 }
+
+#[test]
+fn check_asks_each_plugin_to_validate_its_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_body = |body: &str| {
+        format!(
+            "{}\n[plugins.lead]\npath = \"{}\"\n[[plugins.lead.config.outputs]]\nbody = {{ text = \"{body}\" }}\n",
+            server(),
+            plugin("template").display()
+        )
+    };
+    let (ok, err) = check_config(dir.path(), &with_body("{{ body.name }}"));
+    assert!(ok, "{err}");
+    let (ok, err) = check_config(dir.path(), &with_body("{% if %}"));
+    assert!(!ok);
+    assert!(
+        err.contains("plugin \"lead\" refuses its config: output 1.body.text: syntax error"),
+        "{err}"
+    );
+}

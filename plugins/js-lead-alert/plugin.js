@@ -7,6 +7,14 @@ import { get, set } from "hookyard:plugin/kv@0.1.0";
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+// Called when the router loads the plugin: refuse a config it cannot use.
+export function validate() {
+  const settings = JSON.parse(config());
+  if (settings.prefix !== undefined && typeof settings.prefix !== "string") {
+    throw { message: "config.prefix must be a string" };
+  }
+}
+
 export function handle(event) {
   const settings = JSON.parse(config());
   let lead;

@@ -169,6 +169,17 @@ pub fn load_plugins(
     Ok(LoadedPlugins { engine, plugins })
 }
 
+/// Runs every plugin's `validate` export: a plugin that refuses its config stops start-up,
+/// `hookyard check` and reloads.
+pub async fn validate_plugins(plugins: &LoadedPlugins) -> Result<(), StartError> {
+    let mut names: Vec<&String> = plugins.plugins.keys().collect();
+    names.sort();
+    for name in names {
+        plugins.plugins[name].validate().await?;
+    }
+    Ok(())
+}
+
 /// Plugins' kv namespaces, kept in the router's store.
 pub struct StoreKv(pub Arc<dyn Store>);
 
@@ -307,7 +318,9 @@ pub async fn run(
         .sqlite_path()
         .ok_or_else(|| StoreError::Database("store.url must be sqlite://<path>".to_string()))?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&sqlite_path)?);
-    let live = Arc::new(Live::new(Snapshot::build(&config, &store, 1)?));
+    let snapshot = Snapshot::build(&config, &store, 1)?;
+    validate_plugins(&snapshot.plugins).await?;
+    let live = Arc::new(Live::new(snapshot));
     let concurrency = concurrency(&config);
 
     let (dispatch_tx, dispatch_rx) = mpsc::channel(1024);

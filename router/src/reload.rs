@@ -189,6 +189,7 @@ async fn reload(
     .await
     .map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?;
     let snapshot = snapshot?;
+    crate::app::validate_plugins(&snapshot.plugins).await?;
     live.swap(snapshot);
     tracing::info!(
         generation,

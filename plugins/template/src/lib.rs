@@ -207,7 +207,55 @@ pub fn render(config: &Config, event: &Event) -> Result<Vec<Output>> {
     Ok(outputs)
 }
 
-#[plugin]
+/// Parses the config and compiles every template, so `hookyard check` and a reload refuse a
+/// broken one before any event meets it.
+pub fn check(config: &Config) -> Result<()> {
+    let env = environment(config.fuel);
+    let compile = |t: &str, at: &str| -> Result<()> {
+        let result = match sole_expression(t) {
+            Some(expr) => env.compile_expression(expr).map(|_| ()),
+            None => env.template_from_str(t).map(|_| ()),
+        };
+        result.map_err(|e| Error::new(format!("{at}: {}", describe(&e))))
+    };
+    fn leaves<'a>(tree: &'a Value, at: String, out: &mut Vec<(String, &'a str)>) {
+        match tree {
+            Value::String(s) => out.push((at, s)),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .for_each(|(i, v)| leaves(v, format!("{at}[{i}]"), out)),
+            Value::Object(map) => map
+                .iter()
+                .for_each(|(k, v)| leaves(v, format!("{at}.{k}"), out)),
+            _ => {}
+        }
+    }
+    for (i, spec) in config.outputs.iter().enumerate() {
+        let at = format!("output {}", i + 1);
+        let mut all = Vec::new();
+        leaves(&spec.body, format!("{at}.body"), &mut all);
+        for (place, t) in all {
+            compile(t, &place)?;
+        }
+        if let Some(w) = &spec.when {
+            compile(w, &format!("{at}.when"))?;
+        }
+        if let Some(p) = &spec.path {
+            compile(p, &format!("{at}.path"))?;
+        }
+        for (name, v) in &spec.headers {
+            compile(v, &format!("{at}.headers.{name}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn validate() -> Result<()> {
+    check(&config()?)
+}
+
+#[plugin(validate = validate)]
 fn handle(event: Event) -> Result<Vec<Output>> {
     let config: Config = config()?;
     let outputs = render(&config, &event)?;
@@ -270,6 +318,24 @@ mod tests {
         assert_eq!(
             render(&c, &none).unwrap()[0].body_json().unwrap(),
             json!({"missing": true})
+        );
+    }
+
+    #[test]
+    fn check_finds_a_syntax_error_before_any_event() {
+        let c = config(
+            json!({"outputs": [{"body": {"ok": "{{ body.a }}", "list": ["x", "{% if %}"]}}]}),
+        );
+        let err = check(&c).unwrap_err().message;
+        assert!(
+            err.starts_with("output 1.body.list[1]: syntax error"),
+            "{err}"
+        );
+        assert!(
+            check(&config(
+                json!({"outputs": [{"body": {"a": "{{ body.a | upper }}"}}]})
+            ))
+            .is_ok()
         );
     }
 

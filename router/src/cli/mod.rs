@@ -202,6 +202,11 @@ fn check(path: &Path) -> Result<ExitCode> {
     };
     let kv = Arc::new(crate::pipeline::host::MemoryKv::default());
     let plugins = crate::app::load_plugins(&config, kv, fetcher)?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(crate::app::validate_plugins(&plugins))?;
     crate::app::build_routes(&config, &plugins)?;
     crate::app::build_destinations(
         &config,

@@ -34,6 +34,14 @@ pub enum LoadError {
     /// Reading or compiling failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The plugin refused its own config (its `validate` export).
+    #[error("plugin {name:?} refuses its config: {message}")]
+    Invalid {
+        /// The plugin's name in `router.toml`.
+        name: String,
+        /// Why.
+        message: String,
+    },
     /// The component does not match the plugin contract (wrong exports or imports).
     #[error("plugin {name:?} ({path}) does not fit the hookyard:plugin contract: {source:#}")]
     Contract {
@@ -231,6 +239,35 @@ impl Plugin {
                 message: e.message,
             }),
             Err(err) => Err(self.classify(&store, err)),
+        }
+    }
+
+    /// Asks the plugin to check its config (its `validate` export), in a fresh instance with
+    /// the same limits as an event.
+    pub async fn validate(&self) -> Result<(), LoadError> {
+        let state = HostState::new(self.caps.clone(), "validate".into(), self.memory.0);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let invalid = |message: String| LoadError::Invalid {
+            name: self.name.to_string(),
+            message,
+        };
+        store
+            .set_fuel(self.fuel.unwrap_or(u64::MAX))
+            .map_err(|e| invalid(format!("{e:#}")))?;
+        store.epoch_deadline_async_yield_and_update(1);
+        let run = async {
+            let plugin = self.pre.instantiate_async(&mut store).await?;
+            plugin.call_validate(&mut store).await
+        };
+        match tokio::time::timeout(self.timeout, run).await {
+            Err(_) => Err(invalid(format!(
+                "validate exceeded the timeout of {:?}",
+                self.timeout
+            ))),
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(invalid(e.message)),
+            Ok(Err(trap)) => Err(invalid(self.classify(&store, trap).to_string())),
         }
     }
 
