@@ -5,10 +5,10 @@ cd "$(dirname "$0")/.."
 if command -v rustup >/dev/null 2>&1; then
   rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 fi
-cargo build --profile plugin --target wasm32-wasip2 -p filter -p github-to-chat -p enrich -p template
+cargo build --profile plugin --target wasm32-wasip2 -p filter -p github-to-chat -p enrich -p template -p paid-order
 target="${CARGO_TARGET_DIR:-target}"
 mkdir -p plugins/dist
-for p in filter github_to_chat enrich template; do
+for p in filter github_to_chat enrich template paid_order; do
   cp "$target/wasm32-wasip2/plugin/$p.wasm" "plugins/dist/${p//_/-}.wasm.tmp"
   mv "plugins/dist/${p//_/-}.wasm.tmp" "plugins/dist/${p//_/-}.wasm"
 done

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::support::*;
 
 /// Headers (and the URL path, for Twilio) made by the provider's SDK.
-fn sdk_sign(
+pub fn sdk_sign(
     scheme: &str,
     secret: &str,
     body: &[u8],

@@ -121,3 +121,124 @@ async fn lead_capture_upserts_the_contact_emails_a_welcome_and_tells_sales() {
     assert_eq!(hubspot.received().len(), 2);
     assert_eq!(smtp.messages().len(), 1);
 }
+
+/// Stripe's documented Checkout Session, with `line_items` expanded.
+const SESSION: &str = r#"{
+  "id": "cs_test_a1YS1URlnyQCN5fUUduORoQ7Pw41PJqDWkIVQCpJPqkfIhd6tVY8XB1OLY",
+  "object": "checkout.session",
+  "amount_subtotal": 2198,
+  "amount_total": 2198,
+  "client_reference_id": "ord_1001",
+  "currency": "usd",
+  "customer_details": {"email": "jenny.rosen@example.com", "name": "Jenny Rosen"},
+  "line_items": {"object": "list", "data": [
+    {"id": "li_1", "object": "item", "amount_total": 2198, "currency": "usd", "description": "T-shirt",
+     "price": {"id": "price_1", "object": "price", "product": "prod_NWjs8kKbJWmuuc", "unit_amount": 1099}, "quantity": 2}
+  ], "has_more": false, "url": "/v1/checkout/sessions/cs_test_a1YS/line_items"},
+  "metadata": {},
+  "mode": "payment",
+  "payment_intent": "pi_3NG8Du2eZvKYlo2C1a5zyS6z",
+  "payment_status": "paid",
+  "shipping_details": {"name": "Jenny Rosen", "address": {"city": "San Francisco", "country": "US", "line1": "510 Townsend St", "postal_code": "94103", "state": "CA"}},
+  "status": "complete"
+}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paid_stripe_order_updates_the_shop_emails_the_customer_and_tells_the_warehouse() {
+    let stripe_api = Receiver::start().await;
+    stripe_api.body_all(SESSION);
+    let shop = Receiver::start().await;
+    let warehouse = Receiver::start().await;
+    let smtp = SmtpServer::start("");
+    let example =
+        std::fs::read_to_string(workspace().join("examples/paid-order/router.toml")).unwrap();
+    let config = example
+        .replace("[server]\nlisten = \"127.0.0.1:8080\"", "")
+        .replace("[store]\nurl = \"sqlite://data/paid-order.db\"", "")
+        .replace("../../plugins/dist/paid-order.wasm", &plugin("paid-order").display().to_string())
+        .replace("allow_http = [\"api.stripe.com\"]", &format!("allow_http = [\"127.0.0.1:{}\"]", stripe_api.addr.port()))
+        .replace(
+            "config = { shop = \"shop\", mail = \"mail\", warehouse = \"warehouse\" }",
+            &format!("config = {{ shop = \"shop\", mail = \"mail\", warehouse = \"warehouse\", stripe_api = \"{}\" }}", stripe_api.url("")),
+        )
+        .replace("https://shop.example.com/api", &shop.url("/api"))
+        .replace("https://warehouse.example.com/pick-lists", &warehouse.url("/pick-lists"))
+        .replace("smtps://smtp.example.com:465", &format!("smtp://127.0.0.1:{}", smtp.port));
+    let secret = "whsec_test_paid_order";
+    let router = Router::start_with_env(
+        &format!("{SERVER}\n{config}"),
+        &[
+            ("STRIPE_WEBHOOK_SECRET", secret),
+            ("STRIPE_SECRET_KEY", "sk_test_4eC39HqLyjWDarjtT1zdp7dc"),
+            ("SHOP_API_TOKEN", "shop-tok"),
+        ],
+    )
+    .expect("router starts");
+
+    // The webhook, signed by Stripe's own SDK.
+    let event = fixture("stripe/checkout.session.completed.json");
+    let (headers, _) = crate::providers::sdk_sign("stripe", secret, &event, None, "json");
+    let (status, text) = post(&router, "stripe", &headers, &event).await;
+    assert_eq!(status, 202, "{text}");
+
+    let fetched = stripe_api.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(fetched[0].method, "GET");
+    assert_eq!(
+        fetched[0].path,
+        "/v1/checkout/sessions/cs_test_a1YS1URlnyQCN5fUUduORoQ7Pw41PJqDWkIVQCpJPqkfIhd6tVY8XB1OLY"
+    );
+    assert_eq!(fetched[0].query.as_deref(), Some("expand[]=line_items"));
+    assert_eq!(
+        fetched[0].header("authorization"),
+        Some("Bearer sk_test_4eC39HqLyjWDarjtT1zdp7dc")
+    );
+
+    let update = shop.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(update[0].method, "PATCH");
+    assert_eq!(update[0].path, "/api/orders/ord_1001");
+    assert_eq!(update[0].header("authorization"), Some("Bearer shop-tok"));
+    let body = update[0].json();
+    assert_eq!(
+        (body["status"].as_str(), body["amount_total"].as_i64()),
+        (Some("paid"), Some(2198))
+    );
+    let pick = warehouse.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(
+        pick[0].json()["items"],
+        serde_json::json!([{"sku": "prod_NWjs8kKbJWmuuc", "quantity": 2}])
+    );
+    let mail = smtp.wait_for(1).await;
+    assert_eq!(
+        mail[0]["rcpt_tos"],
+        serde_json::json!(["jenny.rosen@example.com"])
+    );
+    assert_eq!(mail[0]["subject"], "Order ord_1001 confirmed");
+    assert!(mail[0]["text"].as_str().unwrap().contains("21.98 USD"));
+
+    // Stripe does not know a session: the event fails with Stripe's message, nothing is sent.
+    stripe_api.reply(Reply {
+        status: 404,
+        body: Some(r#"{"error":{"code":"resource_missing","message":"No such checkout.session: 'cs_test_a1YS1URlnyQCN5fUUduORoQ7Pw41PJqDWkIVQCpJPqkfIhd6tVY8XB1OLY'","type":"invalid_request_error"}}"#.into()),
+        ..Default::default()
+    });
+    let replayed = event.clone();
+    let mut changed: serde_json::Value = serde_json::from_slice(&replayed).unwrap();
+    changed["id"] = serde_json::json!("evt_second");
+    let body = serde_json::to_vec(&changed).unwrap();
+    let (headers, _) = crate::providers::sdk_sign("stripe", secret, &body, None, "json");
+    assert_eq!(post(&router, "stripe", &headers, &body).await.0, 202);
+    eventually("the second event failed", Duration::from_secs(20), || {
+        router.count("SELECT COUNT(*) FROM events WHERE status = 'failed'") == 1
+    })
+    .await;
+    let error: String = router
+        .db()
+        .query_row(
+            "SELECT error FROM events WHERE status = 'failed'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(error.ends_with("Stripe answered 404: No such checkout.session: 'cs_test_a1YS1URlnyQCN5fUUduORoQ7Pw41PJqDWkIVQCpJPqkfIhd6tVY8XB1OLY'"), "{error}");
+    assert_eq!(shop.received().len(), 1);
+}

@@ -58,7 +58,7 @@ pub type Result<T, E = Error> = core::result::Result<T, E>;
 /// Everything a plugin usually needs, in one `use`.
 pub mod prelude {
     pub use crate::{
-        Error, Event, Output, Result, config, drop_event, http, kv, log, plugin, secret,
+        Email, Error, Event, Output, Result, config, drop_event, http, kv, log, plugin, secret,
     };
     pub use serde_json::{Value, json};
 }

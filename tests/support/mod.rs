@@ -69,6 +69,8 @@ fn build_plugins() -> Result<HashMap<String, PathBuf>> {
             "enrich",
             "-p",
             "template",
+            "-p",
+            "paid-order",
         ])
         .stderr(Stdio::inherit())
         .output()
