@@ -18,6 +18,12 @@ async fn lead_capture_upserts_the_contact_emails_a_welcome_and_tells_sales() {
     });
     hubspot.body_all(r#"{"status":"COMPLETE","results":[{"id":"512","properties":{"email":"ada@example.com"}}]}"#);
     let slack = Receiver::start().await;
+    // Slack's answer to a payload it cannot read, once; then its usual "ok".
+    slack.reply(Reply {
+        status: 400,
+        body: Some("invalid_payload".into()),
+        ..Default::default()
+    });
     slack.body_all("ok");
     let smtp = SmtpServer::start("");
     // The example config, pointed at the local servers.
@@ -42,6 +48,10 @@ async fn lead_capture_upserts_the_contact_emails_a_welcome_and_tells_sales() {
         .replace(
             "retry = { schedule = [\"5s\", \"1m\", \"10m\", \"1h\"] }",
             "retry = { schedule = [\"100ms\", \"100ms\"] }",
+        )
+        .replace(
+            "url = \"${SLACK_WEBHOOK_URL}\"",
+            "url = \"${SLACK_WEBHOOK_URL}\"\nretry = { schedule = [\"100ms\"] }",
         );
     let config = format!("{SERVER}\n{config}");
     let router = Router::start_with_env(
@@ -91,11 +101,20 @@ async fn lead_capture_upserts_the_contact_emails_a_welcome_and_tells_sales() {
         mail[0]["parts"],
         serde_json::json!(["multipart/alternative", "text/plain", "text/html"])
     );
-    // Sales in Slack.
-    let posted = slack.wait_for(1, Duration::from_secs(20)).await;
+    // Sales in Slack: the first try met Slack's `invalid_payload`, recorded; the retry went through.
+    let posted = slack.wait_for(2, Duration::from_secs(20)).await;
     assert_eq!(posted[0].path, "/services/T0/B0/X");
+    let recorded: String = router
+        .db()
+        .query_row(
+            "SELECT CAST(response AS TEXT) FROM attempts WHERE status_code = 400",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(recorded, "invalid_payload");
     assert_eq!(
-        posted[0].json()["text"],
+        posted[1].json()["text"],
         "New lead: Ada Lovelace <ada@example.com> from Analytical \"Engines\"\nLtd"
     );
 
@@ -115,8 +134,8 @@ async fn lead_capture_upserts_the_contact_emails_a_welcome_and_tells_sales() {
         .await
         .unwrap();
     assert_eq!(no_email.status(), 202);
-    let posted = slack.wait_for(2, Duration::from_secs(20)).await;
-    assert_eq!(posted[1].json()["text"], "New lead: Grace <no email>");
+    let posted = slack.wait_for(3, Duration::from_secs(20)).await;
+    assert_eq!(posted[2].json()["text"], "New lead: Grace <no email>");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(hubspot.received().len(), 2);
     assert_eq!(smtp.messages().len(), 1);
