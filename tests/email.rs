@@ -226,3 +226,20 @@ async fn header_injection_and_non_email_outputs_never_reach_the_server() {
         "nothing reached the SMTP server"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn starttls_required_means_nothing_goes_out_in_plain_text() {
+    // This server offers no STARTTLS; the destination requires it.
+    let smtp = SmtpServer::start("");
+    let config = config(&smtp).replace(
+        "helo_name = \"hooks.example.com\"",
+        "helo_name = \"hooks.example.com\"\ntls = \"starttls\"",
+    );
+    let router = Router::start(&config).expect("router starts");
+    let body =
+        email(serde_json::json!({"to": ["ada@example.com"], "subject": "Secret", "text": "x"}));
+    assert_eq!(post(&router, "in", &[], &body).await.0, 202);
+    let reason = dead_letter_reason(&router).await;
+    assert!(reason.to_lowercase().contains("tls"), "{reason}");
+    assert!(smtp.messages().is_empty(), "nothing was sent without TLS");
+}
