@@ -1,0 +1,448 @@
+//! `router.toml`: the one config tree, parsed with serde and checked across fields.
+//!
+//! Every table rejects unknown keys. `${VAR}` in a secret or URL reads the environment;
+//! a missing variable is an error naming it and the line. Cross-field checks (a route
+//! naming an undefined plugin or destination) also name the line.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+mod destination;
+mod plugin;
+mod route;
+mod server;
+mod values;
+
+pub use destination::*;
+pub use plugin::*;
+pub use route::*;
+pub use server::*;
+pub use values::*;
+
+/// Why a config could not be loaded. The message names the file and, where known, the line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, a key is unknown, a value has the wrong type or an env var is missing.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// toml's message, which includes line, column and the offending key.
+        message: String,
+    },
+    /// The file parses but contradicts itself (e.g. a route names an undefined plugin).
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// 1-based line of the offending value.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole `router.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners and request limits.
+    pub server: ServerConfig,
+    /// Where events and deliveries are journaled.
+    pub store: StoreConfig,
+    /// Plugin engine settings.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// Named wasm plugins that routes chain as steps.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginConfig>,
+    /// Named places outputs are delivered to.
+    #[serde(default)]
+    pub destinations: BTreeMap<String, DestinationConfig>,
+    /// `POST /hooks/<name>` endpoints.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Rules for every outbound connection.
+    #[serde(default)]
+    pub egress: EgressConfig,
+    /// The directory of the config file; relative paths in it resolve from here.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+    /// The file it was loaded from, when it came from a file (hot reload watches it).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads, parses and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base_dir = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let mut config = Config::parse(&text, path, base_dir)?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Parses and checks config text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path, base_dir: PathBuf) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.base_dir = base_dir;
+        config.check(text, path)?;
+        Ok(config)
+    }
+
+    fn check(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |span: std::ops::Range<usize>, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: line_of(text, span.start),
+            message,
+        };
+        let mut seen = HashSet::new();
+        for route in &self.routes {
+            let name = route.name.get_ref();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            {
+                return Err(invalid(
+                    route.name.span(),
+                    format!(
+                        "route name {name:?} must be non-empty and use only letters, digits, '-', '_' and '.'"
+                    ),
+                ));
+            }
+            if !seen.insert(name.as_str()) {
+                return Err(invalid(
+                    route.name.span(),
+                    format!("route {name:?} is defined twice"),
+                ));
+            }
+            for step in &route.steps {
+                if !self.plugins.contains_key(step.get_ref()) {
+                    return Err(invalid(
+                        step.span(),
+                        format!(
+                            "route {name:?}: step {:?} is not defined under [plugins]",
+                            step.get_ref()
+                        ),
+                    ));
+                }
+            }
+            for dest in &route.to {
+                if !self.destinations.contains_key(dest.get_ref()) {
+                    return Err(invalid(
+                        dest.span(),
+                        format!(
+                            "route {name:?}: destination {:?} is not defined under [destinations]",
+                            dest.get_ref()
+                        ),
+                    ));
+                }
+            }
+        }
+        for (name, dest) in &self.destinations {
+            let line = find_line(text, &format!("[destinations.{name}]"));
+            let fail = |message: String| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                message: format!("destination {name:?}: {message}"),
+            };
+            match (&dest.url, &dest.smtp) {
+                (Some(url), None) => {
+                    let url = url.expose();
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        return Err(fail("url must start with http:// or https://".into()));
+                    }
+                    let smtp_keys = [
+                        (dest.tls.is_some(), "tls"),
+                        (dest.username.is_some(), "username"),
+                        (dest.password.is_some(), "password"),
+                        (dest.from.is_some(), "from"),
+                        (dest.reply_to.is_some(), "reply_to"),
+                        (dest.helo_name.is_some(), "helo_name"),
+                    ];
+                    if let Some((_, key)) = smtp_keys.iter().find(|(set, _)| *set) {
+                        return Err(fail(format!("{key} applies only to smtp destinations")));
+                    }
+                }
+                (None, Some(smtp)) => {
+                    let smtp = smtp.expose();
+                    if !(smtp.starts_with("smtp://") || smtp.starts_with("smtps://")) {
+                        return Err(fail("smtp must start with smtp:// or smtps://".into()));
+                    }
+                    if dest.from.is_none() {
+                        return Err(fail("an smtp destination needs from".into()));
+                    }
+                    if dest.auth.is_some() || dest.sign.is_some() || !dest.headers.is_empty() {
+                        return Err(fail(
+                            "auth, sign and headers apply only to http destinations".into(),
+                        ));
+                    }
+                }
+                _ => return Err(fail("set exactly one of url or smtp".into())),
+            }
+            if http::Method::from_bytes(dest.method.as_bytes()).is_err() {
+                return Err(fail(format!("{:?} is not an HTTP method", dest.method)));
+            }
+            dest.retry.validate().map_err(fail)?;
+            if let Some(auth) = &dest.auth {
+                auth.validate().map_err(fail)?;
+            }
+            if dest.concurrency == 0 {
+                return Err(fail("concurrency must be at least 1".into()));
+            }
+            if let Some(o) = &dest.ordering
+                && !o.key.starts_with('/')
+            {
+                return Err(fail(format!(
+                    "ordering.key {:?} must be a JSON pointer starting with '/'",
+                    o.key
+                )));
+            }
+        }
+        if let Some(admin) = self.server.admin_listen {
+            let line = find_line(text, "admin_listen");
+            if self.server.admin_token.is_none() && !self.server.admin_without_token {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line,
+                    message: "server.admin_listen needs server.admin_token (or admin_without_token = true on a loopback address)".into(),
+                });
+            }
+            if self.server.admin_without_token && !admin.ip().is_loopback() {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line,
+                    message: "server.admin_without_token is only allowed when admin_listen is a loopback address".into(),
+                });
+            }
+            if self
+                .server
+                .admin_token
+                .as_ref()
+                .is_some_and(|t| t.expose().len() < 16)
+            {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line: find_line(text, "admin_token"),
+                    message: "server.admin_token must be at least 16 characters".into(),
+                });
+            }
+        }
+        if let Some(path_str) = self.sqlite_path_str()
+            && path_str.is_empty()
+        {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: find_line(text, "[store]"),
+                message: "store.url: sqlite:// needs a file path".to_string(),
+            });
+        }
+        if self.sqlite_path_str().is_none() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: find_line(text, "[store]"),
+                message: "store.url must start with sqlite:// (the only backend in this build)"
+                    .to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn sqlite_path_str(&self) -> Option<&str> {
+        self.store.url.expose().strip_prefix("sqlite://")
+    }
+
+    /// The SQLite database file, resolved against the config file's directory.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        self.sqlite_path_str().map(|p| self.resolve(Path::new(p)))
+    }
+
+    /// Resolves a path from the config against the config file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// The compiled-plugin cache directory.
+    pub fn cache_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.runtime.cache_dir {
+            return self.resolve(dir);
+        }
+        default_cache_dir()
+    }
+
+    /// The route with this name.
+    pub fn route(&self, name: &str) -> Option<&RouteConfig> {
+        self.routes.iter().find(|r| r.name.get_ref() == name)
+    }
+}
+
+/// `$XDG_CACHE_HOME/hookyard`, else `$HOME/.cache/hookyard`, else `./.cache/hookyard`.
+pub fn default_cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+        .join("hookyard")
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn find_line(text: &str, needle: &str) -> usize {
+    text.find(needle).map_or(1, |i| line_of(text, i))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("router.toml"), PathBuf::from("."))
+    }
+
+    const MINIMAL: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+[store]
+url = "sqlite://data/hookyard.db"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.server.max_body, ByteSize(1 << 20));
+        assert_eq!(
+            c.sqlite_path().unwrap(),
+            PathBuf::from("./data/hookyard.db")
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_line() {
+        let text = format!("{MINIMAL}[destinations.chat]\nurl = \"http://x\"\nretries = 3\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("line 8"), "{err}");
+        assert!(err.contains("unknown field `retries`"), "{err}");
+        assert!(err.starts_with("router.toml:"), "{err}");
+    }
+
+    #[test]
+    fn undefined_step_names_route_and_line() {
+        let text = format!(
+            "{MINIMAL}[[routes]]\nname = \"gh\"\nverify = {{ scheme = \"none\" }}\nsteps = [\"nope\"]\n"
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "router.toml:9: route \"gh\": step \"nope\" is not defined under [plugins]"
+        );
+    }
+
+    #[test]
+    fn missing_env_var_is_named() {
+        let text = format!(
+            "{MINIMAL}[[routes]]\nname = \"gh\"\nverify = {{ scheme = \"github\", secret = \"${{HOOKYARD_TEST_SURELY_UNSET}}\" }}\n"
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("HOOKYARD_TEST_SURELY_UNSET is not set"),
+            "{err}"
+        );
+        assert!(err.contains("line 8"), "{err}");
+    }
+
+    #[test]
+    fn expand_env_handles_escapes_and_errors() {
+        let look = |n: &str| (n == "A").then(|| "x".to_string());
+        assert_eq!(expand_env("a${A}b$$c$d", look).unwrap(), "axb$c$d");
+        assert!(expand_env("${B}", look).is_err());
+        assert!(expand_env("${A", look).is_err());
+    }
+
+    #[test]
+    fn destinations_need_exactly_one_of_url_or_smtp_and_matching_keys() {
+        let check = |dest: &str| {
+            parse(&format!("{MINIMAL}[destinations.d]\n{dest}\n"))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert!(check("smtp = \"smtp://127.0.0.1:25\"\nfrom = \"a@example.com\"").is_ok());
+        assert!(check("url = \"https://x.example\"").is_ok());
+        let both = check("url = \"https://x.example\"\nsmtp = \"smtp://h\"").unwrap_err();
+        assert!(
+            both.ends_with("destination \"d\": set exactly one of url or smtp"),
+            "{both}"
+        );
+        let no_from = check("smtp = \"smtp://h\"").unwrap_err();
+        assert!(
+            no_from.ends_with("an smtp destination needs from"),
+            "{no_from}"
+        );
+        let misplaced = check("url = \"https://x.example\"\nfrom = \"a@example.com\"").unwrap_err();
+        assert!(
+            misplaced.ends_with("from applies only to smtp destinations"),
+            "{misplaced}"
+        );
+        let auth =
+            check("smtp = \"smtp://h\"\nfrom = \"a@example.com\"\nauth = { bearer = \"t\" }")
+                .unwrap_err();
+        assert!(
+            auth.ends_with("auth, sign and headers apply only to http destinations"),
+            "{auth}"
+        );
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        assert_eq!(
+            format!("{:?}", Secret::new("hunter2")),
+            "Secret(<redacted>)"
+        );
+    }
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(ByteSize::parse("32MiB"), Some(ByteSize(32 << 20)));
+        assert_eq!(ByteSize::parse("100KB"), Some(ByteSize(100_000)));
+        assert_eq!(ByteSize::parse("12 parsecs"), None);
+        let c = parse(&MINIMAL.replace("listen", "header_timeout = \"2s\"\nlisten")).unwrap();
+        assert_eq!(c.server.header_timeout, Dur(Duration::from_secs(2)));
+    }
+}

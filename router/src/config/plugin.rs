@@ -1,0 +1,82 @@
+//! `[plugins.<name>]`: a wasm component, its grants and its budget.
+
+use super::*;
+
+/// `[plugins.<name>]`: one wasm component, the capabilities it is granted, and its budget.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The `.wasm` component, relative to the config file.
+    pub path: PathBuf,
+    /// Handed to the plugin as JSON through the `config` import.
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+    /// Secrets the plugin may read by name (values may use `${VAR}`).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Secret>,
+    /// Hosts (`api.example.com` or `host:port`) the plugin may fetch from; none by default.
+    #[serde(default)]
+    pub allow_http: Vec<String>,
+    /// Longest one fetch may take.
+    #[serde(default = "default_http_timeout")]
+    pub http_timeout: Dur,
+    /// Largest response body a fetch may return.
+    #[serde(default = "default_http_max_response")]
+    pub http_max_response: ByteSize,
+    /// Most linear memory the plugin may grow to per event.
+    #[serde(default = "default_plugin_memory")]
+    pub memory: ByteSize,
+    /// Longest the plugin may run per event, fetches included.
+    #[serde(default = "default_plugin_timeout")]
+    pub timeout: Dur,
+    /// Most fuel (roughly, wasm instructions) the plugin may burn per event; unlimited if unset.
+    pub fuel: Option<u64>,
+    /// Most outputs per event.
+    #[serde(default = "default_max_outputs")]
+    pub max_outputs: usize,
+    /// Most output bytes (bodies added up) per event.
+    #[serde(default = "default_max_output_bytes")]
+    pub max_output_bytes: ByteSize,
+}
+
+impl PluginConfig {
+    /// A config with every default, for running a plugin outside `router.toml`.
+    pub fn with_defaults(path: PathBuf) -> PluginConfig {
+        PluginConfig {
+            path,
+            config: empty_object(),
+            secrets: BTreeMap::new(),
+            allow_http: Vec::new(),
+            http_timeout: default_http_timeout(),
+            http_max_response: default_http_max_response(),
+            memory: default_plugin_memory(),
+            timeout: default_plugin_timeout(),
+            fuel: None,
+            max_outputs: default_max_outputs(),
+            max_output_bytes: default_max_output_bytes(),
+        }
+    }
+}
+
+fn default_http_timeout() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+fn default_http_max_response() -> ByteSize {
+    ByteSize(1 << 20)
+}
+fn default_max_outputs() -> usize {
+    100
+}
+fn default_max_output_bytes() -> ByteSize {
+    ByteSize(1 << 20)
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+fn default_plugin_memory() -> ByteSize {
+    ByteSize(32 * 1024 * 1024)
+}
+fn default_plugin_timeout() -> Dur {
+    Dur(Duration::from_millis(250))
+}

@@ -1,0 +1,131 @@
+//! `[[routes]]`: endpoints, their verification and dedup.
+
+use super::*;
+
+/// `[[routes]]`: one provider endpoint, its verification, steps and destinations.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The `<route>` in `POST /hooks/<route>`.
+    pub name: Spanned<String>,
+    /// How requests are authenticated.
+    pub verify: VerifyConfig,
+    /// Plugin names, run in order.
+    #[serde(default)]
+    pub steps: Vec<Spanned<String>>,
+    /// Destination names that outputs go to unless an output names its own.
+    #[serde(default)]
+    pub to: Vec<Spanned<String>>,
+    /// Where the provider's delivery id is, beyond what the scheme knows, and the window.
+    #[serde(default)]
+    pub dedup: DedupConfig,
+    /// Only these client networks may post (checked before the signature).
+    pub allow_ips: Option<Vec<Cidr>>,
+}
+
+/// `verify = { scheme = "...", ... }` on a route. Which keys apply depends on the scheme;
+/// a key that does not apply is an error (see [`crate::verify::Verifier::from_config`]).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// Which provider's scheme.
+    pub scheme: Scheme,
+    /// The signing secret (or token, or password).
+    pub secret: Option<Secret>,
+    /// Several secrets, any of which may sign: for rotation without downtime.
+    #[serde(default)]
+    pub secrets: Vec<Secret>,
+    /// Largest accepted clock difference for timestamped schemes (default 5 minutes), both ways.
+    pub tolerance: Option<Dur>,
+    /// `hmac`: the signature header; `token`: the header carrying the token.
+    pub header: Option<String>,
+    /// `hmac`: `sha256` (default), `sha1` or `sha512`.
+    pub algorithm: Option<HmacAlgorithm>,
+    /// `hmac`: `hex` (default) or `base64`.
+    pub encoding: Option<SignatureEncoding>,
+    /// `hmac`: text before the signature, e.g. `sha256=`; `token`: before the token, e.g. `Bearer `.
+    pub prefix: Option<String>,
+    /// `hmac`: a header with a Unix timestamp that is part of the signed content.
+    pub timestamp_header: Option<String>,
+    /// `hmac`: what is signed, with `{timestamp}` and `{body}`, e.g. `"{timestamp}.{body}"`.
+    pub signed_content: Option<String>,
+    /// `token`: the query parameter carrying the token instead of a header.
+    pub query: Option<String>,
+    /// `basic`: the user name.
+    pub username: Option<String>,
+    /// `twilio`: the public base URL Twilio calls, e.g. `https://hooks.example.com` (the
+    /// router often sits behind a proxy, so it cannot know it).
+    pub public_url: Option<String>,
+}
+
+/// The verification schemes.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheme {
+    /// No verification: anyone who can reach the port may post. Only for trusted networks.
+    None,
+    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+    StandardWebhooks,
+    /// Svix: Standard Webhooks with `svix-*` headers.
+    Svix,
+    /// GitHub: `X-Hub-Signature-256: sha256=<hex>`.
+    Github,
+    /// Stripe: `Stripe-Signature: t=...,v1=...`.
+    Stripe,
+    /// Shopify: `X-Shopify-Hmac-Sha256`, base64.
+    Shopify,
+    /// Slack: `X-Slack-Signature: v0=...` with `X-Slack-Request-Timestamp`.
+    Slack,
+    /// Twilio: `X-Twilio-Signature`, HMAC-SHA1 over the URL and sorted form parameters.
+    Twilio,
+    /// Generic HMAC of the body (optionally with a timestamp) in one header.
+    Hmac,
+    /// A shared secret in a header or query parameter.
+    Token,
+    /// HTTP Basic authentication.
+    Basic,
+}
+
+impl VerifyConfig {
+    /// Every configured secret: `secret` first, then `secrets`.
+    pub fn all_secrets(&self) -> Vec<&Secret> {
+        self.secret.iter().chain(self.secrets.iter()).collect()
+    }
+}
+
+/// `dedup = { header = "...", pointer = "...", window = "7d" }` on a route: how to find the
+/// provider's delivery id when the scheme does not say, and how long to remember it.
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DedupConfig {
+    /// A request header holding the delivery id.
+    pub header: Option<String>,
+    /// A JSON pointer into the body holding it (e.g. `/id`).
+    pub pointer: Option<String>,
+    /// How long a delivery id is remembered (default 7 days).
+    pub window: Option<Dur>,
+}
+
+/// Digest of the generic HMAC scheme.
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacAlgorithm {
+    /// HMAC-SHA1 (legacy senders only).
+    Sha1,
+    /// HMAC-SHA256.
+    #[default]
+    Sha256,
+    /// HMAC-SHA512.
+    Sha512,
+}
+
+/// How a signature is written in its header.
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    /// Lower- or upper-case hex.
+    #[default]
+    Hex,
+    /// Standard base64 with padding.
+    Base64,
+}

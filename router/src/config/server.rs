@@ -1,0 +1,89 @@
+//! `[server]`, `[store]`, `[runtime]` and `[egress]`.
+
+use super::*;
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Provider-facing address, e.g. `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Largest accepted request body; larger is 413.
+    #[serde(default = "default_max_body")]
+    pub max_body: ByteSize,
+    /// How long a client may take to send the request headers.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: Dur,
+    /// How long a client may take to send the body once headers are in.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: Dur,
+    /// Address of the admin API (`/admin/...`); off when unset.
+    pub admin_listen: Option<SocketAddr>,
+    /// Bearer token the admin API requires.
+    pub admin_token: Option<Secret>,
+    /// Serve the admin API without a token; allowed only on a loopback `admin_listen`.
+    #[serde(default)]
+    pub admin_without_token: bool,
+    /// Proxies whose `X-Forwarded-For` is believed when checking a route's `allow_ips`.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// `[egress]`: which addresses outbound calls (destinations, plugin fetches) may reach.
+///
+/// Private, loopback, link-local and other non-public ranges are blocked unless listed here.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct EgressConfig {
+    /// CIDR ranges opened on purpose, e.g. `["127.0.0.0/8", "10.1.0.0/16"]`.
+    #[serde(default)]
+    pub allow_private: Vec<Cidr>,
+}
+
+/// An IP network written `10.0.0.0/8` or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr(pub ipnet::IpNet);
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if let Ok(net) = s.parse::<ipnet::IpNet>() {
+            return Ok(Cidr(net.trunc()));
+        }
+        s.parse::<std::net::IpAddr>()
+            .map(|ip| Cidr(ipnet::IpNet::from(ip)))
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "invalid network {s:?}; write e.g. \"127.0.0.0/8\""
+                ))
+            })
+    }
+}
+
+fn default_max_body() -> ByteSize {
+    ByteSize(1024 * 1024)
+}
+fn default_header_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_body_timeout() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+
+/// `[store]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://path/to/file.db` (relative to the config file).
+    pub url: Secret,
+}
+
+/// `[runtime]`: the plugin engine.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Where compiled plugins are cached; default `$XDG_CACHE_HOME/hookyard` or `~/.cache/hookyard`.
+    pub cache_dir: Option<PathBuf>,
+    /// How many events run through plugins at once; default: the number of CPUs.
+    pub concurrency: Option<usize>,
+}
