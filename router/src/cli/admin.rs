@@ -297,9 +297,7 @@ pub fn events(conn: &Connection, filters: &Filters, cmd: Option<EventsCmd>) -> R
             }
             let page: Page<EventView> = serde_json::from_value(value)?;
             table(
-                &[
-                    "ID", "ROUTE", "TYPE", "STATUS", "RECEIVED", "BYTES", "ERROR",
-                ],
+                &["ID", "ROUTE", "TYPE", "STATUS", "RECEIVED", "BYTES", "NOTE"],
                 page.items
                     .iter()
                     .map(|e| {
@@ -310,7 +308,11 @@ pub fn events(conn: &Connection, filters: &Filters, cmd: Option<EventsCmd>) -> R
                             e.status.clone(),
                             when(e.received_at),
                             e.body_size.to_string(),
-                            cut(e.error.as_deref().unwrap_or(""), 60),
+                            match (&e.error, &e.dropped) {
+                                (Some(err), _) => cut(err, 60),
+                                (None, Some(reason)) => cut(&format!("dropped: {reason}"), 60),
+                                (None, None) => String::new(),
+                            },
                         ]
                     })
                     .collect(),
