@@ -77,11 +77,7 @@ async fn fetching_a_host_outside_allow_http_fails_the_event_with_the_reason() {
             .0,
         202
     );
-    eventually("the event failed", Duration::from_secs(20), || {
-        router.count("SELECT COUNT(*) FROM events WHERE status = 'failed'") == 1
-    })
-    .await;
-    let error = router.events()[0].1.clone().unwrap();
+    let error = failed_events(&router, 1).await.remove(0);
     assert_eq!(
         error,
         "plugin \"orders\" rejected the event: fetch denied: 127.0.0.1 is not in this plugin's allow_http"
@@ -103,11 +99,7 @@ async fn an_allowed_host_on_a_blocked_address_is_still_refused_by_egress_rules()
             .0,
         202
     );
-    eventually("the event failed", Duration::from_secs(20), || {
-        router.count("SELECT COUNT(*) FROM events WHERE status = 'failed'") == 1
-    })
-    .await;
-    let error = router.events()[0].1.clone().unwrap();
+    let error = failed_events(&router, 1).await.remove(0);
     assert!(
         error.contains("fetch denied: 127.0.0.1 is a loopback address"),
         "{error}"
@@ -149,11 +141,7 @@ to = ["sink"]
         assert_eq!(post(&router, "in", &[], body.as_bytes()).await.0, 202);
     }
     sink.wait_for(1, Duration::from_secs(20)).await;
-    eventually("three failures", Duration::from_secs(20), || {
-        router.count("SELECT COUNT(*) FROM events WHERE status = 'failed'") == 3
-    })
-    .await;
-    let errors: Vec<String> = router.events().into_iter().filter_map(|(_, e)| e).collect();
+    let errors = failed_events(&router, 3).await;
     assert_eq!(
         errors,
         [

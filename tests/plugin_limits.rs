@@ -45,11 +45,7 @@ to = ["sink"]
         .collect();
     ns.sort_unstable();
     assert_eq!(ns, [1, 2, 3]);
-    eventually("three events failed", Duration::from_secs(10), || {
-        router.count("SELECT COUNT(*) FROM events WHERE status = 'failed'") == 3
-    })
-    .await;
-    let errors: Vec<String> = router.events().into_iter().filter_map(|(_, e)| e).collect();
+    let errors = failed_events(&router, 3).await;
     assert_eq!(
         errors,
         [
@@ -88,12 +84,8 @@ to = ["sink"]
     );
     let router = Router::start(&config).expect("router starts");
     assert_eq!(post(&router, "in", &[], b"{}").await.0, 202);
-    eventually("the event failed", Duration::from_secs(10), || {
-        router.count("SELECT COUNT(*) FROM events WHERE status = 'failed'") == 1
-    })
-    .await;
     assert_eq!(
-        router.events()[0].1.as_deref(),
-        Some("plugin \"chat\" rejected the event: not a GitHub event: no X-GitHub-Event header")
+        failed_events(&router, 1).await,
+        ["plugin \"chat\" rejected the event: not a GitHub event: no X-GitHub-Event header"]
     );
 }

@@ -246,18 +246,7 @@ async fn a_paid_stripe_order_updates_the_shop_emails_the_customer_and_tells_the_
     let body = serde_json::to_vec(&changed).unwrap();
     let (headers, _) = crate::providers::sdk_sign("stripe", secret, &body, None, "json");
     assert_eq!(post(&router, "stripe", &headers, &body).await.0, 202);
-    eventually("the second event failed", Duration::from_secs(20), || {
-        router.count("SELECT COUNT(*) FROM events WHERE status = 'failed'") == 1
-    })
-    .await;
-    let error: String = router
-        .db()
-        .query_row(
-            "SELECT error FROM events WHERE status = 'failed'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let error = failed_events(&router, 1).await.remove(0);
     assert!(error.ends_with("Stripe answered 404: No such checkout.session: 'cs_test_a1YS1URlnyQCN5fUUduORoQ7Pw41PJqDWkIVQCpJPqkfIhd6tVY8XB1OLY'"), "{error}");
     assert_eq!(shop.received().len(), 1);
 }

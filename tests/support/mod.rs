@@ -554,6 +554,24 @@ pub async fn dead_letter_reason(router: &Router) -> String {
         .expect("dead letter reason")
 }
 
+/// Waits until the router holds exactly `n` failed events and returns their errors, oldest first.
+pub async fn failed_events(router: &Router, n: i64) -> Vec<String> {
+    eventually(
+        &format!("{n} failed event(s)"),
+        Duration::from_secs(20),
+        || router.count("SELECT COUNT(*) FROM events WHERE status = 'failed'") == n,
+    )
+    .await;
+    let db = router.db();
+    let mut stmt = db
+        .prepare("SELECT error FROM events WHERE status = 'failed' ORDER BY seq")
+        .expect("query");
+    stmt.query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
 /// Runs `hookyard check` on `config` written to `dir/router.toml`; returns success and stderr.
 pub fn check_config(dir: &Path, config: &str) -> (bool, String) {
     let path = dir.join("router.toml");
