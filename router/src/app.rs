@@ -355,6 +355,7 @@ pub async fn run(
         max_body: config.server.max_body.0 as usize,
         body_timeout: config.server.body_timeout.0,
         trusted_proxies: config.server.trusted_proxies.iter().map(|c| c.0).collect(),
+        shutdown: shutdown.clone(),
     });
     tracing::info!(
         listen = %listener.local_addr()?,

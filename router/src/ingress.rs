@@ -20,6 +20,7 @@ use http_body_util::{BodyExt, Limited};
 use tokio::sync::mpsc;
 
 use crate::reload::Live;
+use crate::shutdown::Shutdown;
 use crate::store::{Appended, NewEvent, Store, new_id, now_ms};
 use crate::verify::Request as VerifyRequest;
 
@@ -37,6 +38,8 @@ pub struct Ingress {
     pub body_timeout: Duration,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Fired when the router is stopping; `/readyz` then answers 503.
+    pub shutdown: Shutdown,
 }
 
 /// The TCP peer of a connection, attached to each of its requests.
@@ -74,9 +77,17 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
     Router::new()
         .route("/hooks/{route}", post(receive))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }))
+        .route("/readyz", get(ready))
         .fallback(|| async { reply(StatusCode::NOT_FOUND, "not found") })
         .with_state(ingress)
+}
+
+/// Ready while serving; 503 once shutdown has begun, so load balancers stop sending.
+async fn ready(State(ingress): State<Arc<Ingress>>) -> Response {
+    if ingress.shutdown.is_fired() {
+        return reply(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    (StatusCode::OK, "ready\n").into_response()
 }
 
 fn reply(status: StatusCode, reason: &str) -> Response {
