@@ -186,3 +186,51 @@ async fn replaying_an_event_reruns_its_plugins_into_new_deliveries() {
     let (status, _) = admin(&router, "POST", "/admin/events/evt_nope/replay", None).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_requests_events_and_attempts() {
+    let receiver = Receiver::start().await;
+    receiver.answer(&[500]);
+    let router = Router::start(&config(&receiver, 3)).expect("router starts");
+    post_push(&router).await;
+    let (status, _) = post(&router, "github", &[], b"not json").await;
+    assert_eq!(status, 202);
+    receiver.wait_for(2, Duration::from_secs(20)).await;
+    eventually("delivered", Duration::from_secs(10), || {
+        router.count("SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'") == 1
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/admin/metrics", router.admin_base());
+    assert_eq!(
+        client.get(&url).send().await.unwrap().status(),
+        401,
+        "metrics need the token too"
+    );
+    let text = client
+        .get(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "hookyard_requests_total{route=\"github\",outcome=\"accepted\"} 2",
+        "hookyard_events_total{route=\"github\",result=\"processed\"} 1",
+        "hookyard_events_total{route=\"github\",result=\"failed\"} 1",
+        "hookyard_delivery_attempts_total{destination=\"chat\",result=\"retry\"} 1",
+        "hookyard_delivery_attempts_total{destination=\"chat\",result=\"delivered\"} 1",
+        "hookyard_deliveries{status=\"delivered\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("# TYPE hookyard_plugin_fuel_total counter"),
+        "{text}"
+    );
+}

@@ -325,9 +325,16 @@ pub async fn run(
 
     let (dispatch_tx, dispatch_rx) = mpsc::channel(1024);
     let wake = Arc::new(Notify::new());
-    let dispatcher = Dispatcher::new(store.clone(), live.clone(), wake.clone(), concurrency);
+    let metrics = Arc::new(crate::telemetry::Metrics::default());
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        live.clone(),
+        wake.clone(),
+        concurrency,
+        metrics.clone(),
+    );
     let dispatching = tokio::spawn(dispatcher.run(dispatch_rx, shutdown.clone()));
-    let worker = DeliveryWorker::new(store.clone(), live.clone(), wake.clone());
+    let worker = DeliveryWorker::new(store.clone(), live.clone(), wake.clone(), metrics.clone());
     let delivering = tokio::spawn(worker.run(shutdown.clone(), GRACE));
 
     let admin_serving = listeners.admin.map(|admin_listener| {
@@ -336,6 +343,7 @@ pub async fn run(
             token: config.server.admin_token.clone(),
             live: live.clone(),
             delivery_wake: wake.clone(),
+            metrics: metrics.clone(),
         });
         if let Ok(addr) = admin_listener.local_addr() {
             tracing::info!(listen = %addr, "admin API serving");
@@ -356,6 +364,7 @@ pub async fn run(
         body_timeout: config.server.body_timeout.0,
         trusted_proxies: config.server.trusted_proxies.iter().map(|c| c.0).collect(),
         shutdown: shutdown.clone(),
+        metrics,
     });
     tracing::info!(
         listen = %listener.local_addr()?,

@@ -16,6 +16,7 @@ use crate::pipeline::{self, bindings::Event};
 use crate::reload::Live;
 use crate::shutdown::Shutdown;
 use crate::store::{EventOutcome, NewDelivery, NewEvent, RunRecord, Store, new_id};
+use crate::telemetry::Metrics;
 
 /// How long a claimed event stays ours before another worker may take it.
 pub const EVENT_LEASE: Duration = Duration::from_secs(60);
@@ -27,6 +28,7 @@ pub struct Dispatcher {
     live: Arc<Live>,
     delivery_wake: Arc<Notify>,
     concurrency: usize,
+    metrics: Arc<Metrics>,
 }
 
 impl Dispatcher {
@@ -37,12 +39,14 @@ impl Dispatcher {
         live: Arc<Live>,
         delivery_wake: Arc<Notify>,
         concurrency: usize,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Dispatcher {
             store,
             live,
             delivery_wake,
             concurrency: concurrency.max(1),
+            metrics,
         }
     }
 
@@ -85,13 +89,14 @@ impl Dispatcher {
                     self.live.clone(),
                     self.delivery_wake.clone(),
                     active.clone(),
+                    self.metrics.clone(),
                 );
                 tasks.spawn(async move {
-                    let (store, live, wake, active) = job;
+                    let (store, live, wake, active, metrics) = job;
                     let id = event.id.clone();
                     // The event finishes on the version it started with, whatever reloads.
                     let snapshot = live.get();
-                    process(&*store, &snapshot.routes, event).await;
+                    process(&*store, &snapshot.routes, &metrics, event).await;
                     wake.notify_one();
                     if let Ok(mut a) = active.lock() {
                         a.remove(&id);
@@ -105,8 +110,9 @@ impl Dispatcher {
 }
 
 /// Runs one event through its chain and stores the outcome.
-pub async fn process(store: &dyn Store, routes: &Routes, event: NewEvent) {
+pub async fn process(store: &dyn Store, routes: &Routes, metrics: &Metrics, event: NewEvent) {
     let id = event.id.clone();
+    let route_name = event.route.clone();
     let mut run = RunRecord::default();
     let outcome = match routes.get(&event.route) {
         None => EventOutcome::Failed(format!("route {:?} is no longer configured", event.route)),
@@ -127,6 +133,22 @@ pub async fn process(store: &dyn Store, routes: &Routes, event: NewEvent) {
             }
         }
     };
+    let result = match (&outcome, &run.dropped) {
+        (EventOutcome::Failed(_), _) => "failed",
+        (EventOutcome::Processed(_), Some(_)) => "dropped",
+        (EventOutcome::Processed(_), None) => "processed",
+    };
+    let route_label = [("route", route_name.as_str())];
+    metrics.inc(
+        "hookyard_events_total",
+        &[("route", &route_name), ("result", result)],
+    );
+    metrics.add(
+        "hookyard_plugin_microseconds_total",
+        &route_label,
+        run.elapsed_us,
+    );
+    metrics.add("hookyard_plugin_fuel_total", &route_label, run.fuel);
     match &outcome {
         EventOutcome::Processed(d) => {
             tracing::debug!(event = %id, deliveries = d.len(), fuel = run.fuel, us = run.elapsed_us, "processed")

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use crate::reload::Live;
 use crate::shutdown::Shutdown;
 use crate::store::{Appended, NewEvent, Store, new_id, now_ms};
+use crate::telemetry::Metrics;
 use crate::verify::Request as VerifyRequest;
 
 /// What the ingress handlers share.
@@ -40,6 +41,8 @@ pub struct Ingress {
     pub trusted_proxies: Vec<IpNet>,
     /// Fired when the router is stopping; `/readyz` then answers 503.
     pub shutdown: Shutdown,
+    /// Request counters.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The TCP peer of a connection, attached to each of its requests.
@@ -103,9 +106,37 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response {
         .into_response()
 }
 
+/// `POST /hooks/<route>`, counted by route and outcome.
 async fn receive(
     State(ingress): State<Arc<Ingress>>,
     Path(route_name): Path<String>,
+    request: Request<Body>,
+) -> Response {
+    let metrics = ingress.metrics.clone();
+    let known = ingress.live.get().routes.contains_key(&route_name);
+    let response = handle_hook(ingress, route_name.clone(), request).await;
+    if known {
+        let outcome = match response.status().as_u16() {
+            202 => "accepted",
+            200 => "duplicate",
+            401 => "unauthorized",
+            403 => "forbidden",
+            408 => "timeout",
+            413 => "too_large",
+            503 => "unavailable",
+            _ => "bad_request",
+        };
+        metrics.inc(
+            "hookyard_requests_total",
+            &[("route", &route_name), ("outcome", outcome)],
+        );
+    }
+    response
+}
+
+async fn handle_hook(
+    ingress: Arc<Ingress>,
+    route_name: String,
     request: Request<Body>,
 ) -> Response {
     let Some(route) = ingress.live.get().routes.get(&route_name).cloned() else {

@@ -19,6 +19,7 @@
 //! - [`reload`]: hot reload of routes, plugins and destinations.
 //! - [`admin`]: the admin API: inspect, retry, replay, resume.
 //! - [`app`]: wiring all of the above from a config; [`shutdown`]: the stop signal.
+//! - [`telemetry`]: counters scraped from `GET /admin/metrics`.
 //! - [`cli`]: the `hookyard` command line.
 
 #![deny(missing_docs)]
@@ -35,6 +36,7 @@ pub mod pipeline;
 pub mod reload;
 pub mod shutdown;
 pub mod store;
+pub mod telemetry;
 pub mod verify;
 
 pub use app::run;

@@ -13,6 +13,7 @@
 //! | `POST /admin/replay` | bulk: re-queues matching deliveries, or re-runs matching events' plugins |
 //! | `GET /admin/destinations` | destinations, and which are paused |
 //! | `POST /admin/destinations/{name}/resume` | resumes a paused destination |
+//! | `GET /admin/metrics` | counters and gauges in the Prometheus text format |
 
 mod views;
 
@@ -44,6 +45,8 @@ pub struct Admin {
     pub live: Arc<crate::reload::Live>,
     /// Wakes the delivery worker after a retry or resume.
     pub delivery_wake: Arc<Notify>,
+    /// The router's counters.
+    pub metrics: Arc<crate::telemetry::Metrics>,
 }
 
 /// Largest page a listing returns.
@@ -64,6 +67,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
             "/admin/destinations/{name}/resume",
             post(resume_destination),
         )
+        .route("/admin/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
         .layer(middleware::from_fn_with_state(admin.clone(), require_token))
         .with_state(admin)
@@ -363,6 +367,23 @@ async fn bulk_replay(
         }
         Err(e) => internal(e),
     }
+}
+
+async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
+    let counts = match admin.store.delivery_counts().await {
+        Ok(c) => c,
+        Err(e) => return internal(e),
+    };
+    let gauges: Vec<_> = counts
+        .iter()
+        .map(|(status, n)| ("hookyard_deliveries", vec![("status", status.as_str())], *n))
+        .collect();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        admin.metrics.render(&gauges),
+    )
+        .into_response()
 }
 
 async fn list_destinations(State(admin): State<Arc<Admin>>) -> Response {

@@ -26,6 +26,7 @@ use crate::config::GonePolicy;
 use crate::reload::{Live, Snapshot};
 use crate::shutdown::Shutdown;
 use crate::store::{Attempt, AttemptOutcome, Delivery, Millis, Store, now_ms};
+use crate::telemetry::Metrics;
 use gate::{Admission, Gate};
 
 /// How long a claimed delivery stays ours before another worker may take it.
@@ -41,6 +42,7 @@ pub struct DeliveryWorker {
     live: Arc<Live>,
     wake: Arc<Notify>,
     gates: Arc<Mutex<Gates>>,
+    metrics: Arc<Metrics>,
 }
 
 /// Each destination's gate, for one version of the config.
@@ -70,13 +72,19 @@ impl Gates {
 impl DeliveryWorker {
     /// A worker for the destinations in `live`; `wake` is notified whenever new deliveries
     /// are stored.
-    pub fn new(store: Arc<dyn Store>, live: Arc<Live>, wake: Arc<Notify>) -> DeliveryWorker {
+    pub fn new(
+        store: Arc<dyn Store>,
+        live: Arc<Live>,
+        wake: Arc<Notify>,
+        metrics: Arc<Metrics>,
+    ) -> DeliveryWorker {
         let gates = Gates::for_snapshot(&live.get());
         DeliveryWorker {
             store,
             live,
             wake,
             gates: Arc::new(Mutex::new(gates)),
+            metrics,
         }
     }
 
@@ -199,6 +207,7 @@ impl DeliveryWorker {
             store: self.store.clone(),
             snapshot: snapshot.clone(),
             gates: self.gates.clone(),
+            metrics: self.metrics.clone(),
         };
         in_flight.spawn(job.attempt(delivery));
     }
@@ -225,6 +234,7 @@ struct Job {
     /// The config version the attempt runs on, whatever reloads meanwhile.
     snapshot: Arc<Snapshot>,
     gates: Arc<Mutex<Gates>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Job {
@@ -304,6 +314,15 @@ impl Job {
     }
 
     async fn record(&self, id: &str, destination: &str, attempt: Attempt, outcome: AttemptOutcome) {
+        let result = match &outcome {
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::RetryAt(_) => "retry",
+            AttemptOutcome::Dead(_) => "dead",
+        };
+        self.metrics.inc(
+            "hookyard_delivery_attempts_total",
+            &[("destination", destination), ("result", result)],
+        );
         match &outcome {
             AttemptOutcome::Delivered => {
                 tracing::debug!(delivery = %id, %destination, number = attempt.number, "delivered")

@@ -283,6 +283,10 @@ async fn deliveries_move_through_retry_to_delivered_and_dead<S: Store>(s: &S) {
         Some(&b"status 500"[..])
     );
     assert_eq!(s.next_delivery_due(&[]).await.unwrap(), None);
+    assert_eq!(
+        s.delivery_counts().await.unwrap(),
+        [(DeliveryStatus::Dead, 1), (DeliveryStatus::Delivered, 1)]
+    );
 }
 
 async fn processed_with<S: Store>(s: &S, event_id: &str, deliveries: Vec<NewDelivery>) {

@@ -397,6 +397,9 @@ pub trait Store: Send + Sync + 'static {
     /// Paused destinations and why.
     async fn paused_destinations(&self) -> Result<Vec<(String, String)>, StoreError>;
 
+    /// How many deliveries are in each status.
+    async fn delivery_counts(&self) -> Result<Vec<(DeliveryStatus, u64)>, StoreError>;
+
     /// A plugin's kv value, unless absent or expired.
     async fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 

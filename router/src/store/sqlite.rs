@@ -748,6 +748,22 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn delivery_counts(&self) -> Result<Vec<(DeliveryStatus, u64)>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status",
+            )?;
+            collect(&mut stmt, [], |row| {
+                let status: String = row.get(0)?;
+                Ok((
+                    DeliveryStatus::parse(&status)?,
+                    row.get::<_, i64>(1)? as u64,
+                ))
+            })
+        })
+        .await
+    }
+
     async fn paused_destinations(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.read(|conn| {
             let mut stmt =
