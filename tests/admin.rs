@@ -162,6 +162,22 @@ async fn dead_letters_are_listed_and_bulk_replay_delivers_them_once_the_receiver
     );
     let (_, dead) = admin(&router, "GET", "/admin/deliveries?status=dead", None).await;
     assert_eq!(dead["items"], serde_json::json!([]));
+    // Replaying everything at once must be asked for with a filter.
+    let (status, body) = admin(
+        &router,
+        "POST",
+        "/admin/replay",
+        Some(serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("narrow the replay"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -344,6 +344,18 @@ async fn bulk_replay(
     State(admin): State<Arc<Admin>>,
     axum::Json(q): axum::Json<ListQuery>,
 ) -> Response {
+    // A bulk replay of everything is almost never meant; make it explicit.
+    if q.status.is_none()
+        && q.route.is_none()
+        && q.destination.is_none()
+        && q.since.is_none()
+        && q.until.is_none()
+    {
+        return bad_query(
+            "narrow the replay with at least one of status, route, destination, since, until"
+                .into(),
+        );
+    }
     if q.rerun_plugins {
         let mut filter = match q.event_filter() {
             Ok(f) => f,
