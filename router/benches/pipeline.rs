@@ -71,16 +71,21 @@ struct Case<'a> {
     native: fn(&str, &[u8], &serde_json::Value) -> Vec<u8>,
 }
 
-fn plugin_vs_native(case: Case<'_>) {
-    let cache = tempfile::tempdir().expect("tempdir");
-    let engine = WasmEngine::new(
+/// The engine every plugin row uses: a small pool, 16 MiB memories, its cache in `dir`.
+fn bench_engine(dir: &std::path::Path) -> WasmEngine {
+    WasmEngine::new(
         PoolLimits {
             instances: 16,
             max_memory: 16 << 20,
         },
-        cache.path().to_path_buf(),
+        dir.to_path_buf(),
     )
-    .expect("engine");
+    .expect("engine")
+}
+
+fn plugin_vs_native(case: Case<'_>) {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let engine = bench_engine(cache.path());
     let mut config = PluginConfig::with_defaults(case.wasm.clone());
     config.config = case.config.clone();
     config.memory = ByteSize(16 << 20);
@@ -158,14 +163,7 @@ fn fetch_plugin(wasm: &std::path::Path) {
     let app = axum::Router::new().fallback(|| async { r#"{"id":"or_1","total":4200}"# });
     rt.spawn(async move { axum::serve(listener, app).await });
     let cache = tempfile::tempdir().expect("tempdir");
-    let engine = WasmEngine::new(
-        PoolLimits {
-            instances: 16,
-            max_memory: 16 << 20,
-        },
-        cache.path().to_path_buf(),
-    )
-    .expect("engine");
+    let engine = bench_engine(cache.path());
     let egress = Arc::new(hookyard::egress::EgressPolicy::new(
         &hookyard::config::EgressConfig {
             allow_private: vec![hookyard::config::Cidr("127.0.0.0/8".parse().expect("cidr"))],
