@@ -1,19 +1,20 @@
 //! Plugins that loop, hog memory or trap fail their own event, with a message naming the
-//! plugin and the limit; other events keep flowing.
+//! plugin and the limit; other events keep flowing. Each limit is proven on both ways the
+//! router calls a plugin: synchronously (`misbehave-sync` imports nothing that waits) and on
+//! fibers (`misbehave` imports `http`).
 
 use std::time::Duration;
 
 use crate::support::*;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn runaway_plugins_fail_their_event_and_others_keep_flowing() {
-    let receiver = Receiver::start().await;
-    let config = format!(
+/// A config whose route `in` runs one plugin, `name` built from `build` with `keys` added to
+/// its table, and delivers to `receiver`.
+fn route_through(name: &str, build: &str, keys: &str, receiver: &Receiver) -> String {
+    format!(
         r#"{SERVER}
-[plugins.misbehave]
+[plugins.{name}]
 path = "{}"
-memory = "16MiB"
-timeout = "200ms"
+{keys}
 
 [destinations.sink]
 url = "{}"
@@ -21,15 +22,36 @@ url = "{}"
 [[routes]]
 name = "in"
 verify = {{ scheme = "none" }}
-steps = ["misbehave"]
+steps = ["{name}"]
 to = ["sink"]
 "#,
-        plugin("misbehave").display(),
+        plugin(build).display(),
         receiver.url("/")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runaway_sync_plugins_fail_their_event_and_others_keep_flowing() {
+    runaway_plugins_fail_their_event_and_others_keep_flowing("misbehave-sync").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runaway_async_plugins_fail_their_event_and_others_keep_flowing() {
+    runaway_plugins_fail_their_event_and_others_keep_flowing("misbehave").await;
+}
+
+async fn runaway_plugins_fail_their_event_and_others_keep_flowing(build: &str) {
+    let receiver = Receiver::start().await;
+    let config = route_through(
+        "misbehave",
+        build,
+        "memory = \"16MiB\"\ntimeout = \"200ms\"",
+        &receiver,
     );
     let router = Router::start(&config).expect("router starts");
     for body in [
         r#"{"mode":"ok","n":1}"#,
+        r#"{"mode":"print","n":5}"#,
         r#"{"mode":"loop"}"#,
         r#"{"mode":"ok","n":2}"#,
         r#"{"mode":"grow"}"#,
@@ -38,54 +60,129 @@ to = ["sink"]
     ] {
         assert_eq!(post(&router, "in", &[], body.as_bytes()).await.0, 202);
     }
-    let got = receiver.wait_for(3, Duration::from_secs(30)).await;
+    let got = receiver.wait_for(4, Duration::from_secs(30)).await;
     let mut ns: Vec<u64> = got
         .iter()
         .map(|r| r.json()["n"].as_u64().unwrap())
         .collect();
     ns.sort_unstable();
-    assert_eq!(ns, [1, 2, 3]);
+    assert_eq!(ns, [1, 2, 3, 5], "plugin build {build}");
     let errors = failed_events(&router, 3).await;
     assert_eq!(
-        errors,
+        errors[..2],
         [
             "plugin \"misbehave\" exceeded its timeout of 200ms",
             "plugin \"misbehave\" exceeded its memory limit of 16MiB",
-            "plugin \"misbehave\" trapped: wasm trap: wasm `unreachable` instruction executed",
         ]
+    );
+    // A panic is reported with the message the plugin printed before it aborted.
+    let trap = &errors[2];
+    assert!(
+        trap.starts_with("plugin \"misbehave\" trapped: panicked at ")
+            && trap.contains("misbehave/src/lib.rs:")
+            && trap.ends_with(
+                ": misbehave was asked to trap (wasm trap: wasm `unreachable` instruction executed)"
+            ),
+        "{trap}"
+    );
+    // What plugins print lands in the router's log, tagged with the plugin.
+    let log = router.log();
+    assert!(
+        log.contains("misbehave prints to stdout") && log.contains("misbehave prints to stderr")
     );
     // The router is still healthy.
     assert_eq!(
         post(&router, "in", &[], br#"{"mode":"ok","n":4}"#).await.0,
         202
     );
-    receiver.wait_for(4, Duration::from_secs(20)).await;
+    receiver.wait_for(5, Duration::from_secs(20)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plugin_error_result_marks_the_event_failed_with_its_message() {
     let receiver = Receiver::start().await;
-    let config = format!(
-        r#"{SERVER}
-[plugins.chat]
-path = "{}"
-
-[destinations.sink]
-url = "{}"
-
-[[routes]]
-name = "in"
-verify = {{ scheme = "none" }}
-steps = ["chat"]
-to = ["sink"]
-"#,
-        plugin("github-to-chat").display(),
-        receiver.url("/")
-    );
+    let config = route_through("chat", "github-to-chat", "", &receiver);
     let router = Router::start(&config).expect("router starts");
     assert_eq!(post(&router, "in", &[], b"{}").await.0, 202);
     assert_eq!(
         failed_events(&router, 1).await,
         ["plugin \"chat\" rejected the event: not a GitHub event: no X-GitHub-Event header"]
     );
+}
+
+#[test]
+fn plugins_that_import_nothing_that_waits_are_called_synchronously() {
+    use hookyard::config::PluginConfig;
+    use hookyard::pipeline::Plugin;
+    use hookyard::pipeline::engine::{PoolLimits, WasmEngine};
+    use hookyard::pipeline::host::Capabilities;
+    use std::sync::Arc;
+
+    let cache = tempfile::tempdir().expect("tempdir");
+    let limits = PoolLimits {
+        instances: 4,
+        max_memory: 32 << 20,
+    };
+    let engine = WasmEngine::new(limits, cache.path().to_path_buf()).expect("engine");
+    for (name, sync) in [
+        ("filter", true),
+        ("misbehave-sync", true),
+        ("template", true),
+        ("misbehave", false), // imports http
+        ("enrich", false),    // imports http and kv
+    ] {
+        let caps = Arc::new(Capabilities::none(name, &serde_json::json!({})));
+        let config = PluginConfig::with_defaults(plugin(name));
+        let loaded = Plugin::load(&engine, &plugin(name), &config, caps).expect("plugin loads");
+        assert_eq!(loaded.is_sync(), sync, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_are_accepted_while_every_plugin_worker_runs_to_its_timeout() {
+    let receiver = Receiver::start().await;
+    let config = route_through("misbehave", "misbehave-sync", "timeout = \"5s\"", &receiver)
+        + "\n[runtime]\nconcurrency = 2\n";
+    let router = Router::start(&config).expect("router starts");
+    // Both plugin workers spin for 5 s on the sync path, holding their threads...
+    for _ in 0..2 {
+        assert_eq!(post(&router, "in", &[], br#"{"mode":"loop"}"#).await.0, 202);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ...and ingress still answers, well before either of them is stopped.
+    for n in 0..5 {
+        let body = format!(r#"{{"mode":"ok","n":{n}}}"#);
+        assert_eq!(post(&router, "in", &[], body.as_bytes()).await.0, 202);
+    }
+    assert_eq!(
+        router.count("SELECT COUNT(*) FROM events WHERE status = 'failed'"),
+        0,
+        "the runaway plugins were still running when the webhooks were accepted"
+    );
+    // Once the timeouts stop them, the waiting events flow.
+    receiver.wait_for(5, Duration::from_secs(30)).await;
+    assert_eq!(failed_events(&router, 2).await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdk_allocator_keeps_every_value_intact() {
+    let receiver = Receiver::start().await;
+    let config = route_through("misbehave", "misbehave-sync", "", &receiver);
+    let router = Router::start(&config).expect("router starts");
+    for _ in 0..3 {
+        assert_eq!(
+            post(&router, "in", &[], br#"{"mode":"alloc"}"#).await.0,
+            202
+        );
+    }
+    let got = receiver.wait_for(3, Duration::from_secs(30)).await;
+    for r in got {
+        assert_eq!(
+            r.json(),
+            serde_json::json!({
+                "grown": 20000, "strings": 10890 + 13411, "shrunk": 256, "aligned": 101,
+                "boxes": 2510, "refilled": 5000, "map": 2000
+            })
+        );
+    }
 }

@@ -52,6 +52,9 @@ pub use hookyard_sdk_macros::plugin;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
+#[cfg(target_arch = "wasm32")]
+pub mod alloc;
+
 /// The result type of a plugin's handler.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
 

@@ -3,6 +3,10 @@
 //!
 //! Events arrive from ingress over a channel (the fast path) and, for anything that path
 //! missed (a full channel, a restart, a lease that lapsed), from the store every second.
+//!
+//! Chains run on their own runtime (see [`plugin_runtime`]): a plugin that imports nothing
+//! that waits is called synchronously and may hold its thread for up to its `timeout`, and
+//! that must never be a thread that accepts webhooks or makes deliveries.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -22,6 +26,16 @@ use crate::telemetry::Metrics;
 pub const EVENT_LEASE: Duration = Duration::from_secs(60);
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
+/// The runtime plugin chains run on: one worker per event processed at once, so a plugin
+/// running to its timeout never delays ingress, the admin API or deliveries.
+pub fn plugin_runtime(concurrency: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(concurrency.max(1))
+        .thread_name("hookyard-plugins")
+        .enable_all()
+        .build()
+}
+
 /// Runs events through plugins and records their deliveries.
 pub struct Dispatcher {
     store: Arc<dyn Store>,
@@ -29,17 +43,19 @@ pub struct Dispatcher {
     delivery_wake: Arc<Notify>,
     concurrency: usize,
     metrics: Arc<Metrics>,
+    plugins: tokio::runtime::Handle,
 }
 
 impl Dispatcher {
-    /// A dispatcher running up to `concurrency` events at once; it notifies `delivery_wake`
-    /// whenever it stores deliveries.
+    /// A dispatcher running up to `concurrency` events at once on `plugins` (see
+    /// [`plugin_runtime`]); it notifies `delivery_wake` whenever it stores deliveries.
     pub fn new(
         store: Arc<dyn Store>,
         live: Arc<Live>,
         delivery_wake: Arc<Notify>,
         concurrency: usize,
         metrics: Arc<Metrics>,
+        plugins: tokio::runtime::Handle,
     ) -> Self {
         Dispatcher {
             store,
@@ -47,6 +63,7 @@ impl Dispatcher {
             delivery_wake,
             concurrency: concurrency.max(1),
             metrics,
+            plugins,
         }
     }
 
@@ -91,18 +108,21 @@ impl Dispatcher {
                     active.clone(),
                     self.metrics.clone(),
                 );
-                tasks.spawn(async move {
-                    let (store, live, wake, active, metrics) = job;
-                    let id = event.id.clone();
-                    // The event finishes on the version it started with, whatever reloads.
-                    let snapshot = live.get();
-                    process(&*store, &snapshot.routes, &metrics, event).await;
-                    wake.notify_one();
-                    if let Ok(mut a) = active.lock() {
-                        a.remove(&id);
-                    }
-                    drop(permit);
-                });
+                tasks.spawn_on(
+                    async move {
+                        let (store, live, wake, active, metrics) = job;
+                        let id = event.id.clone();
+                        // The event finishes on the version it started with, whatever reloads.
+                        let snapshot = live.get();
+                        process(&*store, &snapshot.routes, &metrics, event).await;
+                        wake.notify_one();
+                        if let Ok(mut a) = active.lock() {
+                            a.remove(&id);
+                        }
+                        drop(permit);
+                    },
+                    &self.plugins,
+                );
             }
         }
         while tasks.join_next().await.is_some() {}

@@ -72,8 +72,22 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
         .unwrap_or(peer)
 }
 
-/// Headers never journaled: they may carry credentials.
-const UNSTORED_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+/// Headers never journaled: they may carry credentials (the first three), or they describe
+/// the connection to the router rather than the webhook (hop-by-hop headers, which an
+/// intermediary does not pass on, and the length, which the stored body has).
+const UNSTORED_HEADERS: [&str; 11] = [
+    "authorization",
+    "cookie",
+    "proxy-authorization",
+    "connection",
+    "content-length",
+    "expect",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+];
 
 /// The provider-facing HTTP app.
 pub fn router(ingress: Arc<Ingress>) -> Router {
@@ -301,9 +315,11 @@ mod tests {
     }
 
     #[test]
-    fn credentials_are_not_journaled() {
+    fn credentials_and_connection_headers_are_not_journaled() {
         let mut h = HeaderMap::new();
         h.insert("authorization", "Bearer secret".parse().unwrap());
+        h.insert("content-length", "2".parse().unwrap());
+        h.insert("connection", "keep-alive".parse().unwrap());
         h.insert("x-hub-signature-256", "sha256=00".parse().unwrap());
         let kept = journaled_headers(&h);
         assert_eq!(

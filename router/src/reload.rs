@@ -182,15 +182,19 @@ async fn reload(
     }
     let generation = live.get().generation + 1;
     let (store, config) = (store.clone(), new);
+    let runtime = tokio::runtime::Handle::current();
+    // Compiling plugins and running their `validate` export are CPU work (a sync plugin's
+    // validate runs on the calling thread), so both stay off the runtime's workers.
     let (snapshot, config) = tokio::task::spawn_blocking(move || {
-        let snapshot = Snapshot::build(&config, &store, generation);
+        let snapshot = Snapshot::build(&config, &store, generation).and_then(|snapshot| {
+            runtime.block_on(crate::app::validate_plugins(&snapshot.plugins))?;
+            Ok(snapshot)
+        });
         (snapshot, config)
     })
     .await
     .map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?;
-    let snapshot = snapshot?;
-    crate::app::validate_plugins(&snapshot.plugins).await?;
-    live.swap(snapshot);
+    live.swap(snapshot?);
     tracing::info!(
         generation,
         routes = config.routes.len(),

@@ -66,6 +66,8 @@ fn build_plugins() -> Result<HashMap<String, PathBuf>> {
             "-p",
             "misbehave",
             "-p",
+            "misbehave-sync",
+            "-p",
             "enrich",
             "-p",
             "template",
@@ -100,6 +102,7 @@ fn build_plugins() -> Result<HashMap<String, PathBuf>> {
         "filter",
         "github-to-chat",
         "misbehave",
+        "misbehave-sync",
         "enrich",
         "template",
     ] {

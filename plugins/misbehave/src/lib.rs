@@ -3,8 +3,13 @@
 //! The event body picks the behaviour: `{"mode": "loop"}` spins forever, `"grow"` allocates
 //! until memory runs out, `"trap"` panics, `"many"` returns 500 outputs, `"big"` one output of
 //! 2 MiB, `"fetch"` fetches the body's `url`, `"route"` outputs `payload` with the body's
-//! `method` and `path`, `"email"` outputs the body's `email` object as an email; anything
-//! else is echoed back unchanged.
+//! `method` and `path`, `"email"` outputs the body's `email` object as an email, `"print"`
+//! writes to stdout and stderr and echoes, `"alloc"` runs the SDK allocator through every
+//! pattern it handles and reports what it checked; anything else is echoed back unchanged.
+//!
+//! The `fetch` mode (feature `fetch`, on by default) makes the plugin import `http`, so the
+//! router runs it on fibers; `plugins/misbehave-sync` builds this same file without it, so
+//! it imports nothing that waits and runs on the router's sync path.
 
 use hookyard_sdk::prelude::*;
 
@@ -44,11 +49,89 @@ fn handle(event: Event) -> Result<Vec<Output>> {
             }
             Ok(vec![out])
         }
+        #[cfg(feature = "fetch")]
         Some("fetch") => {
             let url = doc["url"].as_str().unwrap_or_default();
             let response = http::get(url)?;
             Ok(vec![Output::bytes(response.body, "application/json")])
         }
+        Some("alloc") => Ok(vec![Output::json(&allocations())?]),
+        Some("print") => {
+            println!("misbehave prints to stdout");
+            eprintln!("misbehave prints to stderr");
+            Ok(vec![Output::bytes(event.body, "application/json")])
+        }
         _ => Ok(vec![Output::bytes(event.body, "application/json")]),
     }
+}
+
+/// Allocates in every way the SDK's allocator distinguishes (growing the last block in
+/// place, growing an older one, shrinking, blocks past the large-block threshold, over-aligned
+/// blocks, frees in and out of order) and checks that no value was overwritten.
+fn allocations() -> Value {
+    // One vector grows in place, then past 32 KiB, to the C allocator.
+    let mut grown: Vec<u64> = Vec::new();
+    for i in 0..20_000u64 {
+        grown.push(i * 3);
+    }
+    // Two strings grow in turn, so each growth of the older one must move it.
+    let (mut a, mut b) = (String::new(), String::new());
+    for i in 0..3000 {
+        a.push_str(&i.to_string());
+        b.push_str(&(i * 7).to_string());
+    }
+    // Shrink, then grow again.
+    let mut shrunk: Vec<u8> = (0..=255).cycle().take(40_000).collect();
+    shrunk.truncate(100);
+    shrunk.shrink_to_fit();
+    shrunk.extend(100..=255);
+    // Over-aligned blocks, small and large.
+    #[repr(align(64))]
+    struct Line([u8; 64]);
+    #[repr(align(4096))]
+    struct Page([u8; 40_960]);
+    let lines: Vec<Box<Line>> = (0..100).map(|i| Box::new(Line([i as u8; 64]))).collect();
+    let page = Box::new(Page([9; 40_960]));
+    // Many small values freed out of order, then reallocated.
+    let mut boxes: Vec<Box<[u8; 24]>> =
+        (0..5000).map(|i| Box::new([(i % 251) as u8; 24])).collect();
+    boxes.retain(|b| b[0] % 2 == 0);
+    let refilled: Vec<String> = (0..5000).map(|i| format!("value-{i}")).collect();
+    let map: std::collections::HashMap<String, usize> =
+        (0..2000).map(|i| (format!("key-{i}"), i)).collect();
+
+    assert!(grown.iter().enumerate().all(|(i, v)| *v == i as u64 * 3));
+    assert_eq!(a, (0..3000).map(|i| i.to_string()).collect::<String>());
+    assert_eq!(
+        b,
+        (0..3000).map(|i| (i * 7).to_string()).collect::<String>()
+    );
+    assert!(shrunk.iter().enumerate().all(|(i, v)| *v == i as u8));
+    assert!(lines.iter().enumerate().all(|(i, l)| {
+        (&**l as *const Line as usize).is_multiple_of(64) && l.0.iter().all(|b| *b == i as u8)
+    }));
+    assert!(
+        (&*page as *const Page as usize).is_multiple_of(4096) && page.0.iter().all(|b| *b == 9)
+    );
+    assert!(
+        boxes
+            .iter()
+            .all(|b| b[0] % 2 == 0 && b.iter().all(|v| *v == b[0]))
+    );
+    assert!(
+        refilled
+            .iter()
+            .enumerate()
+            .all(|(i, s)| *s == format!("value-{i}"))
+    );
+    assert!((0..2000).all(|i| map[&format!("key-{i}")] == i));
+    serde_json::json!({
+        "grown": grown.len(),
+        "strings": a.len() + b.len(),
+        "shrunk": shrunk.len(),
+        "aligned": lines.len() + 1,
+        "boxes": boxes.len(),
+        "refilled": refilled.len(),
+        "map": map.len(),
+    })
 }

@@ -1,6 +1,6 @@
-//! The shared wasmtime [`Engine`]: pooling allocator, async support (plugins run on fibers
-//! that yield at every epoch tick), fuel metering, epoch interruption driven by one ticker
-//! thread, and an on-disk cache of compiled components.
+//! The shared wasmtime [`Engine`]: pooling allocator, fuel metering, epoch interruption
+//! driven by one ticker thread (a sync plugin traps at its deadline, an async one yields at
+//! every tick), and an on-disk cache of compiled components.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};

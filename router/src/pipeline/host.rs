@@ -12,6 +12,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, FetchError, Level, Request, Response};
+use super::wasi::Console;
 use crate::egress::EgressPolicy;
 use crate::store::{Millis, now_ms};
 
@@ -102,10 +103,32 @@ pub struct Capabilities {
     pub capture_logs: bool,
 }
 
+impl Capabilities {
+    /// Nothing granted beyond `config`: no secrets, no hosts to fetch from (fetches get no
+    /// canned answer), an empty in-memory kv. For benchmarks and tests that run a plugin
+    /// outside a router.
+    pub fn none(plugin: &str, config: &serde_json::Value) -> Capabilities {
+        Capabilities {
+            plugin: plugin.into(),
+            config: config.to_string().into(),
+            secrets: HashMap::new(),
+            allow_http: Vec::new(),
+            http_timeout: Duration::from_secs(1),
+            http_max_response: 1 << 20,
+            fetcher: Fetcher::Canned(Arc::new(Vec::new())),
+            kv: Arc::new(MemoryKv::default()),
+            capture_logs: false,
+        }
+    }
+}
+
 /// Per-event state of one plugin instance.
 pub struct HostState {
-    /// WASI with nothing granted: no files, env, args or sockets.
-    wasi: WasiCtx,
+    /// WASI with nothing granted: no files, env, args or sockets. Built on first use: most
+    /// plugins never call WASI while handling an event, and building it costs a seeded RNG.
+    wasi: Option<WasiCtx>,
+    /// Where the plugin's stdout and stderr go (with the WASI context, on first use).
+    console: Option<Console>,
     table: ResourceTable,
     /// Caps linear memory growth and records a refusal.
     pub limiter: MemoryLimiter,
@@ -122,7 +145,8 @@ impl HostState {
     /// State for one run of a plugin on `event_id`.
     pub fn new(caps: Arc<Capabilities>, event_id: Arc<str>, memory_limit: u64) -> Self {
         HostState {
-            wasi: WasiCtx::builder().build(),
+            wasi: None,
+            console: None,
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 limit: memory_limit,
@@ -138,8 +162,15 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let console = &mut self.console;
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self.wasi.get_or_insert_with(|| {
+                let console = console.get_or_insert_with(Console::default).clone();
+                WasiCtx::builder()
+                    .stdout(console.clone())
+                    .stderr(console)
+                    .build()
+            }),
             table: &mut self.table,
         }
     }
@@ -163,10 +194,25 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-impl bindings::Host for HostState {
-    async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+impl HostState {
+    /// The lines the plugin wrote to stdout or stderr in this run.
+    pub fn console_lines(&self) -> Vec<String> {
+        self.console
+            .as_ref()
+            .map(Console::lines)
+            .unwrap_or_default()
+    }
+
+    /// Logs what the plugin wrote to stdout or stderr, like its `log` calls at info level.
+    pub fn log_console(&mut self) {
+        for line in self.console_lines() {
+            self.log(Level::Info, &line);
+        }
+    }
+
+    fn log(&mut self, level: Level, message: &str) {
         let (plugin, event) = (&*self.caps.plugin, &*self.event_id);
-        let message = truncate(&message, MAX_TEXT);
+        let message = truncate(message, MAX_TEXT);
         match level {
             Level::Trace => tracing::trace!(plugin, event, "{message}"),
             Level::Debug => tracing::debug!(plugin, event, "{message}"),
@@ -177,19 +223,65 @@ impl bindings::Host for HostState {
         if self.caps.capture_logs && self.logs.len() < 1000 {
             self.logs.push((level, message.to_string()));
         }
+    }
+
+    fn config(&self) -> String {
+        self.caps.config.to_string()
+    }
+
+    fn secret(&self, name: &str) -> Option<String> {
+        self.caps.secrets.get(name).cloned()
+    }
+
+    fn drop_reason(&mut self, reason: &str) {
+        self.dropped = Some(truncate(reason, MAX_TEXT).to_string());
+    }
+}
+
+impl bindings::Host for HostState {
+    async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        HostState::log(self, level, &message);
         Ok(())
     }
 
     async fn config(&mut self) -> wasmtime::Result<String> {
-        Ok(self.caps.config.to_string())
+        Ok(HostState::config(self))
     }
 
     async fn secret(&mut self, name: String) -> wasmtime::Result<Option<String>> {
-        Ok(self.caps.secrets.get(&name).cloned())
+        Ok(HostState::secret(self, &name))
     }
 
     async fn drop_reason(&mut self, reason: String) -> wasmtime::Result<()> {
-        self.dropped = Some(truncate(&reason, MAX_TEXT).to_string());
+        HostState::drop_reason(self, &reason);
+        Ok(())
+    }
+}
+
+impl bindings::sync::Host for HostState {
+    fn log(&mut self, level: bindings::sync::Level, message: String) -> wasmtime::Result<()> {
+        use bindings::sync::Level as L;
+        let level = match level {
+            L::Trace => Level::Trace,
+            L::Debug => Level::Debug,
+            L::Info => Level::Info,
+            L::Warn => Level::Warn,
+            L::Error => Level::Error,
+        };
+        HostState::log(self, level, &message);
+        Ok(())
+    }
+
+    fn config(&mut self) -> wasmtime::Result<String> {
+        Ok(HostState::config(self))
+    }
+
+    fn secret(&mut self, name: String) -> wasmtime::Result<Option<String>> {
+        Ok(HostState::secret(self, &name))
+    }
+
+    fn drop_reason(&mut self, reason: String) -> wasmtime::Result<()> {
+        HostState::drop_reason(self, &reason);
         Ok(())
     }
 }

@@ -12,17 +12,18 @@
 pub mod bindings;
 pub mod engine;
 pub mod host;
+pub mod wasi;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::Linker;
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Store, Trap};
 
 use crate::config::{ByteSize, PluginConfig};
-use bindings::{Event, Level, Output, PluginPre};
-use engine::{EngineError, WasmEngine};
+use bindings::{Event, Level, Output, PluginError, PluginPre};
+use engine::{EPOCH_TICK, EngineError, WasmEngine};
 use host::{Capabilities, HostState};
 
 /// Most outputs one event may fan out to across all steps.
@@ -128,10 +129,20 @@ pub struct RunStats {
     pub logs: Vec<(String, String)>,
 }
 
+/// How a plugin is called, decided by what it imports.
+enum Pre {
+    /// It imports nothing that can wait (no `http`, no `kv`, no files or sockets):
+    /// instantiated and called on the caller's thread, stopped by an epoch trap.
+    Sync(bindings::sync::PluginPre<HostState>),
+    /// It imports `http` or `kv`: runs on fibers that park while the host waits and yield
+    /// at every epoch tick.
+    Async(PluginPre<HostState>),
+}
+
 /// A loaded plugin: type-checked, pre-linked, ready to instantiate per event.
 pub struct Plugin {
     name: Arc<str>,
-    pre: PluginPre<HostState>,
+    pre: Pre,
     engine: wasmtime::Engine,
     memory: ByteSize,
     timeout: Duration,
@@ -170,12 +181,10 @@ impl Plugin {
             path: path.display().to_string(),
             source,
         };
-        let mut linker = Linker::<HostState>::new(engine.engine());
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(contract)?;
-        bindings::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
-            .map_err(contract)?;
-        let instance_pre = linker.instantiate_pre(&component).map_err(contract)?;
-        let pre = PluginPre::new(instance_pre).map_err(contract)?;
+        let pre = match sync_pre(engine.engine(), &component) {
+            Ok(pre) => Pre::Sync(pre),
+            Err(_) => Pre::Async(async_pre(engine.engine(), &component).map_err(contract)?),
+        };
         Ok(Plugin {
             name,
             pre,
@@ -194,34 +203,58 @@ impl Plugin {
         &self.name
     }
 
-    /// Runs the plugin on one event in a fresh instance. The guest yields to the executor at
-    /// every epoch tick, so it never holds a worker thread for long.
-    pub async fn handle(&self, event: &Event) -> Result<StepRun, StepError> {
-        let state = HostState::new(self.caps.clone(), event.id.as_str().into(), self.memory.0);
+    /// Whether the plugin runs without fibers (it imports nothing that can wait).
+    pub fn is_sync(&self) -> bool {
+        matches!(self.pre, Pre::Sync(_))
+    }
+
+    /// A store for one run: fresh state, the memory limiter, the fuel budget.
+    fn store(&self, run: Arc<str>) -> Result<Store<HostState>, wasmtime::Error> {
+        let state = HostState::new(self.caps.clone(), run, self.memory.0);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        let budget = self.fuel.unwrap_or(u64::MAX);
-        store
-            .set_fuel(budget)
+        store.set_fuel(self.fuel.unwrap_or(u64::MAX))?;
+        Ok(store)
+    }
+
+    /// Makes a sync store trap once the plugin's timeout has passed: the deadline is counted
+    /// in epoch ticks, plus one for the tick already under way.
+    fn trap_after_timeout(&self, store: &mut Store<HostState>) {
+        let ticks = self.timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1;
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(ticks);
+    }
+
+    /// Runs the plugin on one event in a fresh instance. A sync plugin runs on the calling
+    /// thread for at most its timeout; an async one yields to the executor at every epoch
+    /// tick and parks while the host waits on its behalf.
+    pub async fn handle(&self, event: &Event) -> Result<StepRun, StepError> {
+        let mut store = self
+            .store(event.id.as_str().into())
             .map_err(|e| self.trap(format!("{e:#}")))?;
-        store.epoch_deadline_async_yield_and_update(1);
+        let budget = store.get_fuel().unwrap_or(u64::MAX);
         let started = Instant::now();
-        let run = async {
-            let plugin = self.pre.instantiate_async(&mut store).await?;
-            plugin.call_handle(&mut store, event).await
+        let result = match &self.pre {
+            Pre::Sync(pre) => {
+                self.trap_after_timeout(&mut store);
+                pre.instantiate(&mut store)
+                    .and_then(|plugin| plugin.call_handle(&mut store, event))
+            }
+            Pre::Async(pre) => {
+                store.epoch_deadline_async_yield_and_update(1);
+                let run = async {
+                    let plugin = pre.instantiate_async(&mut store).await?;
+                    plugin.call_handle(&mut store, event).await
+                };
+                match tokio::time::timeout(self.timeout, run).await {
+                    Ok(result) => result,
+                    Err(_) => Err(wasmtime::Error::new(Trap::Interrupt)),
+                }
+            }
         };
-        let result = tokio::time::timeout(self.timeout, run).await;
         let elapsed = started.elapsed();
         let fuel = budget - store.get_fuel().unwrap_or(0);
-        let result = match result {
-            Err(_) => {
-                return Err(StepError::Timeout {
-                    plugin: self.name.to_string(),
-                    timeout: self.timeout,
-                });
-            }
-            Ok(r) => r,
-        };
+        store.data_mut().log_console();
         match result {
             Ok(Ok(outputs)) => {
                 self.check_outputs(&outputs)?;
@@ -245,29 +278,40 @@ impl Plugin {
     /// Asks the plugin to check its config (its `validate` export), in a fresh instance with
     /// the same limits as an event.
     pub async fn validate(&self) -> Result<(), LoadError> {
-        let state = HostState::new(self.caps.clone(), "validate".into(), self.memory.0);
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
         let invalid = |message: String| LoadError::Invalid {
             name: self.name.to_string(),
             message,
         };
-        store
-            .set_fuel(self.fuel.unwrap_or(u64::MAX))
+        let mut store = self
+            .store("validate".into())
             .map_err(|e| invalid(format!("{e:#}")))?;
-        store.epoch_deadline_async_yield_and_update(1);
-        let run = async {
-            let plugin = self.pre.instantiate_async(&mut store).await?;
-            plugin.call_validate(&mut store).await
+        let result: wasmtime::Result<Result<(), PluginError>> = match &self.pre {
+            Pre::Sync(pre) => {
+                self.trap_after_timeout(&mut store);
+                pre.instantiate(&mut store)
+                    .and_then(|plugin| plugin.call_validate(&mut store))
+            }
+            Pre::Async(pre) => {
+                store.epoch_deadline_async_yield_and_update(1);
+                let run = async {
+                    let plugin = pre.instantiate_async(&mut store).await?;
+                    plugin.call_validate(&mut store).await
+                };
+                match tokio::time::timeout(self.timeout, run).await {
+                    Ok(result) => result,
+                    Err(_) => Err(wasmtime::Error::new(Trap::Interrupt)),
+                }
+            }
         };
-        match tokio::time::timeout(self.timeout, run).await {
-            Err(_) => Err(invalid(format!(
-                "validate exceeded the timeout of {:?}",
-                self.timeout
-            ))),
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(invalid(e.message)),
-            Ok(Err(trap)) => Err(invalid(self.classify(&store, trap).to_string())),
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(invalid(e.message)),
+            Err(trap) => match self.classify(&store, trap) {
+                StepError::Timeout { timeout, .. } => Err(invalid(format!(
+                    "validate exceeded the timeout of {timeout:?}"
+                ))),
+                other => Err(invalid(other.to_string())),
+            },
         }
     }
 
@@ -322,8 +366,37 @@ impl Plugin {
             Some(trap) => trap.to_string(),
             None => format!("{err:#}"),
         };
+        // A Rust plugin that panics prints why before it aborts; that beats "unreachable".
+        let message = match wasi::Console::panic_message(&store.data().console_lines()) {
+            Some(panic) => format!("{panic} ({message})"),
+            None => message,
+        };
         StepError::Trap { plugin, message }
     }
+}
+
+/// Links `component` with sync host functions only; fails if it imports anything that can
+/// wait (`http`, `kv`, files, sockets).
+fn sync_pre(
+    engine: &wasmtime::Engine,
+    component: &wasmtime::component::Component,
+) -> wasmtime::Result<bindings::sync::PluginPre<HostState>> {
+    let mut linker = Linker::<HostState>::new(engine);
+    wasi::add_sync(&mut linker)?;
+    bindings::add_types_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    bindings::sync::add_host_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    bindings::sync::PluginPre::new(linker.instantiate_pre(component)?)
+}
+
+/// Links `component` with every capability, async.
+fn async_pre(
+    engine: &wasmtime::Engine,
+    component: &wasmtime::component::Component,
+) -> wasmtime::Result<PluginPre<HostState>> {
+    let mut linker = Linker::<HostState>::new(engine);
+    wasi::add_async(&mut linker)?;
+    bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    PluginPre::new(linker.instantiate_pre(component)?)
 }
 
 /// An output on its way through the chain, with the destination it was routed to so far.
