@@ -84,6 +84,99 @@ async fn a_plugin_fetches_with_its_secret_and_counts_in_a_kv_that_survives_resta
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn events_handled_at_the_same_time_never_lose_a_kv_increment() {
+    let api = Receiver::start().await;
+    api.body_all(r#"{"total":1}"#);
+    // A slow API widens the window between reading and writing the counter.
+    api.delay_all(Duration::from_millis(20));
+    let sink = Receiver::start().await;
+    let config = enrich_config(&api, &sink, &format!("127.0.0.1:{}", api.addr.port()))
+        + "\n[runtime]\nconcurrency = 8\n";
+    let router = Router::start(&config).expect("router starts");
+    let posts = (0..40).map(|i| {
+        let body = format!(r#"{{"data":{{"id":"or_{i}"}}}}"#);
+        let router = &router;
+        async move { post(router, "shop", &[], body.as_bytes()).await.0 }
+    });
+    for status in futures::future::join_all(posts).await {
+        assert_eq!(status, 202);
+    }
+    let got = sink.wait_for(40, Duration::from_secs(30)).await;
+    let mut counts: Vec<u64> = got
+        .iter()
+        .map(|r| r.json()["count"].as_u64().unwrap())
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        (1..=40).collect::<Vec<u64>>(),
+        "each event counted once"
+    );
+    let stored: Vec<u8> = router
+        .db()
+        .query_row(
+            "SELECT value FROM kv WHERE plugin = 'orders' AND key = 'orders-seen'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("counter row");
+    assert_eq!(stored, b"40");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn of_events_racing_on_one_key_exactly_one_passes_set_if_absent() {
+    let sink = Receiver::start().await;
+    let config = format!(
+        r#"{SERVER}
+[runtime]
+concurrency = 8
+
+[plugins.once]
+path = "{}"
+
+[destinations.sink]
+url = "{}"
+
+[[routes]]
+name = "orders"
+verify = {{ scheme = "none" }}
+steps = ["once"]
+to = ["sink"]
+"#,
+        plugin("misbehave").display(),
+        sink.url("/")
+    );
+    let router = Router::start(&config).expect("router starts");
+    let posts = (0..20).map(|i| {
+        let body = format!(r#"{{"mode":"once","key":"order:7","attempt":{i}}}"#);
+        let router = &router;
+        async move { post(router, "orders", &[], body.as_bytes()).await.0 }
+    });
+    for status in futures::future::join_all(posts).await {
+        assert_eq!(status, 202);
+    }
+    eventually(
+        "all 20 events are processed",
+        Duration::from_secs(30),
+        || router.count("SELECT COUNT(*) FROM events WHERE status = 'processed'") == 20,
+    )
+    .await;
+    assert_eq!(
+        router.count(
+            "SELECT COUNT(*) FROM events WHERE dropped = 'once: order:7 was already handled'"
+        ),
+        19
+    );
+    sink.wait_for(1, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        sink.received().len(),
+        1,
+        "only the first event was passed on"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn fetching_a_host_outside_allow_http_fails_the_event_with_the_reason() {
     let api = Receiver::start().await;
     let sink = Receiver::start().await;

@@ -74,14 +74,16 @@ mod host {
     pub use crate::bindings::hookyard::plugin::http::fetch;
     #[cfg(target_arch = "wasm32")]
     pub use crate::bindings::hookyard::plugin::kv::{
-        delete as kv_delete, get as kv_get, set as kv_set,
+        delete as kv_delete, get as kv_get, increment as kv_increment, set as kv_set,
+        set_if_absent as kv_set_if_absent,
     };
 
     #[cfg(not(target_arch = "wasm32"))]
     pub use crate::bindings::hookyard::plugin::host::Level;
     #[cfg(not(target_arch = "wasm32"))]
     pub use crate::testing::fake::{
-        config, drop_reason, fetch, kv_delete, kv_get, kv_set, log, secret,
+        config, drop_reason, fetch, kv_delete, kv_get, kv_increment, kv_set, kv_set_if_absent, log,
+        secret,
     };
 }
 
@@ -443,5 +445,30 @@ pub mod kv {
     /// Removes `key`.
     pub fn delete(key: &str) {
         host::kv_delete(key)
+    }
+
+    /// Adds `delta` to the integer under `key` and returns the sum, atomically: events
+    /// running at the same time never lose an update (a `get` then `set` can). An absent or
+    /// expired key counts as 0 and, when this creates it, expires after `ttl`. The value is
+    /// stored as decimal text (`get_json::<i64>` reads it).
+    ///
+    /// ```ignore
+    /// let seen_today = kv::increment("orders:2026-11-23", 1, Some(Duration::from_secs(86_400)))?;
+    /// ```
+    pub fn increment(key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
+        host::kv_increment(key, delta, ttl.map(|d| d.as_millis() as u64)).map_err(Error::new)
+    }
+
+    /// Stores `value` under `key` only if the key is absent or expired; `true` if it did.
+    /// Atomic: of events racing on one key exactly one gets `true`, which makes "handle each
+    /// order once" a one-liner.
+    ///
+    /// ```ignore
+    /// if !kv::set_if_absent(&format!("order:{id}"), b"1", Some(Duration::from_secs(7 * 86_400)))? {
+    ///     return drop_event("order already handled");
+    /// }
+    /// ```
+    pub fn set_if_absent(key: &str, value: &[u8], ttl: Option<Duration>) -> Result<bool> {
+        host::kv_set_if_absent(key, value, ttl.map(|d| d.as_millis() as u64)).map_err(Error::new)
     }
 }

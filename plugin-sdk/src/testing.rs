@@ -187,4 +187,29 @@ pub(crate) mod fake {
             s.kv.remove(key);
         })
     }
+    pub fn kv_increment(key: &str, delta: i64, _ttl_ms: Option<u64>) -> Result<i64, String> {
+        with(|s| {
+            let sum = match s.kv.get(key) {
+                None => Some(delta),
+                Some(v) => std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<i64>().ok())
+                    .and_then(|n| n.checked_add(delta)),
+            };
+            let sum = sum.ok_or_else(|| {
+                format!("kv key {key:?} does not hold an integer, or adding {delta} overflows")
+            })?;
+            s.kv.insert(key.to_string(), sum.to_string().into_bytes());
+            Ok(sum)
+        })
+    }
+    pub fn kv_set_if_absent(key: &str, value: &[u8], _ttl_ms: Option<u64>) -> Result<bool, String> {
+        with(|s| {
+            if s.kv.contains_key(key) {
+                return Ok(false);
+            }
+            s.kv.insert(key.to_string(), value.to_vec());
+            Ok(true)
+        })
+    }
 }

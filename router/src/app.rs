@@ -206,6 +206,30 @@ impl PluginKv for StoreKv {
             .await
             .map_err(|e| e.to_string())
     }
+    async fn increment(
+        &self,
+        plugin: &str,
+        key: &str,
+        delta: i64,
+        expires_at: Option<crate::store::Millis>,
+    ) -> Result<Option<i64>, String> {
+        self.0
+            .kv_increment(plugin, key, delta, expires_at)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    async fn set_if_absent(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: Option<crate::store::Millis>,
+    ) -> Result<bool, String> {
+        self.0
+            .kv_set_if_absent(plugin, key, value, expires_at)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Builds every route: its verifier and its chain of loaded plugins.

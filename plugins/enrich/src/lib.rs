@@ -11,7 +11,8 @@
 //!
 //! `{/json/pointer}` in `url` is replaced by that value of the event body, percent-encoded.
 //! With `token_secret`, the request carries `Authorization: Bearer <secret>`. With
-//! `count_key`, a counter in the plugin's kv store goes up by one per event and is included.
+//! `count_key`, a counter in the plugin's kv store goes up by one per event (atomically, so
+//! concurrent events never lose a count) and is included.
 //! The output is `{"event": <the event>, "fetched": <the answer>, "count": <n>}`. A non-2xx
 //! answer fails the event (it can be replayed once the API is right).
 
@@ -87,9 +88,8 @@ fn handle(event: Event) -> Result<Vec<Output>> {
         .or_else(|_| response.text().map(|t| Value::String(t.to_string())))?;
     let mut out = json!({ "event": payload, "fetched": fetched });
     if let Some(key) = &config.count_key {
-        let count = kv::get_json::<u64>(key)?.unwrap_or(0) + 1;
-        kv::set_json(key, &count, None)?;
-        out["count"] = json!(count);
+        // Atomic: events handled at the same time each count once.
+        out["count"] = json!(kv::increment(key, 1, None)?);
     }
     Ok(vec![Output::json(&out)?])
 }

@@ -7,9 +7,11 @@
 //! writes to stdout and stderr and echoes, `"alloc"` runs the SDK allocator through every
 //! pattern it handles and reports what it checked; anything else is echoed back unchanged.
 //!
-//! The `fetch` mode (feature `fetch`, on by default) makes the plugin import `http`, so the
-//! router runs it on fibers; `plugins/misbehave-sync` builds this same file without it, so
-//! it imports nothing that waits and runs on the router's sync path.
+//! `"once"` passes the event on only the first time its `key` is seen (`kv.set-if-absent`)
+//! and drops it after. The `fetch` and `once` modes (feature `io`, on by default) make the
+//! plugin import `http` and `kv`, so the router runs it on fibers; `plugins/misbehave-sync`
+//! builds this same file without them, so it imports nothing that waits and runs on the
+//! router's sync path.
 
 use hookyard_sdk::prelude::*;
 
@@ -49,7 +51,15 @@ fn handle(event: Event) -> Result<Vec<Output>> {
             }
             Ok(vec![out])
         }
-        #[cfg(feature = "fetch")]
+        #[cfg(feature = "io")]
+        Some("once") => {
+            let key = doc["key"].as_str().unwrap_or_default();
+            if !kv::set_if_absent(key, b"1", None)? {
+                return drop_event(&format!("{key} was already handled"));
+            }
+            Ok(vec![Output::bytes(event.body, "application/json")])
+        }
+        #[cfg(feature = "io")]
         Some("fetch") => {
             let url = doc["url"].as_str().unwrap_or_default();
             let response = http::get(url)?;

@@ -14,7 +14,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::{self, FetchError, Level, Request, Response};
 use super::wasi::Console;
 use crate::egress::EgressPolicy;
-use crate::store::{Millis, now_ms};
+use crate::store::{Millis, kv_sum, now_ms};
 
 /// A plugin's durable key-value namespace.
 #[async_trait]
@@ -31,6 +31,24 @@ pub trait PluginKv: Send + Sync {
     ) -> Result<(), String>;
     /// Removes a key.
     async fn delete(&self, plugin: &str, key: &str) -> Result<(), String>;
+    /// Adds `delta` to the decimal integer under `key`, atomically; an absent or expired key
+    /// counts as 0 and gets `expires_at`. `Ok(None)` if the value is not an integer or the
+    /// sum overflows.
+    async fn increment(
+        &self,
+        plugin: &str,
+        key: &str,
+        delta: i64,
+        expires_at: Option<Millis>,
+    ) -> Result<Option<i64>, String>;
+    /// Stores a value only if the key is absent or expired, atomically; whether it did.
+    async fn set_if_absent(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: Option<Millis>,
+    ) -> Result<bool, String>;
 }
 
 /// A kv entry: its value and when it expires.
@@ -64,6 +82,45 @@ impl PluginKv for MemoryKv {
         let mut map = self.0.lock().map_err(|_| "kv poisoned".to_string())?;
         map.remove(&(plugin.to_string(), key.to_string()));
         Ok(())
+    }
+    async fn increment(
+        &self,
+        plugin: &str,
+        key: &str,
+        delta: i64,
+        expires_at: Option<Millis>,
+    ) -> Result<Option<i64>, String> {
+        let mut map = self.0.lock().map_err(|_| "kv poisoned".to_string())?;
+        let entry = (plugin.to_string(), key.to_string());
+        let live = map
+            .get(&entry)
+            .filter(|(_, exp)| exp.is_none_or(|e| e > now_ms()));
+        let (sum, expiry) = match live {
+            None => (Some(delta), expires_at),
+            Some((value, exp)) => (kv_sum(value, delta), *exp),
+        };
+        if let Some(sum) = sum {
+            map.insert(entry, (sum.to_string().into_bytes(), expiry));
+        }
+        Ok(sum)
+    }
+    async fn set_if_absent(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: Option<Millis>,
+    ) -> Result<bool, String> {
+        let mut map = self.0.lock().map_err(|_| "kv poisoned".to_string())?;
+        let entry = (plugin.to_string(), key.to_string());
+        if map
+            .get(&entry)
+            .is_some_and(|(_, exp)| exp.is_none_or(|e| e > now_ms()))
+        {
+            return Ok(false);
+        }
+        map.insert(entry, (value, expires_at));
+        Ok(true)
     }
 }
 
@@ -408,13 +465,10 @@ impl bindings::KvHost for HostState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> wasmtime::Result<Result<(), String>> {
-        if key.is_empty() || key.len() > MAX_KV_KEY {
-            return Ok(Err(format!("kv keys are 1 to {MAX_KV_KEY} bytes")));
+        if let Err(e) = check_kv_key(&key).and_then(|()| check_kv_value(&value)) {
+            return Ok(Err(e));
         }
-        if value.len() > MAX_KV_VALUE {
-            return Ok(Err(format!("kv values are at most {MAX_KV_VALUE} bytes")));
-        }
-        let expires_at = ttl_ms.map(|t| now_ms().saturating_add(t.min(i64::MAX as u64) as Millis));
+        let expires_at = expiry(ttl_ms);
         self.caps
             .kv
             .set(&self.caps.plugin, &key, value, expires_at)
@@ -430,6 +484,65 @@ impl bindings::KvHost for HostState {
             .await
             .map_err(|e| wasmtime::Error::msg(format!("kv store unavailable: {e}")))
     }
+
+    async fn increment(
+        &mut self,
+        key: String,
+        delta: i64,
+        ttl_ms: Option<u64>,
+    ) -> wasmtime::Result<Result<i64, String>> {
+        if let Err(e) = check_kv_key(&key) {
+            return Ok(Err(e));
+        }
+        match self
+            .caps
+            .kv
+            .increment(&self.caps.plugin, &key, delta, expiry(ttl_ms))
+            .await
+        {
+            Ok(Some(sum)) => Ok(Ok(sum)),
+            Ok(None) => Ok(Err(format!(
+                "kv key {key:?} does not hold an integer, or adding {delta} overflows"
+            ))),
+            Err(e) => Err(wasmtime::Error::msg(format!("kv store unavailable: {e}"))),
+        }
+    }
+
+    async fn set_if_absent(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> wasmtime::Result<Result<bool, String>> {
+        if let Err(e) = check_kv_key(&key).and_then(|()| check_kv_value(&value)) {
+            return Ok(Err(e));
+        }
+        self.caps
+            .kv
+            .set_if_absent(&self.caps.plugin, &key, value, expiry(ttl_ms))
+            .await
+            .map(Ok)
+            .map_err(|e| wasmtime::Error::msg(format!("kv store unavailable: {e}")))
+    }
+}
+
+fn check_kv_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > MAX_KV_KEY {
+        return Err(format!("kv keys are 1 to {MAX_KV_KEY} bytes"));
+    }
+    Ok(())
+}
+
+fn check_kv_value(value: &[u8]) -> Result<(), String> {
+    if value.len() > MAX_KV_VALUE {
+        return Err(format!("kv values are at most {MAX_KV_VALUE} bytes"));
+    }
+    Ok(())
+}
+
+/// When an entry written now with `ttl_ms` expires.
+fn expiry(ttl_ms: Option<u64>) -> Option<Millis> {
+    ttl_ms.map(|t| now_ms().saturating_add(t.min(i64::MAX as u64) as Millis))
 }
 
 /// Refuses linear memory growth past `limit` bytes and remembers that it did.

@@ -80,6 +80,10 @@ where
     let (s, _g) = open().await;
     kv_values_are_per_plugin_and_expire(&s).await;
     let (s, _g) = open().await;
+    kv_increment_and_set_if_absent_respect_expiry_and_types(&s).await;
+    let (s, _g) = open().await;
+    concurrent_kv_increments_and_claims_never_collide(s).await;
+    let (s, _g) = open().await;
     run_costs_and_drop_reasons_are_kept(&s).await;
     let (s, _g) = open().await;
     concurrent_appends_all_land(s).await;
@@ -598,6 +602,102 @@ async fn kv_values_are_per_plugin_and_expire<S: Store>(s: &S) {
     s.kv_delete("a", "k").await.unwrap();
     assert_eq!(s.kv_get("a", "k").await.unwrap(), None);
     assert!(s.kv_get("b", "k").await.unwrap().is_some());
+}
+
+async fn kv_increment_and_set_if_absent_respect_expiry_and_types<S: Store>(s: &S) {
+    assert_eq!(s.kv_increment("a", "n", 5, None).await.unwrap(), Some(5));
+    assert_eq!(s.kv_increment("a", "n", -2, None).await.unwrap(), Some(3));
+    assert_eq!(
+        s.kv_get("a", "n").await.unwrap().as_deref(),
+        Some(&b"3"[..]),
+        "stored as decimal text"
+    );
+    assert_eq!(s.kv_increment("b", "n", 1, None).await.unwrap(), Some(1));
+    s.kv_set("a", "text", b"hello".to_vec(), None)
+        .await
+        .unwrap();
+    assert_eq!(s.kv_increment("a", "text", 1, None).await.unwrap(), None);
+    assert_eq!(
+        s.kv_get("a", "text").await.unwrap().as_deref(),
+        Some(&b"hello"[..]),
+        "a failed increment changes nothing"
+    );
+    s.kv_set("a", "max", i64::MAX.to_string().into_bytes(), None)
+        .await
+        .unwrap();
+    assert_eq!(s.kv_increment("a", "max", 1, None).await.unwrap(), None);
+    s.kv_set("a", "gone", b"41".to_vec(), Some(now_ms() - 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.kv_increment("a", "gone", 1, None).await.unwrap(),
+        Some(1),
+        "an expired counter starts again"
+    );
+
+    let later = Some(now_ms() + 60_000);
+    assert!(
+        s.kv_set_if_absent("a", "once", b"1".to_vec(), later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.kv_set_if_absent("a", "once", b"2".to_vec(), later)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.kv_get("a", "once").await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+    assert!(
+        s.kv_set_if_absent("b", "once", b"3".to_vec(), None)
+            .await
+            .unwrap()
+    );
+    s.kv_set("a", "stale", b"x".to_vec(), Some(now_ms() - 1))
+        .await
+        .unwrap();
+    assert!(
+        s.kv_set_if_absent("a", "stale", b"y".to_vec(), None)
+            .await
+            .unwrap(),
+        "an expired key is absent"
+    );
+    assert_eq!(
+        s.kv_get("a", "stale").await.unwrap().as_deref(),
+        Some(&b"y"[..])
+    );
+}
+
+async fn concurrent_kv_increments_and_claims_never_collide<S: Store>(s: S) {
+    let s = std::sync::Arc::new(s);
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let n = s.kv_increment("p", "count", 1, None).await.unwrap();
+            let won = s
+                .kv_set_if_absent("p", "claim", b"x".to_vec(), None)
+                .await
+                .unwrap();
+            (n, won)
+        }));
+    }
+    let mut seen = Vec::new();
+    let mut winners = 0;
+    for t in tasks {
+        let (n, won) = t.await.unwrap();
+        seen.push(n.unwrap());
+        winners += usize::from(won);
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (1..=100).collect::<Vec<i64>>(),
+        "every increment counted once"
+    );
+    assert_eq!(winners, 1, "exactly one claim wins");
 }
 
 async fn run_costs_and_drop_reasons_are_kept<S: Store>(s: &S) {

@@ -17,6 +17,15 @@ use async_trait::async_trait;
 /// Milliseconds since the Unix epoch: the store's one time unit.
 pub type Millis = i64;
 
+/// `stored` (a kv counter: decimal text) plus `delta`; `None` if it is not a decimal integer
+/// or the sum overflows.
+pub fn kv_sum(stored: &[u8], delta: i64) -> Option<i64> {
+    std::str::from_utf8(stored)
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .and_then(|n| n.checked_add(delta))
+}
+
 /// The current time in [`Millis`].
 pub fn now_ms() -> Millis {
     SystemTime::now()
@@ -414,6 +423,26 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes a plugin's kv key.
     async fn kv_delete(&self, plugin: &str, key: &str) -> Result<(), StoreError>;
+
+    /// Adds `delta` to the decimal integer under a plugin's key, atomically, and returns the
+    /// sum; an absent or expired key counts as 0 and gets `expires_at`. `None` when the
+    /// stored value is not a decimal integer or the sum overflows (nothing is changed).
+    async fn kv_increment(
+        &self,
+        plugin: &str,
+        key: &str,
+        delta: i64,
+        expires_at: Option<Millis>,
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// Stores a plugin's kv value only if the key is absent or expired; whether it did.
+    async fn kv_set_if_absent(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: Option<Millis>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// A new id with a type prefix, time-ordered (UUIDv7).

@@ -748,6 +748,64 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn kv_increment(
+        &self,
+        plugin: &str,
+        key: &str,
+        delta: i64,
+        expires_at: Option<Millis>,
+    ) -> Result<Option<i64>, StoreError> {
+        let (plugin, key) = (plugin.to_string(), key.to_string());
+        // The one writer thread runs this whole closure before any other write: the read and
+        // the write cannot interleave with another event's.
+        self.write(move |conn| {
+            let now = now_ms();
+            let live: Option<Vec<u8>> = conn
+                .prepare_cached(
+                    "SELECT value FROM kv WHERE plugin = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
+                )?
+                .query_row(params![plugin, key, now], |r| r.get(0))
+                .optional()?;
+            let Some(old) = live else {
+                conn.prepare_cached(
+                    "INSERT INTO kv (plugin, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+                )?
+                .execute(params![plugin, key, delta.to_string().into_bytes(), expires_at])?;
+                return Ok(Some(delta));
+            };
+            let sum = super::kv_sum(&old, delta);
+            if let Some(sum) = sum {
+                conn.prepare_cached("UPDATE kv SET value = ?3 WHERE plugin = ?1 AND key = ?2")?
+                    .execute(params![plugin, key, sum.to_string().into_bytes()])?;
+            }
+            Ok(sum)
+        })
+        .await
+    }
+
+    async fn kv_set_if_absent(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: Option<Millis>,
+    ) -> Result<bool, StoreError> {
+        let (plugin, key) = (plugin.to_string(), key.to_string());
+        self.write(move |conn| {
+            // Replaces an expired entry; leaves a live one alone.
+            let stored = conn
+                .prepare_cached(
+                    "INSERT INTO kv (plugin, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
+                     WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= ?5",
+                )?
+                .execute(params![plugin, key, value, expires_at, now_ms()])?;
+            Ok(stored == 1)
+        })
+        .await
+    }
+
     async fn delivery_counts(&self) -> Result<Vec<(DeliveryStatus, u64)>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
