@@ -2,13 +2,19 @@
 # Runs every test. First installs what the tests need: the wasm32-wasip2 target (the tests
 # build the plugins) and the providers' own SDKs, which the tests use to sign requests
 # (PyPI: stripe, svix, standardwebhooks, slack_sdk, twilio; npm: @octokit/webhooks-methods),
-# and componentize-js for the JavaScript plugin.
+# componentize-js for the JavaScript plugin, and PostgreSQL (Debian's package; the tests
+# start their own servers with it).
 # Then: cargo test --workspace (extra arguments are passed on).
 set -euo pipefail
 trap 'echo "scripts/test.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
+fi
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then apt_get=(apt-get); else apt_get=(sudo apt-get); fi
+  DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" update -qq
+  DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -qq postgresql >/dev/null
 fi
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r tests/sdk/requirements.txt
 npm ci --prefix tests/sdk --silent --no-audit --no-fund

@@ -12,6 +12,7 @@ mod email;
 mod flow;
 mod ingress;
 mod plugin_limits;
+mod postgres;
 mod providers;
 mod recipes;
 mod reliability;

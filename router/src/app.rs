@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 
 use crate::admin::Admin;
+use crate::config::StoreLocation;
 use crate::config::{Config, ConfigError};
 use crate::delivery::DeliveryWorker;
 use crate::delivery::destination::Destination;
@@ -25,6 +26,7 @@ use crate::pipeline::host::{Capabilities, Fetcher, PluginKv};
 use crate::pipeline::{LoadError, Plugin};
 use crate::reload::{Live, Snapshot};
 use crate::shutdown::Shutdown;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 use crate::verify::{BadSecret, Verifier};
@@ -338,10 +340,16 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<(), StartError> {
     let listener = listeners.hooks;
-    let sqlite_path = config
-        .sqlite_path()
-        .ok_or_else(|| StoreError::Database("store.url must be sqlite://<path>".to_string()))?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&sqlite_path)?);
+    let store: Arc<dyn Store> = match config.store_location() {
+        Some(StoreLocation::Sqlite(path)) => Arc::new(SqliteStore::open(&path)?),
+        Some(StoreLocation::Postgres(url)) => Arc::new(PostgresStore::open(&url).await?),
+        None => {
+            return Err(StoreError::Database(
+                "store.url must start with sqlite:// or postgres://".to_string(),
+            )
+            .into());
+        }
+    };
     let snapshot = Snapshot::build(&config, &store, 1)?;
     validate_plugins(&snapshot.plugins).await?;
     let live = Arc::new(Live::new(snapshot));

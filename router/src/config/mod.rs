@@ -87,6 +87,15 @@ pub struct Config {
     pub source: Option<PathBuf>,
 }
 
+/// Where the journal lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// The embedded store: one SQLite file (resolved against the config file's directory).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database shared by several router nodes (the whole URL, a secret).
+    Postgres(String),
+}
+
 impl Config {
     /// Reads, parses and checks a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -269,18 +278,27 @@ impl Config {
                 message: "store.url: sqlite:// needs a file path".to_string(),
             });
         }
-        if self.sqlite_path_str().is_none() {
+        if self.store_location().is_none() {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
                 line: find_line(text, "[store]"),
-                message: "store.url must start with sqlite:// (the only backend in this build)"
-                    .to_string(),
+                message: "store.url must start with sqlite:// or postgres://".to_string(),
             });
         }
         Ok(())
     }
 
+    /// Where the journal lives, from `store.url`.
+    pub fn store_location(&self) -> Option<StoreLocation> {
+        let url = self.store.url.expose();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Some(StoreLocation::Postgres(url.to_string()));
+        }
+        self.sqlite_path().map(StoreLocation::Sqlite)
+    }
+
     fn sqlite_path_str(&self) -> Option<&str> {
+        // An empty path is refused by `check`, with the line.
         self.store.url.expose().strip_prefix("sqlite://")
     }
 

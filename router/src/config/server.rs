@@ -74,7 +74,8 @@ fn default_body_timeout() -> Dur {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `sqlite://path/to/file.db` (relative to the config file).
+    /// `sqlite://path/to/file.db` (relative to the config file), or
+    /// `postgres://user:password@host:port/database` for several nodes sharing the work.
     pub url: Secret,
 }
 

@@ -4,10 +4,12 @@
 //! from the stored raw event. Work is *claimed* with a lease that expires, so a router that
 //! dies mid-work leaves nothing stuck: the next claim after the lease picks it up.
 //!
-//! Backends: [`sqlite`] (embedded, group commit). Every backend runs the shared
+//! Backends: [`sqlite`] (embedded, group commit) and [`postgres`] (shared by several nodes,
+//! claims with `FOR UPDATE SKIP LOCKED`). Every backend runs the shared
 //! [`conformance`] suite.
 
 pub mod conformance;
+pub mod postgres;
 pub mod sqlite;
 
 use std::time::{Duration, SystemTime};
@@ -25,6 +27,26 @@ pub fn kv_sum(stored: &[u8], delta: i64) -> Option<i64> {
         .and_then(|s| s.trim().parse::<i64>().ok())
         .and_then(|n| n.checked_add(delta))
 }
+
+/// Headers as stored: a JSON array of `[name, value]` pairs.
+fn headers_to_json(headers: &[(String, String)]) -> String {
+    serde_json::to_string(headers).unwrap_or_else(|_| "[]".to_string())
+}
+
+fn headers_from_json(text: &str) -> Result<Vec<(String, String)>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("headers: {e}")))
+}
+
+/// When a lease taken now for `lease` runs out.
+fn lease_end(lease: Duration) -> Millis {
+    now_ms() + lease.as_millis() as Millis
+}
+
+/// The columns every backend reads an event from, in this order.
+const EVENT_COLUMNS: &str = "id, route, received_at, headers, body, event_type, dedup_key, status, error, seq, duplicates, run_us, run_fuel, dropped";
+
+/// The columns every backend reads a delivery from, in this order.
+const DELIVERY_COLUMNS: &str = "id, event_id, destination, body, headers, content_type, status, attempts, next_attempt_at, last_error, ordering_key, seq, created_at, round_start, method, path";
 
 /// The current time in [`Millis`].
 pub fn now_ms() -> Millis {

@@ -267,16 +267,6 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
     }
 }
 
-fn headers_to_json(headers: &[(String, String)]) -> String {
-    serde_json::to_string(headers).unwrap_or_else(|_| "[]".to_string())
-}
-
-fn headers_from_json(text: &str) -> Result<Vec<(String, String)>, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("headers: {e}")))
-}
-
-const EVENT_COLUMNS: &str = "id, route, received_at, headers, body, event_type, dedup_key, status, error, seq, duplicates, run_us, run_fuel, dropped";
-
 fn event_from_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
     let headers: String = row.get(3)?;
     let status: String = row.get(7)?;
@@ -301,8 +291,6 @@ fn event_from_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
         },
     })
 }
-
-const DELIVERY_COLUMNS: &str = "id, event_id, destination, body, headers, content_type, status, attempts, next_attempt_at, last_error, ordering_key, seq, created_at, round_start, method, path";
 
 fn delivery_from_row(row: &Row<'_>) -> Result<Delivery, StoreError> {
     let headers: String = row.get(4)?;
@@ -340,10 +328,6 @@ fn collect<T>(
         out.push(f(row)?);
     }
     Ok(out)
-}
-
-fn lease_end(lease: Duration) -> Millis {
-    now_ms() + lease.as_millis() as Millis
 }
 
 #[async_trait]

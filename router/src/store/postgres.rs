@@ -1,0 +1,873 @@
+//! The shared store: PostgreSQL, for several router nodes working from one journal.
+//!
+//! Every method is one transaction on a pooled connection; `synchronous_commit` (on by
+//! default) makes a commit durable before `Ok` is returned, and PostgreSQL flushes the WAL of
+//! concurrent commits together, so there is no batching here. Nodes share the work through
+//! leases: a claim takes rows with `FOR UPDATE SKIP LOCKED` (two nodes never claim the same
+//! row, and neither waits on the other) and stamps a lease end on them; a node that dies
+//! leaves leases that simply run out, and another node takes the work. Unlike the embedded
+//! store, opening does not release leases: they may belong to a node that is still running.
+//!
+//! Check-then-write operations that must not race across nodes (dedup on append, kv
+//! increments) take a transaction-scoped advisory lock on their key.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use super::*;
+
+/// The PostgreSQL-backed [`Store`].
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Database(format!("cannot get a database connection: {e}"))
+    }
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE events (
+    seq          BIGSERIAL PRIMARY KEY,
+    id           TEXT NOT NULL UNIQUE,
+    route        TEXT NOT NULL,
+    received_at  BIGINT NOT NULL,
+    headers      TEXT NOT NULL,
+    body         BYTEA NOT NULL,
+    event_type   TEXT,
+    dedup_key    TEXT,
+    status       TEXT NOT NULL,
+    error        TEXT,
+    lease_until  BIGINT NOT NULL DEFAULT 0,
+    duplicates   INTEGER NOT NULL DEFAULT 0,
+    run_us       BIGINT NOT NULL DEFAULT 0,
+    run_fuel     BIGINT NOT NULL DEFAULT 0,
+    dropped      TEXT
+);
+CREATE INDEX events_dedup ON events(dedup_key, received_at) WHERE dedup_key IS NOT NULL;
+CREATE INDEX events_waiting ON events(lease_until) WHERE status = 'received';
+CREATE TABLE deliveries (
+    seq             BIGSERIAL PRIMARY KEY,
+    id              TEXT NOT NULL UNIQUE,
+    event_id        TEXT NOT NULL,
+    destination     TEXT NOT NULL,
+    body            BYTEA NOT NULL,
+    headers         TEXT NOT NULL,
+    content_type    TEXT,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    lease_until     BIGINT NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    created_at      BIGINT NOT NULL,
+    round_start     INTEGER NOT NULL DEFAULT 0,
+    ordering_key    TEXT,
+    method          TEXT,
+    path            TEXT
+);
+CREATE INDEX deliveries_ordering ON deliveries(destination, ordering_key, seq)
+    WHERE ordering_key IS NOT NULL AND status IN ('pending', 'retrying');
+CREATE INDEX deliveries_due ON deliveries(next_attempt_at)
+    WHERE status IN ('pending', 'retrying');
+CREATE INDEX deliveries_event ON deliveries(event_id);
+CREATE TABLE kv (
+    plugin      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    value       BYTEA NOT NULL,
+    expires_at  BIGINT,
+    PRIMARY KEY (plugin, key)
+);
+CREATE TABLE paused_destinations (
+    name       TEXT PRIMARY KEY,
+    reason     TEXT NOT NULL,
+    paused_at  BIGINT NOT NULL
+);
+CREATE TABLE attempts (
+    seq          BIGSERIAL PRIMARY KEY,
+    delivery_id  TEXT NOT NULL,
+    number       INTEGER NOT NULL,
+    started_at   BIGINT NOT NULL,
+    status_code  INTEGER,
+    latency_ms   BIGINT NOT NULL,
+    error        TEXT,
+    response     BYTEA
+);
+CREATE INDEX attempts_delivery ON attempts(delivery_id);
+"#;
+
+/// The schema version this build writes (in `hookyard_schema`).
+const SCHEMA_VERSION: i32 = 1;
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database`), creating the
+    /// schema in an empty database or checking the version of an existing one.
+    pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Database(format!("invalid store.url: {e}")))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .build()
+            .map_err(|e| StoreError::Database(format!("cannot build the connection pool: {e}")))?;
+        let store = PostgresStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.get().await?;
+        let tx = conn.transaction().await?;
+        // One node creates the schema; the others wait here and then find it.
+        tx.execute("SELECT pg_advisory_xact_lock(7310662)", &[])
+            .await?;
+        tx.execute(
+            "CREATE TABLE IF NOT EXISTS hookyard_schema (version INTEGER NOT NULL)",
+            &[],
+        )
+        .await?;
+        let version: Option<i32> = tx
+            .query_opt("SELECT version FROM hookyard_schema", &[])
+            .await?
+            .map(|r| r.get(0));
+        match version {
+            None => {
+                let foreign: i64 = tx
+                    .query_one(
+                        "SELECT COUNT(*) FROM information_schema.tables
+                         WHERE table_schema = current_schema() AND table_name IN ('events', 'deliveries')",
+                        &[],
+                    )
+                    .await?
+                    .get(0);
+                if foreign > 0 {
+                    return Err(StoreError::Database(
+                        "the database holds tables but no hookyard schema version: it was not created by this hookyard".into(),
+                    ));
+                }
+                tx.batch_execute(SCHEMA).await?;
+                tx.execute(
+                    "INSERT INTO hookyard_schema (version) VALUES ($1)",
+                    &[&SCHEMA_VERSION],
+                )
+                .await?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::Database(format!(
+                    "the database has schema version {v}, newer than this hookyard's {SCHEMA_VERSION}: upgrade hookyard"
+                )));
+            }
+            Some(v) => {
+                return Err(StoreError::Database(format!(
+                    "the database has schema version {v}, which this hookyard cannot migrate"
+                )));
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// A count kept as INTEGER, read back as the unsigned value it is.
+fn count(row: &Row, idx: usize) -> u32 {
+    row.get::<_, i32>(idx).max(0) as u32
+}
+
+fn big(n: u64) -> i64 {
+    n.min(i64::MAX as u64) as i64
+}
+
+fn event_from_row(row: &Row) -> Result<StoredEvent, StoreError> {
+    let headers: String = row.get(3);
+    let status: String = row.get(7);
+    Ok(StoredEvent {
+        event: NewEvent {
+            id: row.get(0),
+            route: row.get(1),
+            received_at: row.get(2),
+            headers: headers_from_json(&headers)?,
+            body: row.get(4),
+            event_type: row.get(5),
+            dedup_key: row.get(6),
+        },
+        status: EventStatus::parse(&status)?,
+        error: row.get(8),
+        seq: row.get(9),
+        duplicates: count(row, 10),
+        run: RunRecord {
+            elapsed_us: row.get::<_, i64>(11) as u64,
+            fuel: row.get::<_, i64>(12) as u64,
+            dropped: row.get(13),
+        },
+    })
+}
+
+fn delivery_from_row(row: &Row) -> Result<Delivery, StoreError> {
+    let headers: String = row.get(4);
+    let status: String = row.get(6);
+    Ok(Delivery {
+        new: NewDelivery {
+            id: row.get(0),
+            event_id: row.get(1),
+            destination: row.get(2),
+            body: row.get(3),
+            headers: headers_from_json(&headers)?,
+            content_type: row.get(5),
+            ordering_key: row.get(10),
+            method: row.get(14),
+            path: row.get(15),
+        },
+        status: DeliveryStatus::parse(&status)?,
+        attempts: count(row, 7),
+        attempts_in_round: count(row, 7).saturating_sub(count(row, 13)),
+        next_attempt_at: row.get(8),
+        last_error: row.get(9),
+        seq: row.get(11),
+        created_at: row.get(12),
+    })
+}
+
+fn all<T>(rows: Vec<Row>, f: fn(&Row) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError> {
+    rows.iter().map(f).collect()
+}
+
+/// The WHERE clause shared by delivery listings and requeues; parameters $1-$8.
+const DELIVERY_WHERE: &str =
+    "($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR event_id = $2)
+    AND ($3::text IS NULL OR destination = $3)
+    AND ($4::text IS NULL OR event_id IN (SELECT id FROM events WHERE route = $4))
+    AND ($5::bigint IS NULL OR created_at >= $5) AND ($6::bigint IS NULL OR created_at < $6)
+    AND ($7::bigint IS NULL OR seq < $7) AND ($8::text IS NULL OR id = $8)";
+
+/// Values for [`DELIVERY_WHERE`] and the limit ($9, NULL for none).
+struct DeliveryParams {
+    status: Option<&'static str>,
+    event_id: Option<String>,
+    destination: Option<String>,
+    route: Option<String>,
+    since: Option<Millis>,
+    until: Option<Millis>,
+    before: Option<i64>,
+    id: Option<String>,
+    limit: Option<i64>,
+}
+
+impl DeliveryParams {
+    fn new(f: &DeliveryFilter) -> Self {
+        DeliveryParams {
+            status: f.status.map(DeliveryStatus::as_str),
+            event_id: f.event_id.clone(),
+            destination: f.destination.clone(),
+            route: f.route.clone(),
+            since: f.since,
+            until: f.until,
+            before: f.before,
+            id: f.id.clone(),
+            limit: f.limit.map(|l| l as i64),
+        }
+    }
+
+    fn values(&self) -> [&(dyn ToSql + Sync); 9] {
+        [
+            &self.status,
+            &self.event_id,
+            &self.destination,
+            &self.route,
+            &self.since,
+            &self.until,
+            &self.before,
+            &self.id,
+            &self.limit,
+        ]
+    }
+}
+
+/// The WHERE clause shared by event listings and replays; parameters $1-$5.
+const EVENT_WHERE: &str = "($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR route = $2)
+    AND ($3::bigint IS NULL OR received_at >= $3) AND ($4::bigint IS NULL OR received_at < $4)
+    AND ($5::bigint IS NULL OR seq < $5)";
+
+/// Values for [`EVENT_WHERE`] and the limit ($6, NULL for none).
+struct EventParams {
+    status: Option<&'static str>,
+    route: Option<String>,
+    since: Option<Millis>,
+    until: Option<Millis>,
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+impl EventParams {
+    fn new(f: &EventFilter, limit: Option<i64>) -> Self {
+        EventParams {
+            status: f.status.map(EventStatus::as_str),
+            route: f.route.clone(),
+            since: f.since,
+            until: f.until,
+            before: f.before,
+            limit,
+        }
+    }
+
+    fn values(&self) -> [&(dyn ToSql + Sync); 6] {
+        [
+            &self.status,
+            &self.route,
+            &self.since,
+            &self.until,
+            &self.before,
+            &self.limit,
+        ]
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn append_event(
+        &self,
+        event: NewEvent,
+        lease: Duration,
+        dedup_window: Duration,
+    ) -> Result<Appended, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let tx = conn.transaction().await?;
+        if let Some(key) = &event.dedup_key {
+            // Serializes appends of one dedup key across nodes, so only one is stored.
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[key])
+                .await?;
+            let since = event.received_at - dedup_window.as_millis() as Millis;
+            let original = tx
+                .query_opt(
+                    "SELECT id FROM events WHERE dedup_key = $1 AND received_at >= $2
+                     ORDER BY seq LIMIT 1",
+                    &[key, &since],
+                )
+                .await?;
+            if let Some(row) = original {
+                let original: String = row.get(0);
+                tx.execute(
+                    "UPDATE events SET duplicates = duplicates + 1 WHERE id = $1",
+                    &[&original],
+                )
+                .await?;
+                tx.commit().await?;
+                return Ok(Appended::Duplicate { original });
+            }
+        }
+        tx.execute(
+            "INSERT INTO events (id, route, received_at, headers, body, event_type, dedup_key, status, lease_until)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'received', $8)",
+            &[
+                &event.id,
+                &event.route,
+                &event.received_at,
+                &headers_to_json(&event.headers),
+                &event.body,
+                &event.event_type,
+                &event.dedup_key,
+                &lease_end(lease),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Appended::Stored)
+    }
+
+    async fn claim_events(
+        &self,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let conn = self.pool.get().await?;
+        let mut events = all(
+            conn.query(
+                &format!(
+                    "UPDATE events SET lease_until = $1 WHERE seq IN (
+                        SELECT seq FROM events WHERE status = 'received' AND lease_until <= $2
+                        ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
+                     RETURNING {EVENT_COLUMNS}"
+                ),
+                &[&lease_end(lease), &now_ms(), &(limit as i64)],
+            )
+            .await?,
+            event_from_row,
+        )?;
+        events.sort_by_key(|e| e.seq);
+        Ok(events)
+    }
+
+    async fn finish_event(
+        &self,
+        id: &str,
+        outcome: EventOutcome,
+        run: RunRecord,
+    ) -> Result<(), StoreError> {
+        let (status, error, deliveries) = match outcome {
+            EventOutcome::Processed(d) => (EventStatus::Processed, None, d),
+            EventOutcome::Failed(e) => (EventStatus::Failed, Some(e), Vec::new()),
+        };
+        let mut conn = self.pool.get().await?;
+        let tx = conn.transaction().await?;
+        let changed = tx
+            .execute(
+                "UPDATE events SET status = $2, error = $3, lease_until = 0,
+                        run_us = $4, run_fuel = $5, dropped = $6
+                 WHERE id = $1 AND status = 'received'",
+                &[
+                    &id,
+                    &status.as_str(),
+                    &error,
+                    &big(run.elapsed_us),
+                    &big(run.fuel),
+                    &run.dropped,
+                ],
+            )
+            .await?;
+        if changed == 0 {
+            // Another node finished it first; its deliveries stand.
+            return Ok(());
+        }
+        let now = now_ms();
+        let insert = tx
+            .prepare(
+                "INSERT INTO deliveries (id, event_id, destination, body, headers, content_type, status,
+                                         next_attempt_at, created_at, ordering_key, method, path)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7, $8, $9, $10)",
+            )
+            .await?;
+        for d in deliveries {
+            tx.execute(
+                &insert,
+                &[
+                    &d.id,
+                    &d.event_id,
+                    &d.destination,
+                    &d.body,
+                    &headers_to_json(&d.headers),
+                    &d.content_type,
+                    &now,
+                    &d.ordering_key,
+                    &d.method,
+                    &d.path,
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_deliveries(
+        &self,
+        lease: Duration,
+        limit: usize,
+        skip: &[String],
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let conn = self.pool.get().await?;
+        // An ordered delivery waits while an earlier one with its key is unfinished (leased
+        // by another node or not); dead ones no longer block.
+        let mut claimed = all(
+            conn.query(
+                &format!(
+                    "UPDATE deliveries SET lease_until = $1 WHERE seq IN (
+                        SELECT d.seq FROM deliveries d
+                        WHERE d.status IN ('pending', 'retrying') AND d.next_attempt_at <= $2 AND d.lease_until <= $2
+                          AND NOT (d.destination = ANY($4))
+                          AND d.destination NOT IN (SELECT name FROM paused_destinations)
+                          AND (d.ordering_key IS NULL OR NOT EXISTS (
+                              SELECT 1 FROM deliveries e
+                              WHERE e.destination = d.destination AND e.ordering_key = d.ordering_key
+                                AND e.status IN ('pending', 'retrying') AND e.seq < d.seq))
+                        ORDER BY d.next_attempt_at, d.seq LIMIT $3 FOR UPDATE SKIP LOCKED)
+                     RETURNING {DELIVERY_COLUMNS}"
+                ),
+                &[&lease_end(lease), &now_ms(), &(limit as i64), &skip],
+            )
+            .await?,
+            delivery_from_row,
+        )?;
+        claimed.sort_by_key(|d| (d.next_attempt_at, d.seq));
+        Ok(claimed)
+    }
+
+    async fn record_attempt(
+        &self,
+        attempt: Attempt,
+        outcome: AttemptOutcome,
+    ) -> Result<(), StoreError> {
+        let (status, next, error) = match outcome {
+            AttemptOutcome::Delivered => (DeliveryStatus::Delivered, 0, None),
+            AttemptOutcome::RetryAt(at) => (DeliveryStatus::Retrying, at, attempt.error.clone()),
+            AttemptOutcome::Dead(reason) => (DeliveryStatus::Dead, 0, Some(reason)),
+        };
+        let mut conn = self.pool.get().await?;
+        let tx = conn.transaction().await?;
+        tx.execute(
+            "INSERT INTO attempts (delivery_id, number, started_at, status_code, latency_ms, error, response)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &attempt.delivery_id,
+                &(attempt.number.min(i32::MAX as u32) as i32),
+                &attempt.started_at,
+                &attempt.status_code.map(i32::from),
+                &big(attempt.latency_ms),
+                &attempt.error,
+                &attempt.response_body,
+            ],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE deliveries SET status = $2, attempts = attempts + 1, next_attempt_at = $3,
+                    last_error = $4, lease_until = 0
+             WHERE id = $1",
+            &[&attempt.delivery_id, &status.as_str(), &next, &error],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn next_delivery_due(&self, skip: &[String]) -> Result<Option<Millis>, StoreError> {
+        let conn = self.pool.get().await?;
+        Ok(conn
+            .query_one(
+                "SELECT MIN(GREATEST(next_attempt_at, lease_until)) FROM deliveries
+                 WHERE status IN ('pending', 'retrying')
+                   AND NOT (destination = ANY($1))
+                   AND destination NOT IN (SELECT name FROM paused_destinations)",
+                &[&skip],
+            )
+            .await?
+            .get(0))
+    }
+
+    async fn event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let conn = self.pool.get().await?;
+        conn.query_opt(
+            &format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1"),
+            &[&id],
+        )
+        .await?
+        .as_ref()
+        .map(event_from_row)
+        .transpose()
+    }
+
+    async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
+        let conn = self.pool.get().await?;
+        let order = if filter.limit.is_some() {
+            "DESC"
+        } else {
+            "ASC"
+        };
+        let p = DeliveryParams::new(&filter);
+        all(
+            conn.query(
+                &format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {DELIVERY_WHERE}
+                     ORDER BY seq {order} LIMIT $9"
+                ),
+                &p.values(),
+            )
+            .await?,
+            delivery_from_row,
+        )
+    }
+
+    async fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        let conn = self.pool.get().await?;
+        conn.query_opt(
+            &format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1"),
+            &[&id],
+        )
+        .await?
+        .as_ref()
+        .map(delivery_from_row)
+        .transpose()
+    }
+
+    async fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>, StoreError> {
+        let conn = self.pool.get().await?;
+        all(
+            conn.query(
+                "SELECT delivery_id, number, started_at, status_code, latency_ms, error, response
+                 FROM attempts WHERE delivery_id = $1 ORDER BY seq",
+                &[&delivery_id],
+            )
+            .await?,
+            |row| {
+                Ok(Attempt {
+                    delivery_id: row.get(0),
+                    number: count(row, 1),
+                    started_at: row.get(2),
+                    status_code: row
+                        .get::<_, Option<i32>>(3)
+                        .and_then(|c| u16::try_from(c).ok()),
+                    latency_ms: row.get::<_, i64>(4) as u64,
+                    error: row.get(5),
+                    response_body: row.get(6),
+                })
+            },
+        )
+    }
+
+    async fn events(&self, filter: EventFilter) -> Result<Vec<EventSummary>, StoreError> {
+        let conn = self.pool.get().await?;
+        let p = EventParams::new(&filter, Some(filter.limit as i64));
+        all(
+            conn.query(
+                &format!(
+                    "SELECT seq, id, route, received_at, event_type, status, error, octet_length(body)::bigint,
+                            duplicates, run_us, run_fuel, dropped
+                     FROM events WHERE {EVENT_WHERE} ORDER BY seq DESC LIMIT $6"
+                ),
+                &p.values(),
+            )
+            .await?,
+            |row| {
+                let status: String = row.get(5);
+                Ok(EventSummary {
+                    seq: row.get(0),
+                    id: row.get(1),
+                    route: row.get(2),
+                    received_at: row.get(3),
+                    event_type: row.get(4),
+                    status: EventStatus::parse(&status)?,
+                    error: row.get(6),
+                    body_size: row.get::<_, i64>(7) as u64,
+                    duplicates: count(row, 8),
+                    run: RunRecord {
+                        elapsed_us: row.get::<_, i64>(9) as u64,
+                        fuel: row.get::<_, i64>(10) as u64,
+                        dropped: row.get(11),
+                    },
+                })
+            },
+        )
+    }
+
+    async fn requeue_deliveries(&self, filter: DeliveryFilter) -> Result<usize, StoreError> {
+        let conn = self.pool.get().await?;
+        let p = DeliveryParams::new(&filter);
+        let now = now_ms();
+        let mut values: Vec<&(dyn ToSql + Sync)> = p.values().to_vec();
+        values.push(&now);
+        let n = conn
+            .execute(
+                &format!(
+                    "UPDATE deliveries SET status = 'pending', next_attempt_at = $10, round_start = attempts,
+                            lease_until = 0
+                     WHERE seq IN (SELECT seq FROM deliveries WHERE {DELIVERY_WHERE}
+                                   AND status != 'delivered' ORDER BY seq LIMIT $9)"
+                ),
+                &values,
+            )
+            .await?;
+        Ok(n as usize)
+    }
+
+    async fn replay_events(
+        &self,
+        filter: EventFilter,
+        ids: Option<Vec<String>>,
+    ) -> Result<usize, StoreError> {
+        let conn = self.pool.get().await?;
+        let limit = (filter.limit > 0).then_some(filter.limit as i64);
+        let p = EventParams::new(&filter, limit);
+        let mut values: Vec<&(dyn ToSql + Sync)> = p.values().to_vec();
+        values.push(&ids);
+        let n = conn
+            .execute(
+                &format!(
+                    "UPDATE events SET status = 'received', error = NULL, lease_until = 0
+                     WHERE seq IN (SELECT seq FROM events WHERE {EVENT_WHERE}
+                                   AND ($7::text[] IS NULL OR id = ANY($7))
+                                   ORDER BY seq LIMIT $6)"
+                ),
+                &values,
+            )
+            .await?;
+        Ok(n as usize)
+    }
+
+    async fn set_destination_paused(
+        &self,
+        name: &str,
+        reason: Option<String>,
+    ) -> Result<(), StoreError> {
+        let conn = self.pool.get().await?;
+        match reason {
+            Some(reason) => conn
+                .execute(
+                    "INSERT INTO paused_destinations (name, reason, paused_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (name) DO UPDATE SET reason = excluded.reason, paused_at = excluded.paused_at",
+                    &[&name, &reason, &now_ms()],
+                )
+                .await?,
+            None => {
+                conn.execute("DELETE FROM paused_destinations WHERE name = $1", &[&name])
+                    .await?
+            }
+        };
+        Ok(())
+    }
+
+    async fn paused_destinations(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.pool.get().await?;
+        Ok(conn
+            .query(
+                "SELECT name, reason FROM paused_destinations ORDER BY name",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
+    async fn delivery_counts(&self) -> Result<Vec<(DeliveryStatus, u64)>, StoreError> {
+        let conn = self.pool.get().await?;
+        conn.query(
+            "SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            let status: String = row.get(0);
+            Ok((DeliveryStatus::parse(&status)?, row.get::<_, i64>(1) as u64))
+        })
+        .collect()
+    }
+
+    async fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let conn = self.pool.get().await?;
+        Ok(conn
+            .query_opt(
+                "SELECT value FROM kv WHERE plugin = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $3)",
+                &[&plugin, &key, &now_ms()],
+            )
+            .await?
+            .map(|r| r.get(0)))
+    }
+
+    async fn kv_set(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: Option<Millis>,
+    ) -> Result<(), StoreError> {
+        let conn = self.pool.get().await?;
+        conn.execute(
+            "INSERT INTO kv (plugin, key, value, expires_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+            &[&plugin, &key, &value, &expires_at],
+        )
+        .await?;
+        // Expired entries are swept as writes come in, a few at a time.
+        conn.execute(
+            "DELETE FROM kv WHERE ctid IN (SELECT ctid FROM kv WHERE expires_at <= $1 LIMIT 16)",
+            &[&now_ms()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn kv_delete(&self, plugin: &str, key: &str) -> Result<(), StoreError> {
+        let conn = self.pool.get().await?;
+        conn.execute(
+            "DELETE FROM kv WHERE plugin = $1 AND key = $2",
+            &[&plugin, &key],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn kv_increment(
+        &self,
+        plugin: &str,
+        key: &str,
+        delta: i64,
+        expires_at: Option<Millis>,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let tx = conn.transaction().await?;
+        // Serializes increments of one key across nodes (the row may not exist yet, so a
+        // row lock alone would not do).
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))",
+            &[&plugin, &key],
+        )
+        .await?;
+        let live: Option<Vec<u8>> = tx
+            .query_opt(
+                "SELECT value FROM kv WHERE plugin = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $3)",
+                &[&plugin, &key, &now_ms()],
+            )
+            .await?
+            .map(|r| r.get(0));
+        let sum = match live {
+            None => {
+                tx.execute(
+                    "INSERT INTO kv (plugin, key, value, expires_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+                    &[&plugin, &key, &delta.to_string().into_bytes(), &expires_at],
+                )
+                .await?;
+                Some(delta)
+            }
+            Some(old) => {
+                let sum = kv_sum(&old, delta);
+                if let Some(sum) = sum {
+                    tx.execute(
+                        "UPDATE kv SET value = $3 WHERE plugin = $1 AND key = $2",
+                        &[&plugin, &key, &sum.to_string().into_bytes()],
+                    )
+                    .await?;
+                }
+                sum
+            }
+        };
+        tx.commit().await?;
+        Ok(sum)
+    }
+
+    async fn kv_set_if_absent(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: Option<Millis>,
+    ) -> Result<bool, StoreError> {
+        let conn = self.pool.get().await?;
+        // Replaces an expired entry; leaves a live one alone. ON CONFLICT makes it atomic.
+        let stored = conn
+            .execute(
+                "INSERT INTO kv (plugin, key, value, expires_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
+                 WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= $5",
+                &[&plugin, &key, &value, &expires_at, &now_ms()],
+            )
+            .await?;
+        Ok(stored == 1)
+    }
+}

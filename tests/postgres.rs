@@ -1,0 +1,129 @@
+//! The PostgreSQL store against a real server started for each test: the shared store
+//! conformance suite, schema checks, and two router processes sharing one database.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookyard::store::postgres::PostgresStore;
+use hookyard::store::{Store, conformance};
+
+use crate::support::postgres::PgCluster;
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_passes_the_store_conformance_suite() {
+    let cluster = Arc::new(PgCluster::start().expect("PostgreSQL starts"));
+    conformance::run_all(|| {
+        let cluster = cluster.clone();
+        async move {
+            let url = cluster.new_database().await;
+            let store = PostgresStore::open(&url).await.expect("open");
+            (store, ())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_or_newer_postgres_database_is_refused_with_a_reason() {
+    let cluster = PgCluster::start().expect("PostgreSQL starts");
+    let foreign = cluster.new_database().await;
+    cluster.query(&foreign, "CREATE TABLE events (x int)").await;
+    let err = PostgresStore::open(&foreign)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("not created by this hookyard"), "{err}");
+
+    let newer = cluster.new_database().await;
+    drop(PostgresStore::open(&newer).await.expect("created"));
+    cluster
+        .query(&newer, "UPDATE hookyard_schema SET version = 99")
+        .await;
+    let err = PostgresStore::open(&newer)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("schema version 99, newer than this hookyard's 1"),
+        "{err}"
+    );
+    // Opening again (a second node, a restart) finds the schema and keeps the data.
+    let url = cluster.new_database().await;
+    let store = PostgresStore::open(&url).await.expect("created");
+    store
+        .append_event(
+            conformance::sample_event("evt_kept", None),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("append");
+    let again = PostgresStore::open(&url).await.expect("reopened");
+    assert!(again.event("evt_kept").await.expect("read").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_routers_sharing_postgres_deliver_every_event_exactly_once() {
+    let cluster = PgCluster::start().expect("PostgreSQL starts");
+    let url = cluster.new_database().await;
+    let receiver = Receiver::start().await;
+    let config = format!(
+        r#"{}
+[plugins.only]
+path = "{}"
+config = {{ conditions = [{{ pointer = "/keep", equals = true }}] }}
+
+[destinations.sink]
+url = "{}"
+
+[[routes]]
+name = "in"
+verify = {{ scheme = "none" }}
+steps = ["only"]
+to = ["sink"]
+"#,
+        SERVER.replace("sqlite://data/hookyard.db", &url),
+        plugin("filter").display(),
+        receiver.url("/")
+    );
+    let a = Router::start(&config).expect("router a starts");
+    let b = Router::start(&config).expect("router b starts");
+    let mut sent = HashSet::new();
+    for i in 0..60 {
+        let router = if i % 2 == 0 { &a } else { &b };
+        let keep = i % 3 != 0;
+        let body = format!(r#"{{"n":{i},"keep":{keep}}}"#);
+        assert_eq!(post(router, "in", &[], body.as_bytes()).await.0, 202);
+        if keep {
+            sent.insert(i);
+        }
+    }
+    receiver.wait_for(sent.len(), Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got: Vec<u64> = receiver
+        .received()
+        .iter()
+        .map(|r| r.json()["n"].as_u64().unwrap())
+        .collect();
+    let unique: HashSet<u64> = got.iter().copied().collect();
+    assert_eq!(
+        got.len(),
+        unique.len(),
+        "no event was delivered twice: {got:?}"
+    );
+    assert_eq!(unique, sent, "every kept event was delivered");
+    // Both nodes see the whole journal through their admin APIs.
+    for router in [&a, &b] {
+        let (status, events) = admin(router, "GET", "/admin/events?limit=100", None).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            events["items"].as_array().map(Vec::len),
+            Some(60),
+            "{events}"
+        );
+    }
+}
