@@ -127,3 +127,52 @@ to = ["sink"]
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sslmode_require_connects_over_tls_and_verifies_the_server_certificate() {
+    let cluster = PgCluster::start_with_tls().expect("PostgreSQL starts with TLS");
+    let url = cluster.new_database().await;
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let ca = cluster.ca_file();
+
+    let tls_url = format!("{url}?sslmode=require&sslrootcert={}", ca.display());
+    let store = PostgresStore::open(&tls_url).await.expect("opens over TLS");
+    store
+        .append_event(
+            conformance::sample_event("evt_tls", None),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("append");
+    assert!(store.event("evt_tls").await.expect("read").is_some());
+    let encrypted = cluster
+        .query(
+            &cluster.url("postgres"),
+            &format!(
+                "SELECT COUNT(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+                 WHERE s.ssl AND a.datname = '{database}'"
+            ),
+        )
+        .await;
+    assert_ne!(encrypted, ["0"], "the store's connections use TLS");
+
+    // A certificate from an unknown CA is refused, not silently accepted.
+    let err = PostgresStore::open(&format!("{url}?sslmode=require"))
+        .await
+        .err()
+        .expect("an unverifiable server is refused")
+        .to_string();
+    assert!(
+        err.contains("invalid peer certificate: UnknownIssuer"),
+        "{err}"
+    );
+
+    // A CA file without sslmode=require is a mistake worth naming.
+    let err = PostgresStore::open(&format!("{url}?sslrootcert={}", ca.display()))
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("sslrootcert needs sslmode=require"), "{err}");
+}

@@ -20,6 +20,21 @@ pub struct PgCluster {
 impl PgCluster {
     /// Initialises and starts a cluster.
     pub fn start() -> Result<PgCluster> {
+        PgCluster::start_inner(false)
+    }
+
+    /// Like [`PgCluster::start`], also accepting TLS with a certificate for `127.0.0.1` and
+    /// `localhost` signed by a CA made for this cluster ([`PgCluster::ca_file`]).
+    pub fn start_with_tls() -> Result<PgCluster> {
+        PgCluster::start_inner(true)
+    }
+
+    /// The PEM file of the CA that signed the server's certificate (TLS clusters).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn start_inner(tls: bool) -> Result<PgCluster> {
         let bin = pg_bin()?;
         let dir = tempfile::tempdir().context("tempdir")?;
         let as_root = is_root();
@@ -44,10 +59,18 @@ impl PgCluster {
             ],
         )?;
         let port = free_port()?;
-        let options = format!(
+        let mut options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1",
             dir.path().display()
         );
+        if tls {
+            let (cert, key) = write_certificates(dir.path(), as_root)?;
+            options += &format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert.display(),
+                key.display()
+            );
+        }
         run(
             &bin,
             "pg_ctl",
@@ -197,6 +220,35 @@ fn postgres_user() -> Result<(u32, u32)> {
             .context("no postgres user: install Debian's postgresql package")
     };
     Ok((id("-u")?, id("-g")?))
+}
+
+/// A CA (`ca.pem`) and a server certificate and key it signed, for `127.0.0.1` and
+/// `localhost`; the key readable only by the server's user, as PostgreSQL insists.
+fn write_certificates(dir: &Path, as_root: bool) -> Result<(PathBuf, PathBuf)> {
+    use std::os::unix::fs::PermissionsExt;
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "hookyard test CA");
+    let ca = ca_params.self_signed(&ca_key)?;
+    let key = rcgen::KeyPair::generate()?;
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    let cert = params.signed_by(&key, &ca, &ca_key)?;
+    std::fs::write(dir.join("ca.pem"), ca.pem())?;
+    let (cert_file, key_file) = (dir.join("server.crt"), dir.join("server.key"));
+    std::fs::write(&cert_file, cert.pem())?;
+    std::fs::write(&key_file, key.serialize_pem())?;
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))?;
+    if as_root {
+        let (uid, gid) = postgres_user()?;
+        for f in [&cert_file, &key_file] {
+            std::os::unix::fs::chown(f, Some(uid), Some(gid))?;
+        }
+    }
+    Ok((cert_file, key_file))
 }
 
 fn free_port() -> Result<u16> {

@@ -11,12 +11,17 @@
 //! Check-then-write operations that must not race across nodes (dedup on append, kv
 //! increments) take a transaction-scoped advisory lock on their key.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::*;
 
@@ -25,15 +30,32 @@ pub struct PostgresStore {
     pool: Pool,
 }
 
+/// An error and its causes, `outer: inner: ...` (a TLS failure says why the handshake failed).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        StoreError::Database(e.to_string())
+        StoreError::Database(with_causes(&e))
     }
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        StoreError::Database(format!("cannot get a database connection: {e}"))
+        StoreError::Database(format!(
+            "cannot get a database connection: {}",
+            with_causes(&e)
+        ))
     }
 }
 
@@ -112,17 +134,20 @@ const SCHEMA_VERSION: i32 = 1;
 impl PostgresStore {
     /// Connects to `url` (`postgres://user:password@host:port/database`), creating the
     /// schema in an empty database or checking the version of an existing one.
+    ///
+    /// `sslmode=require` connects over TLS and verifies the server's certificate against
+    /// the Mozilla roots, plus the PEM certificates in `sslrootcert=<file>` if given (for a
+    /// private CA). Without it the connection is plain, as on a trusted network or a Unix
+    /// socket.
     pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Database(format!("invalid store.url: {e}")))?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let (config, tls) = connect_config(url)?;
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls {
+            Some(tls) => Manager::from_config(config, tls, manager_config),
+            None => Manager::from_config(config, NoTls, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(16)
             .build()
@@ -243,6 +268,70 @@ fn delivery_from_row(row: &Row) -> Result<Delivery, StoreError> {
         seq: row.get(11),
         created_at: row.get(12),
     })
+}
+
+/// The connection settings in `url`, and a TLS connector when it asks for TLS.
+fn connect_config(
+    url: &str,
+) -> Result<(tokio_postgres::Config, Option<MakeRustlsConnect>), StoreError> {
+    let invalid = |e: String| StoreError::Database(format!("invalid store.url: {e}"));
+    // `sslrootcert` is libpq's name for a CA file; tokio-postgres does not know it, so it is
+    // taken out of the URL (only then is the URL rewritten).
+    let mut root_file = None;
+    let mut url = url.to_string();
+    if url.contains("sslrootcert=") {
+        let mut parsed = reqwest::Url::parse(&url).map_err(|e| invalid(e.to_string()))?;
+        let kept: Vec<(String, String)> = parsed
+            .query_pairs()
+            .filter(|(k, v)| {
+                if k == "sslrootcert" {
+                    root_file = Some(v.to_string());
+                    false
+                } else {
+                    true
+                }
+            })
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        if kept.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(kept);
+        }
+        url = parsed.to_string();
+    }
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| invalid(e.to_string()))?;
+    if config.get_ssl_mode() != SslMode::Require {
+        if root_file.is_some() {
+            return Err(invalid("sslrootcert needs sslmode=require".into()));
+        }
+        return Ok((config, None));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(file) = root_file {
+        let certs = CertificateDer::pem_file_iter(&file)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| invalid(format!("sslrootcert {file}: {e}")))?;
+        if certs.is_empty() {
+            return Err(invalid(format!("sslrootcert {file} holds no certificate")));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| invalid(format!("sslrootcert {file}: {e}")))?;
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| invalid(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok((config, Some(MakeRustlsConnect::new(tls))))
 }
 
 fn all<T>(rows: Vec<Row>, f: fn(&Row) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError> {
