@@ -250,3 +250,206 @@ async fn metrics_count_requests_events_and_attempts() {
         "{text}"
     );
 }
+
+/// A browser for the admin UI: no redirects followed, the session cookie kept by hand.
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+    session: Option<String>,
+}
+
+impl Browser {
+    fn new(router: &Router) -> Browser {
+        Browser {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: router.admin_base(),
+            session: None,
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String, Option<String>) {
+        let mut req = self.client.get(format!("{}{path}", self.base));
+        if let Some(s) = &self.session {
+            req = req.header("cookie", s);
+        }
+        let resp = req.send().await.unwrap();
+        let location = resp
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_string());
+        (resp.status().as_u16(), resp.text().await.unwrap(), location)
+    }
+
+    async fn post(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+        origin: Option<&str>,
+    ) -> (u16, Option<String>) {
+        let mut req = self.client.post(format!("{}{path}", self.base)).form(form);
+        if let Some(s) = &self.session {
+            req = req.header("cookie", s);
+        }
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let resp = req.send().await.unwrap();
+        if let Some(set) = resp.headers().get("set-cookie") {
+            let pair = set.to_str().unwrap().split(';').next().unwrap().to_string();
+            self.session = Some(pair);
+        }
+        let location = resp
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_string());
+        (resp.status().as_u16(), location)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_ui_signs_in_with_the_token_and_shows_an_event_with_its_deliveries() {
+    let receiver = Receiver::start().await;
+    let router = Router::start(&config(&receiver, 3)).expect("router starts");
+    let id = post_push(&router).await;
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+    eventually("the delivery is recorded", Duration::from_secs(10), || {
+        router.count("SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'") == 1
+    })
+    .await;
+
+    let mut browser = Browser::new(&router);
+    let (status, _, location) = browser.get("/ui/events").await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (303, Some("/ui/login")),
+        "signed out"
+    );
+    assert_eq!(
+        browser
+            .post("/ui/login", &[("token", "not-the-token-0000")], None)
+            .await
+            .0,
+        401
+    );
+    assert!(browser.session.is_none());
+    let (status, location) = browser
+        .post(
+            "/ui/login",
+            &[("token", "test-admin-token-0123456789")],
+            None,
+        )
+        .await;
+    assert_eq!((status, location.as_deref()), (303, Some("/ui/events")));
+    let cookie = browser.session.clone().expect("a session cookie");
+    assert!(
+        !cookie.contains("test-admin-token"),
+        "the cookie is not the token"
+    );
+
+    let (status, html, _) = browser.get("/ui/events").await;
+    assert_eq!(status, 200);
+    assert!(html.contains(&id) && html.contains("processed"), "{html}");
+    let (status, html, _) = browser.get(&format!("/ui/events/{id}")).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("x-github-event") && html.contains("&quot;ref&quot;"),
+        "headers and the body"
+    );
+    assert!(
+        html.contains("chat") && html.contains("delivered"),
+        "its delivery: {html}"
+    );
+    let (status, html, _) = browser.get("/ui/destinations").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("chat") && html.contains("active"));
+
+    // Replaying from the page runs the plugins again: a second delivery arrives.
+    let (status, location) = browser
+        .post(
+            &format!("/ui/events/{id}/replay"),
+            &[],
+            Some(&router.admin_base()),
+        )
+        .await;
+    assert_eq!((status, location), (303, Some(format!("/ui/events/{id}"))));
+    receiver.wait_for(2, Duration::from_secs(20)).await;
+
+    // Signing out ends the session.
+    browser.post("/ui/logout", &[], None).await;
+    let (status, _, _) = browser.get("/ui/events").await;
+    assert_eq!(status, 303);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_ui_escapes_what_providers_send_and_refuses_cross_site_actions() {
+    let receiver = Receiver::start().await;
+    receiver.always(500);
+    let router = Router::start(&config(&receiver, 1)).expect("router starts");
+    let headers = vec![
+        ("x-github-event".to_string(), "push".to_string()),
+        (
+            "x-note".to_string(),
+            "<img src=x onerror=alert(1)>".to_string(),
+        ),
+    ];
+    let body = br#"{"ref":"refs/heads/main","pusher":{"name":"<script>alert(1)</script>"},"commits":[],"repository":{"full_name":"o/r","html_url":"https://github.com/o/r"},"compare":"https://github.com/o/r/compare"}"#;
+    let (status, text) = post(&router, "github", &headers, body).await;
+    assert_eq!(status, 202, "{text}");
+    let id = serde_json::from_str::<serde_json::Value>(&text).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually("the delivery is dead", Duration::from_secs(20), || {
+        router.count("SELECT COUNT(*) FROM deliveries WHERE status = 'dead'") == 1
+    })
+    .await;
+
+    let mut browser = Browser::new(&router);
+    browser
+        .post(
+            "/ui/login",
+            &[("token", "test-admin-token-0123456789")],
+            None,
+        )
+        .await;
+    let (_, html, _) = browser.get(&format!("/ui/events/{id}")).await;
+    assert!(
+        !html.contains("<script>alert") && !html.contains("<img src=x"),
+        "{html}"
+    );
+    assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
+    let (_, dead, _) = browser.get("/ui/deliveries?status=dead").await;
+    assert!(
+        dead.contains("Dead letters") && dead.contains(&id),
+        "{dead}"
+    );
+
+    let delivery: String = router
+        .db()
+        .query_row("SELECT id FROM deliveries", [], |r| r.get(0))
+        .unwrap();
+    let retry = format!("/ui/deliveries/{delivery}/retry");
+    // Another site's page cannot make the signed-in browser act.
+    let (status, _) = browser
+        .post(&retry, &[], Some("https://evil.example"))
+        .await;
+    assert_eq!(status, 403);
+    // Nor can a request without the session.
+    let (status, location) = Browser::new(&router).post(&retry, &[], None).await;
+    assert_eq!((status, location.as_deref()), (303, Some("/ui/login")));
+    assert_eq!(receiver.received().len(), 1, "no retry happened");
+
+    receiver.always(200);
+    let (status, _) = browser.post(&retry, &[], Some(&router.admin_base())).await;
+    assert_eq!(status, 303);
+    receiver.wait_for(2, Duration::from_secs(20)).await;
+    eventually(
+        "the retried delivery is delivered",
+        Duration::from_secs(10),
+        || router.count("SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'") == 1,
+    )
+    .await;
+}

@@ -14,7 +14,10 @@
 //! | `GET /admin/destinations` | destinations, and which are paused |
 //! | `POST /admin/destinations/{name}/resume` | resumes a paused destination |
 //! | `GET /admin/metrics` | counters and gauges in the Prometheus text format |
+//!
+//! The same listener serves the UI for people at `/ui` ([`ui`]).
 
+pub mod ui;
 mod views;
 
 use std::sync::Arc;
@@ -52,8 +55,13 @@ pub struct Admin {
 /// Largest page a listing returns.
 const MAX_LIMIT: usize = 1000;
 
-/// The admin HTTP app.
+/// The admin HTTP app: the JSON API under `/admin` (bearer token) and the UI under `/ui`
+/// (session cookie; see [`ui`]).
 pub fn router(admin: Arc<Admin>) -> Router {
+    api(admin.clone()).merge(ui::router(admin))
+}
+
+fn api(admin: Arc<Admin>) -> Router {
     Router::new()
         .route("/admin/events", get(list_events))
         .route("/admin/events/{id}", get(show_event))
@@ -314,29 +322,41 @@ async fn show_delivery(State(admin): State<Arc<Admin>>, Path(id): Path<String>) 
     }
 }
 
-async fn retry_delivery(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Response {
-    let exists = match admin.store.delivery(&id).await {
-        Ok(d) => d,
-        Err(e) => return internal(e),
+/// Re-queues a delivery that is not delivered yet (due now, fresh retry budget) and wakes the
+/// worker; returns the delivery as it was, or `None` if there is no such delivery.
+async fn retry(admin: &Admin, id: &str) -> Result<Option<crate::store::Delivery>, StoreError> {
+    let Some(delivery) = admin.store.delivery(id).await? else {
+        return Ok(None);
     };
-    match exists {
-        None => error(StatusCode::NOT_FOUND, "no such delivery"),
-        Some(d) if d.status == DeliveryStatus::Delivered => {
+    if delivery.status != DeliveryStatus::Delivered {
+        let filter = DeliveryFilter {
+            id: Some(id.to_string()),
+            ..Default::default()
+        };
+        admin.store.requeue_deliveries(filter).await?;
+        admin.delivery_wake.notify_one();
+    }
+    Ok(Some(delivery))
+}
+
+/// Resumes a destination of the running config; `false` if there is no such destination.
+async fn resume(admin: &Admin, name: &str) -> Result<bool, StoreError> {
+    if !admin.live.get().destinations.contains_key(name) {
+        return Ok(false);
+    }
+    admin.store.set_destination_paused(name, None).await?;
+    admin.delivery_wake.notify_one();
+    Ok(true)
+}
+
+async fn retry_delivery(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Response {
+    match retry(&admin, &id).await {
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such delivery"),
+        Ok(Some(d)) if d.status == DeliveryStatus::Delivered => {
             error(StatusCode::CONFLICT, "already delivered")
         }
-        Some(_) => {
-            let filter = DeliveryFilter {
-                id: Some(id),
-                ..Default::default()
-            };
-            match admin.store.requeue_deliveries(filter).await {
-                Ok(n) => {
-                    admin.delivery_wake.notify_one();
-                    json(StatusCode::ACCEPTED, &serde_json::json!({ "requeued": n }))
-                }
-                Err(e) => internal(e),
-            }
-        }
+        Ok(Some(_)) => json(StatusCode::ACCEPTED, &serde_json::json!({ "requeued": 1 })),
+        Err(e) => internal(e),
     }
 }
 
@@ -420,14 +440,9 @@ async fn list_destinations(State(admin): State<Arc<Admin>>) -> Response {
 }
 
 async fn resume_destination(State(admin): State<Arc<Admin>>, Path(name): Path<String>) -> Response {
-    if !admin.live.get().destinations.contains_key(&name) {
-        return error(StatusCode::NOT_FOUND, "no such destination");
-    }
-    match admin.store.set_destination_paused(&name, None).await {
-        Ok(()) => {
-            admin.delivery_wake.notify_one();
-            json(StatusCode::OK, &serde_json::json!({ "resumed": name }))
-        }
+    match resume(&admin, &name).await {
+        Ok(true) => json(StatusCode::OK, &serde_json::json!({ "resumed": name })),
+        Ok(false) => error(StatusCode::NOT_FOUND, "no such destination"),
         Err(e) => internal(e),
     }
 }

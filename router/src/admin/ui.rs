@@ -1,0 +1,637 @@
+//! The admin UI: HTML pages on `admin_listen` for people, beside the JSON API for scripts.
+//! Events with their headers, body, deliveries and attempts; dead letters and everything
+//! else by status; destinations; and the actions an operator takes from there (replay an
+//! event through its plugins, retry a delivery now, resume a paused destination).
+//!
+//! Sign-in takes the admin token once and sets a session cookie derived from it
+//! (HMAC-SHA256 of a fixed label under the token: changing the token ends every session);
+//! the cookie is `HttpOnly` and `SameSite=Strict`, and actions are `POST` forms that are
+//! refused when the browser says they come from another origin. Everything shown is
+//! escaped: event bodies and headers are whatever a provider sent. No scripts, no assets.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Form, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use super::{Admin, ListQuery, views};
+use crate::store::{DeliveryFilter, DeliveryStatus, EventFilter, Millis, StoreError};
+
+const COOKIE: &str = "hookyard_session";
+
+/// The UI's routes, under `/ui`.
+pub fn router(admin: Arc<Admin>) -> Router {
+    Router::new()
+        .route("/ui", get(|| async { Redirect::to("/ui/events") }))
+        .route("/ui/login", get(login_page).post(login))
+        .route("/ui/logout", post(logout))
+        .route("/ui/events", get(events_page))
+        .route("/ui/events/{id}", get(event_page))
+        .route("/ui/events/{id}/replay", post(replay_event))
+        .route("/ui/deliveries", get(deliveries_page))
+        .route("/ui/deliveries/{id}/retry", post(retry_delivery))
+        .route("/ui/destinations", get(destinations_page))
+        .route("/ui/destinations/{name}/resume", post(resume_destination))
+        .layer(middleware::from_fn_with_state(
+            admin.clone(),
+            require_session,
+        ))
+        .with_state(admin)
+}
+
+/// The session cookie's value for `token`.
+fn session_value(token: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(token.as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(b"hookyard admin ui session v1");
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+async fn require_session(
+    State(admin): State<Arc<Admin>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if path == "/ui/login" {
+        return next.run(request).await;
+    }
+    if let Some(token) = &admin.token {
+        let presented = cookie(request.headers(), COOKIE).unwrap_or_default();
+        let expected = session_value(token.expose());
+        if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+            return Redirect::to("/ui/login").into_response();
+        }
+    }
+    if request.method() == axum::http::Method::POST && cross_origin(request.headers()) {
+        return page_response(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "<p>This action came from another site and was refused.</p>",
+        );
+    }
+    next.run(request).await
+}
+
+/// Whether the browser says this request comes from a page of another origin.
+fn cross_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    origin != format!("http://{host}") && origin != format!("https://{host}")
+}
+
+/// Escapes text for HTML content and attribute values.
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A path segment or query value, percent-encoded.
+fn enc(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+fn time(ms: Millis) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d2330}\
+nav{background:#1d2330;padding:.6em 1em}nav a{color:#fff;margin-right:1.2em;text-decoration:none}\
+nav form{display:inline;float:right}main{padding:1em}table{border-collapse:collapse;width:100%}\
+td,th{border-bottom:1px solid #e3e6ec;padding:.35em .5em;text-align:left;vertical-align:top}\
+th{background:#f4f6f9}pre{background:#f4f6f9;padding:.8em;overflow:auto;max-height:40em}\
+.received,.pending,.retrying{color:#8a6100}.processed,.delivered{color:#17713a}\
+.failed,.dead{color:#b3261e}.tabs a{margin-right:1em}button{cursor:pointer}code{font-size:13px}";
+
+fn page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{} · Hookyard</title>\
+         <style>{STYLE}</style></head><body><nav><a href=\"/ui/events\">Events</a>\
+         <a href=\"/ui/deliveries?status=dead\">Dead letters</a><a href=\"/ui/deliveries\">Deliveries</a>\
+         <a href=\"/ui/destinations\">Destinations</a><form method=\"post\" action=\"/ui/logout\">\
+         <button>Sign out</button></form></nav><main><h1>{}</h1>{body}</main></body></html>",
+        esc(title),
+        esc(title)
+    ))
+}
+
+fn page_response(status: StatusCode, title: &str, body: &str) -> Response {
+    (status, page(title, body)).into_response()
+}
+
+fn failure(e: StoreError) -> Response {
+    tracing::error!(error = %e, "admin UI request failed");
+    page_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Error",
+        "<p>Internal error; see the router log.</p>",
+    )
+}
+
+async fn login_page() -> Html<String> {
+    login_form("")
+}
+
+fn login_form(message: &str) -> Html<String> {
+    page(
+        "Sign in",
+        &format!(
+            "{message}<form method=\"post\" action=\"/ui/login\"><p><label>Admin token \
+             <input type=\"password\" name=\"token\" autofocus size=\"40\"></label> \
+             <button>Sign in</button></p></form>"
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(State(admin): State<Arc<Admin>>, Form(form): Form<LoginForm>) -> Response {
+    let Some(token) = &admin.token else {
+        return Redirect::to("/ui/events").into_response();
+    };
+    if !bool::from(form.token.as_bytes().ct_eq(token.expose().as_bytes())) {
+        let mut resp = login_form("<p class=\"failed\">Wrong token.</p>").into_response();
+        *resp.status_mut() = StatusCode::UNAUTHORIZED;
+        return resp;
+    }
+    let cookie = format!(
+        "{COOKIE}={}; Path=/ui; HttpOnly; SameSite=Strict",
+        session_value(token.expose())
+    );
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/ui/events")).into_response()
+}
+
+async fn logout() -> Response {
+    let cookie = format!("{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0");
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/ui/login")).into_response()
+}
+
+/// Tabs linking `path` with each status (and "all").
+fn tabs(path: &str, statuses: &[&str], current: Option<&str>) -> String {
+    let mut out = String::from("<p class=\"tabs\">");
+    let all = if current.is_none() {
+        "<b>all</b>"
+    } else {
+        "all"
+    };
+    let _ = write!(out, "<a href=\"{path}\">{all}</a>");
+    for s in statuses {
+        let label = if current == Some(s) {
+            format!("<b>{s}</b>")
+        } else {
+            s.to_string()
+        };
+        let _ = write!(out, "<a href=\"{path}?status={s}\">{label}</a>");
+    }
+    out.push_str("</p>");
+    out
+}
+
+/// The link to the next (older) page of a listing, when there is one.
+fn older(path: &str, before: Option<i64>, status: Option<&str>) -> String {
+    let Some(before) = before else {
+        return String::new();
+    };
+    let status = status
+        .map(|s| format!("&status={}", enc(s)))
+        .unwrap_or_default();
+    format!("<p><a href=\"{path}?before={before}{status}\">Older →</a></p>")
+}
+
+async fn events_page(State(admin): State<Arc<Admin>>, Query(q): Query<ListQuery>) -> Response {
+    let filter = match q.event_filter() {
+        Ok(f) => EventFilter {
+            limit: q.limit.unwrap_or(50).clamp(1, 500),
+            ..f
+        },
+        Err(e) => {
+            return page_response(
+                StatusCode::BAD_REQUEST,
+                "Events",
+                &format!("<p>{}</p>", esc(&e)),
+            );
+        }
+    };
+    let limit = filter.limit;
+    let events = match admin.store.events(filter).await {
+        Ok(e) => e,
+        Err(e) => return failure(e),
+    };
+    let mut body = tabs(
+        "/ui/events",
+        &["received", "processed", "failed"],
+        q.status.as_deref(),
+    );
+    body.push_str(
+        "<table><tr><th>received</th><th>event</th><th>route</th><th>type</th><th>status</th>\
+         <th>note</th><th>plugins</th></tr>",
+    );
+    let page_of = views::Page::new(
+        events.into_iter().map(views::EventView::from).collect(),
+        limit,
+        |e| e.seq,
+    );
+    for e in &page_of.items {
+        let note = e
+            .error
+            .as_deref()
+            .or(e.dropped.as_deref().map(|d| d.trim()))
+            .unwrap_or("");
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td><a href=\"/ui/events/{}\"><code>{}</code></a></td><td>{}</td>\
+             <td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{} us</td></tr>",
+            time(e.received_at),
+            enc(&e.id),
+            esc(&e.id),
+            esc(&e.route),
+            esc(e.event_type.as_deref().unwrap_or("")),
+            esc(&e.status),
+            esc(&e.status),
+            esc(note),
+            e.run_us
+        );
+    }
+    body.push_str("</table>");
+    if page_of.items.is_empty() {
+        body.push_str("<p>No events.</p>");
+    }
+    body.push_str(&older(
+        "/ui/events",
+        page_of.next_before,
+        q.status.as_deref(),
+    ));
+    page("Events", &body).into_response()
+}
+
+async fn event_page(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Response {
+    let event = match admin.store.event(&id).await {
+        Ok(Some(e)) => e,
+        Ok(None) => return page_response(StatusCode::NOT_FOUND, "Event", "<p>No such event.</p>"),
+        Err(e) => return failure(e),
+    };
+    let deliveries = match admin
+        .store
+        .deliveries(DeliveryFilter {
+            event_id: Some(id.clone()),
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => return failure(e),
+    };
+    let mut with_attempts = Vec::with_capacity(deliveries.len());
+    for d in deliveries {
+        match admin.store.attempts(&d.new.id).await {
+            Ok(a) => with_attempts.push(views::DeliveryView::with_attempts(d, a)),
+            Err(e) => return failure(e),
+        }
+    }
+    let detail = views::EventDetail::new(event.seq, event, with_attempts);
+    let s = &detail.summary;
+    let mut body = format!(
+        "<table><tr><th>id</th><td><code>{}</code></td></tr><tr><th>route</th><td>{}</td></tr>\
+         <tr><th>received</th><td>{}</td></tr><tr><th>type</th><td>{}</td></tr>\
+         <tr><th>status</th><td class=\"{}\">{}</td></tr>",
+        esc(&s.id),
+        esc(&s.route),
+        time(s.received_at),
+        esc(s.event_type.as_deref().unwrap_or("")),
+        esc(&s.status),
+        esc(&s.status),
+    );
+    for (label, value) in [("error", &s.error), ("dropped", &s.dropped)] {
+        if let Some(v) = value {
+            let _ = write!(body, "<tr><th>{label}</th><td>{}</td></tr>", esc(v));
+        }
+    }
+    let _ = write!(
+        body,
+        "<tr><th>plugins</th><td>{} us, {} fuel</td></tr><tr><th>duplicates</th><td>{}</td></tr></table>\
+         <form method=\"post\" action=\"/ui/events/{}/replay\"><p><button>Replay through the plugins</button> \
+         (the plugins loaded now run on the stored event; new outputs become new deliveries)</p></form>",
+        s.run_us,
+        s.fuel,
+        s.duplicates,
+        enc(&s.id)
+    );
+    body.push_str("<h2>Headers</h2><table>");
+    for (name, value) in &detail.headers {
+        let _ = write!(
+            body,
+            "<tr><th>{}</th><td>{}</td></tr>",
+            esc(name),
+            esc(value)
+        );
+    }
+    body.push_str("</table><h2>Body</h2>");
+    body.push_str(&body_block(
+        detail.body.as_deref(),
+        detail.body_base64.as_deref(),
+        s.body_size,
+    ));
+    body.push_str("<h2>Deliveries</h2>");
+    if detail.deliveries.is_empty() {
+        body.push_str("<p>None.</p>");
+    }
+    for d in &detail.deliveries {
+        body.push_str(&delivery_block(d));
+    }
+    page("Event", &body).into_response()
+}
+
+/// Most body text a page shows.
+const SHOWN: usize = 64 * 1024;
+
+fn body_block(text: Option<&str>, base64: Option<&str>, size: u64) -> String {
+    match (text, base64) {
+        (Some(text), _) => {
+            let pretty = serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or_else(|| text.to_string());
+            let mut end = pretty.len().min(SHOWN);
+            while !pretty.is_char_boundary(end) {
+                end -= 1;
+            }
+            let more = if end < pretty.len() {
+                format!("<p>(first {SHOWN} bytes of {size})</p>")
+            } else {
+                String::new()
+            };
+            format!("<pre>{}</pre>{more}", esc(&pretty[..end]))
+        }
+        (None, Some(_)) => {
+            format!("<p>{size} bytes of binary data (the JSON API has it in base64).</p>")
+        }
+        (None, None) => "<p>Empty.</p>".to_string(),
+    }
+}
+
+fn delivery_block(d: &views::DeliveryView) -> String {
+    let mut out = format!(
+        "<h3>{} <span class=\"{}\">{}</span></h3><p><code>{}</code> · {} attempt(s)",
+        esc(&d.destination),
+        esc(&d.status),
+        esc(&d.status),
+        esc(&d.id),
+        d.attempts
+    );
+    if let Some(next) = d.next_attempt_at {
+        let _ = write!(out, " · next at {}", time(next));
+    }
+    if let Some(e) = &d.last_error {
+        let _ = write!(out, " · {}", esc(e));
+    }
+    out.push_str("</p>");
+    if d.status != DeliveryStatus::Delivered.as_str() {
+        let _ = write!(
+            out,
+            "<form method=\"post\" action=\"/ui/deliveries/{}/retry\"><button>Retry now</button></form>",
+            enc(&d.id)
+        );
+    }
+    if let Some(attempts) = &d.attempt_log
+        && !attempts.is_empty()
+    {
+        out.push_str(
+            "<table><tr><th>#</th><th>started</th><th>status</th><th>latency</th><th>error</th></tr>",
+        );
+        for a in attempts {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} ms</td><td>{}</td></tr>",
+                a.number,
+                time(a.started_at),
+                a.status_code.map(|c| c.to_string()).unwrap_or_default(),
+                a.latency_ms,
+                esc(a.error.as_deref().unwrap_or(""))
+            );
+        }
+        out.push_str("</table>");
+    }
+    out
+}
+
+async fn deliveries_page(State(admin): State<Arc<Admin>>, Query(q): Query<ListQuery>) -> Response {
+    let filter = match q.delivery_filter() {
+        Ok(f) => DeliveryFilter {
+            limit: Some(q.limit.unwrap_or(50).clamp(1, 500)),
+            ..f
+        },
+        Err(e) => {
+            return page_response(
+                StatusCode::BAD_REQUEST,
+                "Deliveries",
+                &format!("<p>{}</p>", esc(&e)),
+            );
+        }
+    };
+    let limit = filter.limit.unwrap_or(50);
+    let deliveries = match admin.store.deliveries(filter).await {
+        Ok(d) => d,
+        Err(e) => return failure(e),
+    };
+    let title = if q.status.as_deref() == Some("dead") {
+        "Dead letters"
+    } else {
+        "Deliveries"
+    };
+    let mut body = tabs(
+        "/ui/deliveries",
+        &["pending", "retrying", "delivered", "dead"],
+        q.status.as_deref(),
+    );
+    body.push_str(
+        "<table><tr><th>created</th><th>delivery</th><th>event</th><th>destination</th>\
+         <th>status</th><th>attempts</th><th>last error</th><th></th></tr>",
+    );
+    let page_of = views::Page::new(
+        deliveries
+            .into_iter()
+            .map(views::DeliveryView::from)
+            .collect(),
+        limit,
+        |d| d.seq,
+    );
+    for d in &page_of.items {
+        let retry = if d.status == DeliveryStatus::Delivered.as_str() {
+            String::new()
+        } else {
+            format!(
+                "<form method=\"post\" action=\"/ui/deliveries/{}/retry\"><button>Retry now</button></form>",
+                enc(&d.id)
+            )
+        };
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td><code>{}</code></td><td><a href=\"/ui/events/{}\"><code>{}</code></a></td>\
+             <td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{retry}</td></tr>",
+            time(d.created_at),
+            esc(&d.id),
+            enc(&d.event_id),
+            esc(&d.event_id),
+            esc(&d.destination),
+            esc(&d.status),
+            esc(&d.status),
+            d.attempts,
+            esc(d.last_error.as_deref().unwrap_or("")),
+        );
+    }
+    body.push_str("</table>");
+    if page_of.items.is_empty() {
+        body.push_str("<p>No deliveries.</p>");
+    }
+    body.push_str(&older(
+        "/ui/deliveries",
+        page_of.next_before,
+        q.status.as_deref(),
+    ));
+    page(title, &body).into_response()
+}
+
+async fn destinations_page(State(admin): State<Arc<Admin>>) -> Response {
+    let paused = match admin.store.paused_destinations().await {
+        Ok(p) => p,
+        Err(e) => return failure(e),
+    };
+    let snapshot = admin.live.get();
+    let mut names: Vec<&String> = snapshot.destinations.keys().collect();
+    names.sort();
+    let mut body = String::from("<table><tr><th>destination</th><th>state</th><th></th></tr>");
+    for name in names {
+        match paused.iter().find(|(n, _)| n == name) {
+            Some((_, reason)) => {
+                let _ = write!(
+                    body,
+                    "<tr><td>{}</td><td class=\"dead\">paused: {}</td><td><form method=\"post\" \
+                     action=\"/ui/destinations/{}/resume\"><button>Resume</button></form></td></tr>",
+                    esc(name),
+                    esc(reason),
+                    enc(name)
+                );
+            }
+            None => {
+                let _ = write!(
+                    body,
+                    "<tr><td>{}</td><td class=\"delivered\">active</td><td></td></tr>",
+                    esc(name)
+                );
+            }
+        }
+    }
+    body.push_str("</table>");
+    page("Destinations", &body).into_response()
+}
+
+async fn replay_event(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Response {
+    match admin
+        .store
+        .replay_events(EventFilter::default(), Some(vec![id.clone()]))
+        .await
+    {
+        Ok(0) => page_response(StatusCode::NOT_FOUND, "Event", "<p>No such event.</p>"),
+        Ok(_) => Redirect::to(&format!("/ui/events/{}", enc(&id))).into_response(),
+        Err(e) => failure(e),
+    }
+}
+
+async fn retry_delivery(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Response {
+    match super::retry(&admin, &id).await {
+        Ok(Some(d)) => {
+            Redirect::to(&format!("/ui/events/{}", enc(&d.new.event_id))).into_response()
+        }
+        Ok(None) => page_response(
+            StatusCode::NOT_FOUND,
+            "Delivery",
+            "<p>No such delivery.</p>",
+        ),
+        Err(e) => failure(e),
+    }
+}
+
+async fn resume_destination(State(admin): State<Arc<Admin>>, Path(name): Path<String>) -> Response {
+    match super::resume(&admin, &name).await {
+        Ok(true) => Redirect::to("/ui/destinations").into_response(),
+        Ok(false) => page_response(
+            StatusCode::NOT_FOUND,
+            "Destination",
+            "<p>No such destination.</p>",
+        ),
+        Err(e) => failure(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn everything_shown_is_escaped() {
+        assert_eq!(
+            esc(r#"<script>alert("x")</script> & 'y'"#),
+            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
+        );
+    }
+
+    #[test]
+    fn the_session_follows_the_token() {
+        assert_eq!(session_value("a-token"), session_value("a-token"));
+        assert_ne!(session_value("a-token"), session_value("another-token"));
+        assert_eq!(session_value("a-token").len(), 64);
+    }
+
+    #[test]
+    fn only_a_foreign_origin_is_cross_origin() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "127.0.0.1:8081".parse().unwrap());
+        assert!(
+            !cross_origin(&h),
+            "no Origin header: a form post from an old browser or curl"
+        );
+        h.insert(header::ORIGIN, "http://127.0.0.1:8081".parse().unwrap());
+        assert!(!cross_origin(&h));
+        h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+        assert!(cross_origin(&h));
+    }
+}
