@@ -176,3 +176,51 @@ async fn sslmode_require_connects_over_tls_and_verifies_the_server_certificate()
         .to_string();
     assert!(err.contains("sslrootcert needs sslmode=require"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_claimed_by_a_node_that_dies_is_taken_over_by_another() {
+    let cluster = PgCluster::start().expect("PostgreSQL starts");
+    let url = cluster.new_database().await;
+    let receiver = Receiver::start().await;
+    let config = format!(
+        r#"{}
+[runtime]
+event_lease = "1s"
+
+[plugins.slow]
+path = "{}"
+timeout = "10s"
+
+[destinations.sink]
+url = "{}"
+
+[[routes]]
+name = "in"
+verify = {{ scheme = "none" }}
+steps = ["slow"]
+to = ["sink"]
+"#,
+        SERVER.replace("sqlite://data/hookyard.db", &url),
+        plugin("misbehave-sync").display(),
+        receiver.url("/")
+    );
+    let mut a = Router::start(&config).expect("router a starts");
+    let b = Router::start(&config).expect("router b starts");
+    let (status, text) = post(&a, "in", &[], br#"{"mode":"slow","ms":3000,"n":1}"#).await;
+    assert_eq!(status, 202, "{text}");
+    let id = serde_json::from_str::<serde_json::Value>(&text).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Node a is in the middle of the plugin (3 s) when it dies.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.kill();
+    // Node b claims the event once a's lease has run out, and delivers it.
+    let got = receiver.wait_for(1, Duration::from_secs(30)).await;
+    assert_eq!(got[0].json()["n"], 1);
+    let (status, event) = admin(&b, "GET", &format!("/admin/events/{id}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(event["status"], "processed", "{event}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received().len(), 1, "delivered once");
+}

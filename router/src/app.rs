@@ -366,6 +366,7 @@ pub async fn run(
         concurrency,
         metrics.clone(),
         plugin_runtime.handle().clone(),
+        config.runtime.event_lease.0,
     );
     let dispatching = tokio::spawn(dispatcher.run(dispatch_rx, shutdown.clone()));
     let worker = DeliveryWorker::new(store.clone(), live.clone(), wake.clone(), metrics.clone());
@@ -399,6 +400,7 @@ pub async fn run(
         trusted_proxies: config.server.trusted_proxies.iter().map(|c| c.0).collect(),
         shutdown: shutdown.clone(),
         metrics,
+        event_lease: config.runtime.event_lease.0,
     });
     tracing::info!(
         listen = %listener.local_addr()?,

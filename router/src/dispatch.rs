@@ -22,8 +22,6 @@ use crate::shutdown::Shutdown;
 use crate::store::{EventOutcome, NewDelivery, NewEvent, RunRecord, Store, new_id};
 use crate::telemetry::Metrics;
 
-/// How long a claimed event stays ours before another worker may take it.
-pub const EVENT_LEASE: Duration = Duration::from_secs(60);
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// The runtime plugin chains run on: one worker per event processed at once, so a plugin
@@ -44,11 +42,13 @@ pub struct Dispatcher {
     concurrency: usize,
     metrics: Arc<Metrics>,
     plugins: tokio::runtime::Handle,
+    event_lease: Duration,
 }
 
 impl Dispatcher {
     /// A dispatcher running up to `concurrency` events at once on `plugins` (see
-    /// [`plugin_runtime`]); it notifies `delivery_wake` whenever it stores deliveries.
+    /// [`plugin_runtime`]), claiming events it sweeps from the store for `event_lease`; it
+    /// notifies `delivery_wake` whenever it stores deliveries.
     pub fn new(
         store: Arc<dyn Store>,
         live: Arc<Live>,
@@ -56,6 +56,7 @@ impl Dispatcher {
         concurrency: usize,
         metrics: Arc<Metrics>,
         plugins: tokio::runtime::Handle,
+        event_lease: Duration,
     ) -> Self {
         Dispatcher {
             store,
@@ -64,6 +65,7 @@ impl Dispatcher {
             concurrency: concurrency.max(1),
             metrics,
             plugins,
+            event_lease,
         }
     }
 
@@ -80,7 +82,7 @@ impl Dispatcher {
                     Some(ev) => vec![ev],
                     None => break,
                 },
-                _ = sweep.tick() => match self.store.claim_events(EVENT_LEASE, 256).await {
+                _ = sweep.tick() => match self.store.claim_events(self.event_lease, 256).await {
                     Ok(events) => events.into_iter().map(|e| e.event).collect(),
                     Err(e) => {
                         tracing::error!(error = %e, "cannot claim events");

@@ -43,6 +43,8 @@ pub struct Ingress {
     pub shutdown: Shutdown,
     /// Request counters.
     pub metrics: Arc<Metrics>,
+    /// How long a new event stays claimed by this node (`runtime.event_lease`).
+    pub event_lease: Duration,
 }
 
 /// The TCP peer of a connection, attached to each of its requests.
@@ -216,11 +218,7 @@ async fn handle_hook(
     };
     match ingress
         .store
-        .append_event(
-            event.clone(),
-            crate::dispatch::EVENT_LEASE,
-            route.dedup.window,
-        )
+        .append_event(event.clone(), ingress.event_lease, route.dedup.window)
         .await
     {
         Ok(Appended::Stored) => {

@@ -5,7 +5,8 @@
 //! 2 MiB, `"fetch"` fetches the body's `url`, `"route"` outputs `payload` with the body's
 //! `method` and `path`, `"email"` outputs the body's `email` object as an email, `"print"`
 //! writes to stdout and stderr and echoes, `"alloc"` runs the SDK allocator through every
-//! pattern it handles and reports what it checked; anything else is echoed back unchanged.
+//! pattern it handles and reports what it checked, `"slow"` keeps busy for the body's `ms`
+//! milliseconds and echoes; anything else is echoed back unchanged.
 //!
 //! `"once"` passes the event on only the first time its `key` is seen (`kv.set-if-absent`)
 //! and drops it after. The `fetch` and `once` modes (feature `io`, on by default) make the
@@ -66,6 +67,14 @@ fn handle(event: Event) -> Result<Vec<Output>> {
             Ok(vec![Output::bytes(response.body, "application/json")])
         }
         Some("alloc") => Ok(vec![Output::json(&allocations())?]),
+        Some("slow") => {
+            let ms = doc["ms"].as_u64().unwrap_or(0);
+            let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            Ok(vec![Output::bytes(event.body, "application/json")])
+        }
         Some("print") => {
             println!("misbehave prints to stdout");
             eprintln!("misbehave prints to stderr");

@@ -240,6 +240,13 @@ impl Config {
                 )));
             }
         }
+        if self.runtime.event_lease.0 < std::time::Duration::from_secs(1) {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: find_line(text, "event_lease"),
+                message: "runtime.event_lease must be at least 1s".into(),
+            });
+        }
         if let Some(admin) = self.server.admin_listen {
             let line = find_line(text, "admin_listen");
             if self.server.admin_token.is_none() && !self.server.admin_without_token {

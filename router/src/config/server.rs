@@ -80,11 +80,30 @@ pub struct StoreConfig {
 }
 
 /// `[runtime]`: the plugin engine.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
     /// Where compiled plugins are cached; default `$XDG_CACHE_HOME/hookyard` or `~/.cache/hookyard`.
     pub cache_dir: Option<PathBuf>,
     /// How many events run through plugins at once; default: the number of CPUs.
     pub concurrency: Option<usize>,
+    /// How long an event being run through its plugins stays claimed by the node that took
+    /// it; if that node dies, another takes the event over once this has passed. Keep it
+    /// well above the plugins' timeouts added up. Default `60s`, at least `1s`.
+    #[serde(default = "default_event_lease")]
+    pub event_lease: Dur,
+}
+
+fn default_event_lease() -> Dur {
+    Dur(std::time::Duration::from_secs(60))
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            cache_dir: None,
+            concurrency: None,
+            event_lease: default_event_lease(),
+        }
+    }
 }
