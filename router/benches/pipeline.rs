@@ -7,7 +7,9 @@
 //! 2. `enrich` doing one `http.fetch` to a local server per event, against the same GET made
 //!    natively with the same client;
 //! 3. journal appends per second through the SQLite store with 1 and 64 concurrent writers,
-//!    against raw one-row-per-transaction fsync'd inserts measured in the same run.
+//!    against raw one-row-per-transaction fsync'd inserts measured in the same run; then the
+//!    same through the PostgreSQL store on a server the bench starts (skipped with a note
+//!    when PostgreSQL is not installed).
 //!
 //! A word after `--` runs only the rows whose label contains it (`filter`, `enrich`,
 //! `durable`). Run `scripts/build-plugins.sh` first (it builds `plugins/dist/*.wasm`).
@@ -21,6 +23,7 @@ use hookyard::pipeline::Plugin;
 use hookyard::pipeline::bindings::Event;
 use hookyard::pipeline::engine::{PoolLimits, WasmEngine};
 use hookyard::pipeline::host::{Capabilities, Fetcher};
+use hookyard::store::postgres::PostgresStore;
 use hookyard::store::sqlite::SqliteStore;
 use hookyard::store::{NewEvent, Store, new_id, now_ms};
 
@@ -70,6 +73,7 @@ fn main() {
     }
     if wanted("durable") {
         journal(&push);
+        journal_postgres(&push);
     }
 }
 
@@ -328,37 +332,95 @@ fn journal(body: &[u8]) {
     for writers in [1usize, 64] {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).expect("store"));
-        let per_writer = if writers == 1 { 400 } else { 150 };
-        let started = Instant::now();
-        rt.block_on(async {
-            let mut tasks = Vec::new();
-            for _ in 0..writers {
-                let store = store.clone();
-                let body = body.to_vec();
-                tasks.push(tokio::spawn(async move {
-                    for _ in 0..per_writer {
-                        store
-                            .append_event(
-                                event(&body),
-                                Duration::from_secs(60),
-                                Duration::from_secs(86400),
-                            )
-                            .await
-                            .expect("append");
-                    }
-                }));
-            }
-            for t in tasks {
-                t.await.expect("writer");
-            }
-        });
-        let rate = (writers * per_writer) as f64 / started.elapsed().as_secs_f64();
+        let rate = rt.block_on(appends_per_second(store, writers, body));
         println!(
             "| durable appends/s, {writers} concurrent writer(s), 7.8 KB event | {rate:.0}/s | one fsync'd transaction per row {raw:.0}/s | {:.1}x |",
             rate / raw
         );
     }
 }
+
+/// Appends from `writers` concurrent tasks (400 events from one, 150 each from many), per
+/// second of wall time.
+async fn appends_per_second<S: Store>(store: Arc<S>, writers: usize, body: &[u8]) -> f64 {
+    let per_writer = if writers == 1 { 400 } else { 150 };
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..writers {
+        let store = store.clone();
+        let body = body.to_vec();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_writer {
+                store
+                    .append_event(
+                        event(&body),
+                        Duration::from_secs(60),
+                        Duration::from_secs(86400),
+                    )
+                    .await
+                    .expect("append");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    (writers * per_writer) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The same appends through the PostgreSQL store, on a server started for the bench, against
+/// one row per committed transaction on one connection to the same server.
+fn journal_postgres(body: &[u8]) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let cluster = match pg::PgCluster::start() {
+        Ok(c) => c,
+        Err(e) => {
+            println!("(PostgreSQL rows skipped: {e:#})");
+            return;
+        }
+    };
+    let raw = rt.block_on(async {
+        let url = cluster.new_database().await;
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(conn);
+        client
+            .batch_execute("CREATE TABLE t (id TEXT, body BYTEA)")
+            .await
+            .expect("table");
+        let started = Instant::now();
+        let mut n = 0u64;
+        while started.elapsed() < Duration::from_secs(2) {
+            client
+                .execute("INSERT INTO t VALUES ($1, $2)", &[&new_id("evt"), &body])
+                .await
+                .expect("insert");
+            n += 1;
+        }
+        n as f64 / started.elapsed().as_secs_f64()
+    });
+    for writers in [1usize, 64] {
+        let rate = rt.block_on(async {
+            let store = PostgresStore::open(&cluster.new_database().await)
+                .await
+                .expect("store");
+            appends_per_second(Arc::new(store), writers, body).await
+        });
+        println!(
+            "| durable appends/s on PostgreSQL, {writers} concurrent writer(s), 7.8 KB event | {rate:.0}/s | one committed transaction per row, same server {raw:.0}/s | {:.1}x |",
+            rate / raw
+        );
+    }
+}
+
+/// A PostgreSQL server for the bench, the same helper the tests use.
+#[path = "../../tests/support/postgres.rs"]
+#[allow(dead_code)]
+mod pg;
 
 /// The floor group commit is measured against: one row per transaction, fsync'd.
 fn raw_fsync_inserts(body: &[u8], run_for: Duration) -> f64 {

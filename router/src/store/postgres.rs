@@ -8,8 +8,9 @@
 //! leaves leases that simply run out, and another node takes the work. Unlike the embedded
 //! store, opening does not release leases: they may belong to a node that is still running.
 //!
-//! Check-then-write operations that must not race across nodes (dedup on append, kv
-//! increments) take a transaction-scoped advisory lock on their key.
+//! Check-then-write operations that must not race across nodes are single statements
+//! (`INSERT ... ON CONFLICT` for dedup on append and `set-if-absent`) or take a
+//! transaction-scoped advisory lock on their key (kv increments).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +104,11 @@ CREATE INDEX deliveries_ordering ON deliveries(destination, ordering_key, seq)
 CREATE INDEX deliveries_due ON deliveries(next_attempt_at)
     WHERE status IN ('pending', 'retrying');
 CREATE INDEX deliveries_event ON deliveries(event_id);
+CREATE TABLE dedup (
+    key          TEXT PRIMARY KEY,
+    event_id     TEXT NOT NULL,
+    received_at  BIGINT NOT NULL
+);
 CREATE TABLE kv (
     plugin      TEXT NOT NULL,
     key         TEXT NOT NULL,
@@ -436,48 +442,70 @@ impl Store for PostgresStore {
         lease: Duration,
         dedup_window: Duration,
     ) -> Result<Appended, StoreError> {
-        let mut conn = self.pool.get().await?;
-        let tx = conn.transaction().await?;
-        if let Some(key) = &event.dedup_key {
-            // Serializes appends of one dedup key across nodes, so only one is stored.
-            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[key])
-                .await?;
-            let since = event.received_at - dedup_window.as_millis() as Millis;
-            let original = tx
-                .query_opt(
-                    "SELECT id FROM events WHERE dedup_key = $1 AND received_at >= $2
-                     ORDER BY seq LIMIT 1",
-                    &[key, &since],
-                )
-                .await?;
-            if let Some(row) = original {
-                let original: String = row.get(0);
-                tx.execute(
-                    "UPDATE events SET duplicates = duplicates + 1 WHERE id = $1",
-                    &[&original],
-                )
-                .await?;
-                tx.commit().await?;
-                return Ok(Appended::Duplicate { original });
-            }
+        let conn = self.pool.get().await?;
+        let headers = headers_to_json(&event.headers);
+        let lease_until = lease_end(lease);
+        let Some(key) = &event.dedup_key else {
+            conn.execute(
+                "INSERT INTO events (id, route, received_at, headers, body, event_type, status, lease_until)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'received', $7)",
+                &[
+                    &event.id,
+                    &event.route,
+                    &event.received_at,
+                    &headers,
+                    &event.body,
+                    &event.event_type,
+                    &lease_until,
+                ],
+            )
+            .await?;
+            return Ok(Appended::Stored);
+        };
+        // One statement, one round trip: claim the key (new, or its window has passed) and
+        // store the event only if the claim succeeded. ON CONFLICT waits for a concurrent
+        // claim of the same key and re-checks, so across nodes exactly one is stored.
+        let since = event.received_at - dedup_window.as_millis() as Millis;
+        let stored: i64 = conn
+            .query_one(
+                "WITH claim AS (
+                    INSERT INTO dedup (key, event_id, received_at) VALUES ($7, $1, $3)
+                    ON CONFLICT (key) DO UPDATE SET event_id = excluded.event_id, received_at = excluded.received_at
+                        WHERE dedup.received_at < $9
+                    RETURNING 1
+                 ), stored AS (
+                    INSERT INTO events (id, route, received_at, headers, body, event_type, dedup_key, status, lease_until)
+                    SELECT $1, $2, $3, $4, $5, $6, $7, 'received', $8 WHERE EXISTS (SELECT 1 FROM claim)
+                    RETURNING 1
+                 )
+                 SELECT COUNT(*) FROM stored",
+                &[
+                    &event.id,
+                    &event.route,
+                    &event.received_at,
+                    &headers,
+                    &event.body,
+                    &event.event_type,
+                    key,
+                    &lease_until,
+                    &since,
+                ],
+            )
+            .await?
+            .get(0);
+        if stored == 1 {
+            return Ok(Appended::Stored);
         }
-        tx.execute(
-            "INSERT INTO events (id, route, received_at, headers, body, event_type, dedup_key, status, lease_until)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'received', $8)",
-            &[
-                &event.id,
-                &event.route,
-                &event.received_at,
-                &headers_to_json(&event.headers),
-                &event.body,
-                &event.event_type,
-                &event.dedup_key,
-                &lease_end(lease),
-            ],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Appended::Stored)
+        let original = conn
+            .query_opt(
+                "UPDATE events SET duplicates = duplicates + 1
+                 WHERE id = (SELECT event_id FROM dedup WHERE key = $1) RETURNING id",
+                &[key],
+            )
+            .await?
+            .map(|r| r.get::<_, String>(0))
+            .ok_or_else(|| StoreError::Corrupt(format!("dedup key {key:?} names no event")))?;
+        Ok(Appended::Duplicate { original })
     }
 
     async fn claim_events(
