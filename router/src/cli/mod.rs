@@ -102,10 +102,25 @@ pub fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, `outer: inner`, leaving out a cause the message already quotes
+/// (many errors here say what went wrong and also carry it as their source).
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let cause = cause.to_string();
+        if text.is_empty() {
+            text = cause;
+        } else if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
 }
 
 fn init_tracing() {
@@ -282,4 +297,22 @@ fn send(
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod describe_tests {
+    use super::describe;
+
+    #[test]
+    fn a_cause_already_quoted_is_not_repeated() {
+        let inner = std::io::Error::other("connection refused");
+        let quoted = anyhow::Error::new(inner).context("store: connection refused");
+        assert_eq!(describe(&quoted), "store: connection refused");
+        let plain = anyhow::Error::new(std::io::Error::other("connection refused"))
+            .context("cannot open the store");
+        assert_eq!(
+            describe(&plain),
+            "cannot open the store: connection refused"
+        );
+    }
 }
