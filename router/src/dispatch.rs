@@ -136,10 +136,10 @@ pub async fn process(store: &dyn Store, routes: &Routes, metrics: &Metrics, even
     let id = event.id.clone();
     let route_name = event.route.clone();
     let mut run = RunRecord::default();
-    let outcome = match routes.get(&event.route) {
-        None => EventOutcome::Failed(format!("route {:?} is no longer configured", event.route)),
+    let outcome = match routes.get(&route_name) {
+        None => EventOutcome::Failed(format!("route {route_name:?} is no longer configured")),
         Some(route) => {
-            let chain = pipeline::run_chain(&route.steps, &to_wit(&event)).await;
+            let chain = pipeline::run_chain(&route.steps, &into_wit(event)).await;
             run = RunRecord {
                 elapsed_us: chain.stats.elapsed_us,
                 fuel: chain.stats.fuel,
@@ -148,7 +148,7 @@ pub async fn process(store: &dyn Store, routes: &Routes, metrics: &Metrics, even
             match chain
                 .result
                 .map_err(|e| e.to_string())
-                .and_then(|outputs| deliveries_for(route, &event.id, outputs))
+                .and_then(|outputs| deliveries_for(route, &id, outputs))
             {
                 Ok(deliveries) => EventOutcome::Processed(deliveries),
                 Err(message) => EventOutcome::Failed(message),
@@ -193,14 +193,15 @@ fn ordering_key(body: &[u8], pointer: &str) -> Option<String> {
     }
 }
 
-fn to_wit(event: &NewEvent) -> Event {
+/// The event as plugins see it; the body and headers move, not copy.
+fn into_wit(event: NewEvent) -> Event {
     Event {
-        id: event.id.clone(),
-        route: event.route.clone(),
+        id: event.id,
+        route: event.route,
         received_at: event.received_at.max(0) as u64,
-        headers: event.headers.clone(),
-        body: event.body.clone(),
-        event_type: event.event_type.clone(),
+        headers: event.headers,
+        body: event.body,
+        event_type: event.event_type,
     }
 }
 

@@ -429,26 +429,37 @@ async fn run_steps(
     event: &Event,
     stats: &mut RunStats,
 ) -> Result<Vec<Routed>, StepError> {
-    let content_type = header(&event.headers, "content-type").map(str::to_string);
-    let mut current = vec![Routed {
-        output: Output {
-            body: event.body.clone(),
-            headers: Vec::new(),
-            content_type,
+    if steps.is_empty() {
+        let content_type = header(&event.headers, "content-type").map(str::to_string);
+        return Ok(vec![Routed {
+            output: Output {
+                body: event.body.clone(),
+                headers: Vec::new(),
+                content_type,
+                destination: None,
+                method: None,
+                path: None,
+            },
             destination: None,
-            method: None,
-            path: None,
-        },
-        destination: None,
-    }];
+        }]);
+    }
+    // The first step sees the event itself (no copy); each later step sees each output of
+    // the step before, routed where it was routed so far.
+    let mut current: Vec<Routed> = Vec::new();
     for (i, step) in steps.iter().enumerate() {
+        let inputs: Vec<(std::borrow::Cow<'_, Event>, Option<String>)> = if i == 0 {
+            vec![(std::borrow::Cow::Borrowed(event), None)]
+        } else {
+            current
+                .drain(..)
+                .map(|item| {
+                    let input = next_input(event, &item.output);
+                    (std::borrow::Cow::Owned(input), item.destination)
+                })
+                .collect()
+        };
         let mut next = Vec::new();
-        for item in current {
-            let input = if i == 0 {
-                event.clone()
-            } else {
-                next_input(event, &item.output)
-            };
+        for (input, routed_to) in inputs {
             let run = step.handle(&input).await?;
             stats.elapsed_us += run.elapsed.as_micros() as u64;
             stats.fuel = stats.fuel.saturating_add(run.fuel);
@@ -461,10 +472,7 @@ async fn run_steps(
                     .map(|(level, line)| (format!("{} {}", step.name(), level_name(level)), line)),
             );
             for output in run.outputs {
-                let destination = output
-                    .destination
-                    .clone()
-                    .or_else(|| item.destination.clone());
+                let destination = output.destination.clone().or_else(|| routed_to.clone());
                 next.push(Routed {
                     output,
                     destination,
