@@ -358,14 +358,14 @@ pub async fn run(
     let (dispatch_tx, dispatch_rx) = mpsc::channel(1024);
     let wake = Arc::new(Notify::new());
     let metrics = Arc::new(crate::telemetry::Metrics::default());
-    let plugin_runtime = crate::dispatch::plugin_runtime(concurrency)?;
+    let plugin_runtime = crate::dispatch::PluginRuntime::start(concurrency)?;
     let dispatcher = Dispatcher::new(
         store.clone(),
         live.clone(),
         wake.clone(),
         concurrency,
         metrics.clone(),
-        plugin_runtime.handle().clone(),
+        plugin_runtime.handle(),
         config.runtime.event_lease.0,
     );
     let dispatching = tokio::spawn(dispatcher.run(dispatch_rx, shutdown.clone()));
@@ -423,8 +423,8 @@ pub async fn run(
         let _ = admin.await;
     }
     let _ = reloading.await;
-    // Every chain has finished (the dispatcher waits for them); nothing is left to block on.
-    plugin_runtime.shutdown_background();
+    // Every chain has finished (the dispatcher waits for them).
+    drop(plugin_runtime);
     tracing::info!("hookyard stopped");
     Ok(())
 }

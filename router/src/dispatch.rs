@@ -4,7 +4,7 @@
 //! Events arrive from ingress over a channel (the fast path) and, for anything that path
 //! missed (a full channel, a restart, a lease that lapsed), from the store every second.
 //!
-//! Chains run on their own runtime (see [`plugin_runtime`]): a plugin that imports nothing
+//! Chains run on their own runtime (see [`PluginRuntime`]): a plugin that imports nothing
 //! that waits is called synchronously and may hold its thread for up to its `timeout`, and
 //! that must never be a thread that accepts webhooks or makes deliveries.
 
@@ -26,12 +26,37 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// The runtime plugin chains run on: one worker per event processed at once, so a plugin
 /// running to its timeout never delays ingress, the admin API or deliveries.
-pub fn plugin_runtime(concurrency: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(concurrency.max(1))
-        .thread_name("hookyard-plugins")
-        .enable_all()
-        .build()
+pub struct PluginRuntime(Option<tokio::runtime::Runtime>);
+
+impl PluginRuntime {
+    /// Starts `concurrency` worker threads named `hookyard-plugins`.
+    pub fn start(concurrency: usize) -> std::io::Result<PluginRuntime> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(concurrency.max(1))
+            .thread_name("hookyard-plugins")
+            .enable_all()
+            .build()?;
+        Ok(PluginRuntime(Some(runtime)))
+    }
+
+    /// Where to spawn chains.
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        match &self.0 {
+            Some(rt) => rt.handle().clone(),
+            None => unreachable!("the runtime is only taken on drop"),
+        }
+    }
+}
+
+impl Drop for PluginRuntime {
+    fn drop(&mut self) {
+        // Dropped from async code (the router's future ends or is cancelled): a plain drop
+        // would block on the workers, which Tokio forbids there. Chains still running are
+        // abandoned; their events' leases lapse and they run again.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// Runs events through plugins and records their deliveries.
@@ -47,7 +72,7 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// A dispatcher running up to `concurrency` events at once on `plugins` (see
-    /// [`plugin_runtime`]), claiming events it sweeps from the store for `event_lease`; it
+    /// [`PluginRuntime`]), claiming events it sweeps from the store for `event_lease`; it
     /// notifies `delivery_wake` whenever it stores deliveries.
     pub fn new(
         store: Arc<dyn Store>,
