@@ -86,7 +86,10 @@ verify = {{ scheme = "none" }}
 steps = ["only"]
 to = ["sink"]
 "#,
-        SERVER.replace("sqlite://data/hookyard.db", &url),
+        SERVER.replace(
+            "url = \"sqlite://data/hookyard.db\"",
+            &format!("url = \"{url}\"\nmax_connections = 4"),
+        ),
         plugin("filter").display(),
         receiver.url("/")
     );

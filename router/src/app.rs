@@ -342,7 +342,13 @@ pub async fn run(
     let listener = listeners.hooks;
     let store: Arc<dyn Store> = match config.store_location() {
         Some(StoreLocation::Sqlite(path)) => Arc::new(SqliteStore::open(&path)?),
-        Some(StoreLocation::Postgres(url)) => Arc::new(PostgresStore::open(&url).await?),
+        Some(StoreLocation::Postgres(url)) => {
+            let connections = config
+                .store
+                .max_connections
+                .unwrap_or(crate::store::postgres::DEFAULT_CONNECTIONS);
+            Arc::new(PostgresStore::open_with(&url, connections).await?)
+        }
         None => {
             return Err(StoreError::Database(
                 "store.url must start with sqlite:// or postgres://".to_string(),

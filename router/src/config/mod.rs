@@ -285,6 +285,21 @@ impl Config {
                 message: "store.url: sqlite:// needs a file path".to_string(),
             });
         }
+        if let Some(n) = self.store.max_connections {
+            let fail = |message: &str| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: find_line(text, "max_connections"),
+                message: message.to_string(),
+            };
+            if !matches!(self.store_location(), Some(StoreLocation::Postgres(_))) {
+                return Err(fail(
+                    "store.max_connections applies to a postgres:// store only",
+                ));
+            }
+            if n == 0 {
+                return Err(fail("store.max_connections must be at least 1"));
+            }
+        }
         if self.store_location().is_none() {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -376,6 +391,43 @@ url = "sqlite://data/hookyard.db"
         assert_eq!(
             c.sqlite_path().unwrap(),
             PathBuf::from("./data/hookyard.db")
+        );
+    }
+
+    #[test]
+    fn store_urls_name_their_backend_and_pool_settings_fit_it() {
+        let pg = MINIMAL.replace(
+            "sqlite://data/hookyard.db",
+            "postgres://hookyard@db.internal:5432/hookyard",
+        );
+        let c = parse(&format!("{pg}max_connections = 4\n")).unwrap();
+        assert_eq!(
+            c.store_location(),
+            Some(StoreLocation::Postgres(
+                "postgres://hookyard@db.internal:5432/hookyard".into()
+            ))
+        );
+        assert_eq!(c.store.max_connections, Some(4));
+        let err = parse(&format!("{MINIMAL}max_connections = 4\n"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "router.toml:6: store.max_connections applies to a postgres:// store only"
+        );
+        let err = parse(&MINIMAL.replace("sqlite://data/hookyard.db", "mysql://x"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("store.url must start with sqlite:// or postgres://"),
+            "{err}"
+        );
+        let err = parse(&format!("{MINIMAL}[runtime]\nevent_lease = \"100ms\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "router.toml:7: runtime.event_lease must be at least 1s"
         );
     }
 

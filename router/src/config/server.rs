@@ -77,6 +77,8 @@ pub struct StoreConfig {
     /// `sqlite://path/to/file.db` (relative to the config file), or
     /// `postgres://user:password@host:port/database` for several nodes sharing the work.
     pub url: Secret,
+    /// PostgreSQL only: most connections this node opens (default 16).
+    pub max_connections: Option<usize>,
 }
 
 /// `[runtime]`: the plugin engine.

@@ -134,6 +134,9 @@ CREATE TABLE attempts (
 CREATE INDEX attempts_delivery ON attempts(delivery_id);
 "#;
 
+/// Connections per node unless `store.max_connections` says otherwise.
+pub const DEFAULT_CONNECTIONS: usize = 16;
+
 /// The schema version this build writes (in `hookyard_schema`).
 const SCHEMA_VERSION: i32 = 1;
 
@@ -146,6 +149,11 @@ impl PostgresStore {
     /// private CA). Without it the connection is plain, as on a trusted network or a Unix
     /// socket.
     pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        PostgresStore::open_with(url, DEFAULT_CONNECTIONS).await
+    }
+
+    /// [`PostgresStore::open`] with at most `max_connections` connections.
+    pub async fn open_with(url: &str, max_connections: usize) -> Result<PostgresStore, StoreError> {
         let (config, tls) = connect_config(url)?;
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
@@ -155,7 +163,7 @@ impl PostgresStore {
             None => Manager::from_config(config, NoTls, manager_config),
         };
         let pool = Pool::builder(manager)
-            .max_size(16)
+            .max_size(max_connections.max(1))
             .build()
             .map_err(|e| StoreError::Database(format!("cannot build the connection pool: {e}")))?;
         let store = PostgresStore { pool };
