@@ -456,7 +456,7 @@ impl bindings::KvHost for HostState {
             .kv
             .get(&self.caps.plugin, &key)
             .await
-            .map_err(|e| wasmtime::Error::msg(format!("kv store unavailable: {e}")))
+            .map_err(kv_unavailable)
     }
 
     async fn set(
@@ -474,7 +474,7 @@ impl bindings::KvHost for HostState {
             .set(&self.caps.plugin, &key, value, expires_at)
             .await
             .map(Ok)
-            .map_err(|e| wasmtime::Error::msg(format!("kv store unavailable: {e}")))
+            .map_err(kv_unavailable)
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
@@ -482,7 +482,7 @@ impl bindings::KvHost for HostState {
             .kv
             .delete(&self.caps.plugin, &key)
             .await
-            .map_err(|e| wasmtime::Error::msg(format!("kv store unavailable: {e}")))
+            .map_err(kv_unavailable)
     }
 
     async fn increment(
@@ -504,7 +504,7 @@ impl bindings::KvHost for HostState {
             Ok(None) => Ok(Err(format!(
                 "kv key {key:?} does not hold an integer, or adding {delta} overflows"
             ))),
-            Err(e) => Err(wasmtime::Error::msg(format!("kv store unavailable: {e}"))),
+            Err(e) => Err(kv_unavailable(e)),
         }
     }
 
@@ -522,8 +522,14 @@ impl bindings::KvHost for HostState {
             .set_if_absent(&self.caps.plugin, &key, value, expiry(ttl_ms))
             .await
             .map(Ok)
-            .map_err(|e| wasmtime::Error::msg(format!("kv store unavailable: {e}")))
+            .map_err(kv_unavailable)
     }
+}
+
+/// A store failure behind `kv` ends the event's run (a trap), rather than handing the
+/// plugin an answer it would take for the truth.
+fn kv_unavailable(e: String) -> wasmtime::Error {
+    wasmtime::Error::msg(format!("kv store unavailable: {e}"))
 }
 
 fn check_kv_key(key: &str) -> Result<(), String> {

@@ -134,6 +134,9 @@ CREATE TABLE attempts (
 CREATE INDEX attempts_delivery ON attempts(delivery_id);
 "#;
 
+/// A plugin's kv value ($1 plugin, $2 key), unless it expired before $3.
+const KV_LIVE_VALUE: &str = "SELECT value FROM kv WHERE plugin = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $3)";
+
 /// Connections per node unless `store.max_connections` says otherwise.
 pub const DEFAULT_CONNECTIONS: usize = 16;
 
@@ -886,10 +889,7 @@ impl Store for PostgresStore {
     async fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let conn = self.pool.get().await?;
         Ok(conn
-            .query_opt(
-                "SELECT value FROM kv WHERE plugin = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $3)",
-                &[&plugin, &key, &now_ms()],
-            )
+            .query_opt(KV_LIVE_VALUE, &[&plugin, &key, &now_ms()])
             .await?
             .map(|r| r.get(0)))
     }
@@ -944,10 +944,7 @@ impl Store for PostgresStore {
         )
         .await?;
         let live: Option<Vec<u8>> = tx
-            .query_opt(
-                "SELECT value FROM kv WHERE plugin = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $3)",
-                &[&plugin, &key, &now_ms()],
-            )
+            .query_opt(KV_LIVE_VALUE, &[&plugin, &key, &now_ms()])
             .await?
             .map(|r| r.get(0));
         let sum = match live {

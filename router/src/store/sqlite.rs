@@ -20,6 +20,9 @@ use tokio::sync::oneshot;
 
 use super::*;
 
+/// A plugin's kv value (?1 plugin, ?2 key), unless it expired before ?3.
+const KV_LIVE_VALUE: &str = "SELECT value FROM kv WHERE plugin = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)";
+
 /// Most jobs committed in one transaction.
 pub const MAX_BATCH: usize = 1024;
 
@@ -689,9 +692,7 @@ impl Store for SqliteStore {
         let (plugin, key) = (plugin.to_string(), key.to_string());
         self.read(move |conn| {
             Ok(conn
-                .prepare_cached(
-                    "SELECT value FROM kv WHERE plugin = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
-                )?
+                .prepare_cached(KV_LIVE_VALUE)?
                 .query_row(params![plugin, key, now_ms()], |r| r.get(0))
                 .optional()?)
         })
@@ -746,7 +747,7 @@ impl Store for SqliteStore {
             let now = now_ms();
             let live: Option<Vec<u8>> = conn
                 .prepare_cached(
-                    "SELECT value FROM kv WHERE plugin = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
+                    KV_LIVE_VALUE,
                 )?
                 .query_row(params![plugin, key, now], |r| r.get(0))
                 .optional()?;
