@@ -149,3 +149,60 @@ async fn sigterm_stops_the_router_cleanly() {
         router.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finished_events_past_the_retention_are_pruned_and_events_still_due_are_kept() {
+    let sink = Receiver::start().await;
+    let stuck = Receiver::start().await;
+    stuck.always(500);
+    let config = format!(
+        r#"{}
+[destinations.sink]
+url = "{}"
+
+[destinations.stuck]
+url = "{}"
+retry = {{ schedule = ["1h"] }}
+
+[[routes]]
+name = "ok"
+verify = {{ scheme = "none" }}
+to = ["sink"]
+
+[[routes]]
+name = "slow"
+verify = {{ scheme = "none" }}
+to = ["stuck"]
+"#,
+        SERVER.replace(
+            "url = \"sqlite://data/hookyard.db\"",
+            "url = \"sqlite://data/hookyard.db\"\nretention = \"2s\""
+        ),
+        sink.url("/"),
+        stuck.url("/")
+    );
+    let router = Router::start(&config).expect("router starts");
+    for route in ["ok", "ok", "slow"] {
+        assert_eq!(post(&router, route, &[], b"{}").await.0, 202);
+    }
+    sink.wait_for(2, Duration::from_secs(20)).await;
+    stuck.wait_for(1, Duration::from_secs(20)).await;
+    eventually(
+        "the delivered events are pruned",
+        Duration::from_secs(20),
+        || router.count("SELECT COUNT(*) FROM events") == 1,
+    )
+    .await;
+    assert_eq!(
+        router.count("SELECT COUNT(*) FROM events WHERE route = 'slow'"),
+        1,
+        "an event with a delivery still due is kept"
+    );
+    assert_eq!(router.count("SELECT COUNT(*) FROM deliveries"), 1);
+    assert_eq!(
+        router.count("SELECT COUNT(*) FROM attempts"),
+        1,
+        "only the stuck one's attempt"
+    );
+    assert!(router.log().contains("pruned old events"));
+}

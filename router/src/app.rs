@@ -396,6 +396,10 @@ pub async fn run(
             shutdown.clone(),
         ))
     });
+    let pruning = config
+        .store
+        .retention
+        .map(|retention| tokio::spawn(prune_forever(store.clone(), retention.0, shutdown.clone())));
     let reload_store = store.clone();
     let ingress = Arc::new(Ingress {
         live: live.clone(),
@@ -429,10 +433,48 @@ pub async fn run(
         let _ = admin.await;
     }
     let _ = reloading.await;
+    if let Some(pruning) = pruning {
+        let _ = pruning.await;
+    }
     // Every chain has finished (the dispatcher waits for them).
     drop(plugin_runtime);
     tracing::info!("hookyard stopped");
     Ok(())
+}
+
+/// Most events one prune deletes; a backlog is worked off in rounds of this size.
+const PRUNE_BATCH: usize = 1000;
+
+/// Deletes finished events older than `retention` (`store.retention`): at start-up, then
+/// every minute, or twice per retention period when that is shorter.
+async fn prune_forever(store: Arc<dyn Store>, retention: Duration, mut shutdown: Shutdown) {
+    let every = (retention / 2).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait() => return,
+        }
+        let before = crate::store::now_ms() - retention.as_millis() as crate::store::Millis;
+        let mut pruned = 0;
+        loop {
+            match store.prune(before, PRUNE_BATCH).await {
+                Ok(n) => {
+                    pruned += n;
+                    if n < PRUNE_BATCH || shutdown.is_fired() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot prune old events");
+                    break;
+                }
+            }
+        }
+        if pruned > 0 {
+            tracing::info!(events = pruned, retention = ?retention, "pruned old events");
+        }
+    }
 }
 
 /// Accepts HTTP/1.1 connections until shutdown, then drains them for up to [`GRACE`].

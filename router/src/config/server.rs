@@ -79,6 +79,10 @@ pub struct StoreConfig {
     pub url: Secret,
     /// PostgreSQL only: most connections this node opens (default 16).
     pub max_connections: Option<usize>,
+    /// Finished events older than this are deleted with their deliveries and attempts
+    /// (dead letters included); events with deliveries still due are kept. Default: keep
+    /// everything.
+    pub retention: Option<Dur>,
 }
 
 /// `[runtime]`: the plugin engine.

@@ -84,6 +84,8 @@ where
     let (s, _g) = open().await;
     concurrent_kv_increments_and_claims_never_collide(s).await;
     let (s, _g) = open().await;
+    pruning_removes_only_old_finished_events_with_their_deliveries(&s).await;
+    let (s, _g) = open().await;
     run_costs_and_drop_reasons_are_kept(&s).await;
     let (s, _g) = open().await;
     concurrent_appends_all_land(s).await;
@@ -698,6 +700,76 @@ async fn concurrent_kv_increments_and_claims_never_collide<S: Store>(s: S) {
         "every increment counted once"
     );
     assert_eq!(winners, 1, "exactly one claim wins");
+}
+
+async fn pruning_removes_only_old_finished_events_with_their_deliveries<S: Store>(s: &S) {
+    let day = 86_400_000;
+    let old = |id: &str| NewEvent {
+        received_at: now_ms() - 10 * day,
+        ..sample_event(id, Some(id))
+    };
+    for ev in [
+        old("evt_done"),
+        old("evt_dead"),
+        old("evt_due"),
+        old("evt_waiting"),
+        sample_event("evt_new", None),
+    ] {
+        s.append_event(ev, NONE, WINDOW).await.unwrap();
+    }
+    let finish = |id: &'static str, deliveries: Vec<NewDelivery>| async move {
+        s.finish_event(
+            id,
+            EventOutcome::Processed(deliveries),
+            RunRecord::default(),
+        )
+        .await
+        .unwrap();
+    };
+    finish("evt_done", vec![delivery("dlv_done", "evt_done")]).await;
+    finish("evt_dead", vec![delivery("dlv_dead", "evt_dead")]).await;
+    finish("evt_due", vec![delivery("dlv_due", "evt_due")]).await;
+    finish("evt_new", vec![]).await;
+    s.record_attempt(
+        attempt("dlv_done", 1, Some(200), None),
+        AttemptOutcome::Delivered,
+    )
+    .await
+    .unwrap();
+    s.record_attempt(
+        attempt("dlv_dead", 1, Some(400), Some("HTTP 400")),
+        AttemptOutcome::Dead("HTTP 400".into()),
+    )
+    .await
+    .unwrap();
+
+    let cut = now_ms() - day;
+    assert_eq!(s.prune(cut, 1).await.unwrap(), 1, "the limit holds");
+    assert_eq!(s.prune(cut, 100).await.unwrap(), 1);
+    assert_eq!(
+        s.prune(cut, 100).await.unwrap(),
+        0,
+        "nothing else is prunable"
+    );
+    for gone in ["evt_done", "evt_dead"] {
+        assert!(s.event(gone).await.unwrap().is_none(), "{gone} was pruned");
+    }
+    for kept in ["evt_due", "evt_waiting", "evt_new"] {
+        assert!(s.event(kept).await.unwrap().is_some(), "{kept} is kept");
+    }
+    assert!(s.delivery("dlv_done").await.unwrap().is_none());
+    assert!(s.attempts("dlv_done").await.unwrap().is_empty());
+    assert!(
+        s.delivery("dlv_due").await.unwrap().is_some(),
+        "a due delivery stays"
+    );
+    // A pruned event's dedup key no longer blocks a new event.
+    assert_eq!(
+        s.append_event(sample_event("evt_again", Some("evt_done")), NONE, WINDOW)
+            .await
+            .unwrap(),
+        Appended::Stored
+    );
 }
 
 async fn run_costs_and_drop_reasons_are_kept<S: Store>(s: &S) {

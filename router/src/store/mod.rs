@@ -42,6 +42,13 @@ fn lease_end(lease: Duration) -> Millis {
     now_ms() + lease.as_millis() as Millis
 }
 
+/// Events [`Store::prune`] may delete (`e` is the event, `?1` the cut-off time): finished,
+/// and none of their deliveries still due.
+const PRUNABLE: &str = "e.received_at < ?1 AND e.status IN ('processed', 'failed')
+    AND NOT EXISTS (SELECT 1 FROM deliveries d
+                    WHERE d.event_id = e.id AND d.status IN ('pending', 'retrying'))
+    ORDER BY e.seq";
+
 /// The columns every backend reads an event from, in this order.
 const EVENT_COLUMNS: &str = "id, route, received_at, headers, body, event_type, dedup_key, status, error, seq, duplicates, run_us, run_fuel, dropped";
 
@@ -456,6 +463,11 @@ pub trait Store: Send + Sync + 'static {
         delta: i64,
         expires_at: Option<Millis>,
     ) -> Result<Option<i64>, StoreError>;
+
+    /// Deletes up to `limit` finished events received before `before` (processed or failed,
+    /// with no delivery still pending or retrying), with their deliveries and attempts.
+    /// Returns how many events it deleted.
+    async fn prune(&self, before: Millis, limit: usize) -> Result<usize, StoreError>;
 
     /// Stores a plugin's kv value only if the key is absent or expired; whether it did.
     async fn kv_set_if_absent(

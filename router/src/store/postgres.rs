@@ -858,6 +858,38 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn prune(&self, before: Millis, limit: usize) -> Result<usize, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let tx = conn.transaction().await?;
+        let ids: Vec<String> = tx
+            .query(
+                &format!(
+                    "SELECT id FROM events e WHERE {}
+                     LIMIT $2 FOR UPDATE SKIP LOCKED",
+                    PRUNABLE.replace("?1", "$1")
+                ),
+                &[&before, &(limit as i64)],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        tx.execute(
+            "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = ANY($1))",
+            &[&ids],
+        )
+        .await?;
+        tx.execute("DELETE FROM deliveries WHERE event_id = ANY($1)", &[&ids])
+            .await?;
+        tx.execute("DELETE FROM events WHERE id = ANY($1)", &[&ids])
+            .await?;
+        // Dedup claims older than the cut name events that may be gone.
+        tx.execute("DELETE FROM dedup WHERE received_at < $1", &[&before])
+            .await?;
+        tx.commit().await?;
+        Ok(ids.len())
+    }
+
     async fn paused_destinations(&self) -> Result<Vec<(String, String)>, StoreError> {
         let conn = self.pool.get().await?;
         Ok(conn

@@ -807,6 +807,27 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn prune(&self, before: Millis, limit: usize) -> Result<usize, StoreError> {
+        self.write(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!("SELECT id FROM events e WHERE {PRUNABLE} LIMIT ?2"))?;
+            let ids: Vec<String> = collect(&mut stmt, params![before, limit as i64], |row| {
+                Ok(row.get(0)?)
+            })?;
+            let mut attempts = conn.prepare_cached(
+                "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = ?1)",
+            )?;
+            let mut deliveries = conn.prepare_cached("DELETE FROM deliveries WHERE event_id = ?1")?;
+            let mut events = conn.prepare_cached("DELETE FROM events WHERE id = ?1")?;
+            for id in &ids {
+                attempts.execute([id])?;
+                deliveries.execute([id])?;
+                events.execute([id])?;
+            }
+            Ok(ids.len())
+        })
+        .await
+    }
+
     async fn paused_destinations(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.read(|conn| {
             let mut stmt =
