@@ -352,6 +352,22 @@ async fn the_admin_ui_signs_in_with_the_token_and_shows_an_event_with_its_delive
     let (status, html, _) = browser.get("/ui/events").await;
     assert_eq!(status, 200);
     assert!(html.contains(&id) && html.contains("processed"), "{html}");
+    let page = reqwest::Client::new()
+        .get(format!("{}/ui/events", router.admin_base()))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        page.headers()["cache-control"],
+        "no-store",
+        "pages show webhook bodies"
+    );
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
     let (status, html, _) = browser.get(&format!("/ui/events/{id}")).await;
     assert_eq!(status, 200);
     assert!(

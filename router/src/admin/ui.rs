@@ -67,11 +67,33 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+/// Headers on every page: nothing cached (pages show webhook bodies), no framing, no
+/// scripts or outside resources, forms only to this origin, no referrer leaving it.
+const PAGE_HEADERS: [(header::HeaderName, &str); 4] = [
+    (header::CACHE_CONTROL, "no-store"),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+    ),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "no-referrer"),
+];
+
 async fn require_session(
     State(admin): State<Arc<Admin>>,
     request: Request,
     next: Next,
 ) -> Response {
+    let mut response = check_session(&admin, request, next).await;
+    for (name, value) in PAGE_HEADERS {
+        response
+            .headers_mut()
+            .insert(name, header::HeaderValue::from_static(value));
+    }
+    response
+}
+
+async fn check_session(admin: &Admin, request: Request, next: Next) -> Response {
     let path = request.uri().path();
     if path == "/ui/login" {
         return next.run(request).await;
