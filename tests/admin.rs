@@ -368,6 +368,18 @@ async fn the_admin_ui_signs_in_with_the_token_and_shows_an_event_with_its_delive
         csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"),
         "{csp}"
     );
+    let (status, _, location) = browser.get(&format!("/ui/find?id={id}")).await;
+    assert_eq!((status, location), (303, Some(format!("/ui/events/{id}"))));
+    let delivery: String = router
+        .db()
+        .query_row("SELECT id FROM deliveries", [], |r| r.get(0))
+        .unwrap();
+    let (status, _, location) = browser.get(&format!("/ui/find?id={delivery}")).await;
+    assert_eq!(
+        (status, location),
+        (303, Some(format!("/ui/events/{id}"))),
+        "by a delivery id"
+    );
     let (status, html, _) = browser.get(&format!("/ui/events/{id}")).await;
     assert_eq!(status, 200);
     assert!(

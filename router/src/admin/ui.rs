@@ -34,6 +34,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/ui", get(|| async { Redirect::to("/ui/events") }))
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
+        .route("/ui/find", get(find))
         .route("/ui/events", get(events_page))
         .route("/ui/events/{id}", get(event_page))
         .route("/ui/events/{id}/replay", post(replay_event))
@@ -259,6 +260,31 @@ fn older(path: &str, before: Option<i64>, status: Option<&str>) -> String {
     format!("<p><a href=\"{path}?before={before}{status}\">Older →</a></p>")
 }
 
+#[derive(Deserialize)]
+struct FindQuery {
+    id: String,
+}
+
+/// Goes to an event by its id, or by the id of one of its deliveries (as a log line or a
+/// receiver's `hookyard-delivery-id` header shows it).
+async fn find(State(admin): State<Arc<Admin>>, Query(q): Query<FindQuery>) -> Response {
+    let id = q.id.trim();
+    if id.starts_with("dlv_") {
+        return match admin.store.delivery(id).await {
+            Ok(Some(d)) => {
+                Redirect::to(&format!("/ui/events/{}", enc(&d.new.event_id))).into_response()
+            }
+            Ok(None) => page_response(
+                StatusCode::NOT_FOUND,
+                "Delivery",
+                "<p>No such delivery.</p>",
+            ),
+            Err(e) => failure(e),
+        };
+    }
+    Redirect::to(&format!("/ui/events/{}", enc(id))).into_response()
+}
+
 async fn events_page(State(admin): State<Arc<Admin>>, Query(q): Query<ListQuery>) -> Response {
     let filter = match q.event_filter() {
         Ok(f) => EventFilter {
@@ -278,11 +304,15 @@ async fn events_page(State(admin): State<Arc<Admin>>, Query(q): Query<ListQuery>
         Ok(e) => e,
         Err(e) => return failure(e),
     };
-    let mut body = tabs(
+    let mut body = String::from(
+        "<form method=\"get\" action=\"/ui/find\"><p><input name=\"id\" size=\"40\" \
+         placeholder=\"evt_... or dlv_...\"> <button>Find</button></p></form>",
+    );
+    body.push_str(&tabs(
         "/ui/events",
         &["received", "processed", "failed"],
         q.status.as_deref(),
-    );
+    ));
     body.push_str(
         "<table><tr><th>received</th><th>event</th><th>route</th><th>type</th><th>status</th>\
          <th>note</th><th>plugins</th></tr>",
