@@ -270,17 +270,7 @@ struct FindQuery {
 async fn find(State(admin): State<Arc<Admin>>, Query(q): Query<FindQuery>) -> Response {
     let id = q.id.trim();
     if id.starts_with("dlv_") {
-        return match admin.store.delivery(id).await {
-            Ok(Some(d)) => {
-                Redirect::to(&format!("/ui/events/{}", enc(&d.new.event_id))).into_response()
-            }
-            Ok(None) => page_response(
-                StatusCode::NOT_FOUND,
-                "Delivery",
-                "<p>No such delivery.</p>",
-            ),
-            Err(e) => failure(e),
-        };
+        return event_page_of(admin.store.delivery(id).await);
     }
     Redirect::to(&format!("/ui/events/{}", enc(id))).into_response()
 }
@@ -629,7 +619,12 @@ async fn replay_event(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -
 }
 
 async fn retry_delivery(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Response {
-    match super::retry(&admin, &id).await {
+    event_page_of(super::retry(&admin, &id).await)
+}
+
+/// Off to the page of the event a delivery belongs to (or why not).
+fn event_page_of(found: Result<Option<crate::store::Delivery>, StoreError>) -> Response {
+    match found {
         Ok(Some(d)) => {
             Redirect::to(&format!("/ui/events/{}", enc(&d.new.event_id))).into_response()
         }
