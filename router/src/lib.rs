@@ -17,7 +17,7 @@
 //! - [`delivery`]: claims due jobs, attempts them, retries with backoff, dead letters.
 //! - [`egress`]: the SSRF rules every outbound connection obeys.
 //! - [`reload`]: hot reload of routes, plugins and destinations.
-//! - [`admin`]: the admin API: inspect, retry, replay, resume.
+//! - [`admin`]: the admin API and UI: inspect, retry, replay, resume.
 //! - [`app`]: wiring all of the above from a config; [`shutdown`]: the stop signal.
 //! - [`telemetry`]: counters scraped from `GET /admin/metrics`.
 //! - [`cli`]: the `hookyard` command line.
@@ -40,3 +40,19 @@ pub mod telemetry;
 pub mod verify;
 
 pub use app::run;
+
+/// An error and its causes as one line, `outer: inner: ...`, leaving out a cause the text so
+/// far already quotes (many errors here say what went wrong and also carry it as their
+/// source, and some libraries repeat their cause in their own message).
+pub fn describe_error(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -108,19 +108,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes, `outer: inner`, leaving out a cause the message already quotes
-/// (many errors here say what went wrong and also carry it as their source).
+/// The error and its causes, each once (see [`crate::describe_error`]).
 fn describe(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in e.chain() {
-        let cause = cause.to_string();
-        if text.is_empty() {
-            text = cause;
-        } else if !text.contains(&cause) {
-            text = format!("{text}: {cause}");
-        }
-    }
-    text
+    crate::describe_error(e.as_ref())
 }
 
 fn init_tracing() {

@@ -31,23 +31,9 @@ pub struct PostgresStore {
     pool: Pool,
 }
 
-/// An error and its causes, `outer: inner: ...` (a TLS failure says why the handshake failed).
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
-}
-
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        StoreError::Database(with_causes(&e))
+        StoreError::Database(crate::describe_error(&e))
     }
 }
 
@@ -55,7 +41,7 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         StoreError::Database(format!(
             "cannot get a database connection: {}",
-            with_causes(&e)
+            crate::describe_error(&e)
         ))
     }
 }
