@@ -393,6 +393,10 @@ async fn the_admin_ui_signs_in_with_the_token_and_shows_an_event_with_its_delive
     let (status, html, _) = browser.get("/ui/destinations").await;
     assert_eq!(status, 200);
     assert!(html.contains("chat") && html.contains("active"));
+    assert!(
+        html.contains("<th>due now</th>") && html.contains("Events waiting for their plugins"),
+        "the backlog per destination and route: {html}"
+    );
 
     // Replaying from the page runs the plugins again: a second delivery arrives.
     let (status, location) = browser

@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod backlog;
 mod capabilities;
 mod cli;
 mod delivery;

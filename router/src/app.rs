@@ -1,8 +1,7 @@
-//! Wiring: builds routes, plugins, destinations and the store from a [`Config`], then
-//! serves until shutdown. Nothing here binds sockets or reads signals: callers pass a bound
+//! Wiring: opens the store, builds what is in force ([`crate::live`]) from a [`Config`],
+//! starts the stages, then serves until shutdown. Nothing here binds sockets or reads signals: callers pass a bound
 //! listener and a [`Shutdown`], so tests can run the whole router on port 0.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,304 +9,31 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::admin::Admin;
-use crate::config::StoreLocation;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, StoreLocation};
 use crate::delivery::DeliveryWorker;
-use crate::delivery::destination::Destination;
-use crate::delivery::http::DestinationError;
 use crate::dispatch::Dispatcher;
-use crate::egress::EgressPolicy;
 use crate::ingress::{self, Ingress};
-use crate::pipeline::engine::{EngineError, PoolLimits, WasmEngine};
-use crate::pipeline::host::{Capabilities, Fetcher, PluginKv};
-use crate::pipeline::{LoadError, Plugin};
-use crate::reload::{Live, Snapshot};
+use crate::live::{BuildError, Live, Snapshot};
 use crate::shutdown::Shutdown;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
-use crate::verify::{BadSecret, Verifier};
 
 /// Why the router could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// `router.toml` is invalid.
+    /// The config, a plugin, a route or a destination could not be built.
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Build(#[from] BuildError),
     /// The store could not be opened.
     #[error("store: {0}")]
     Store(#[from] StoreError),
-    /// The wasm engine could not start.
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    /// A plugin could not be loaded.
-    #[error(transparent)]
-    Plugin(#[from] LoadError),
-    /// A route's verification secret is unusable.
-    #[error("route {route:?}: {source}")]
-    Verify {
-        /// The route.
-        route: String,
-        /// What is wrong with the secret.
-        source: BadSecret,
-    },
-    /// A destination is unusable.
-    #[error(transparent)]
-    Destination(#[from] DestinationError),
     /// The listener failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// A route ready to serve.
-pub struct Route {
-    /// `POST /hooks/<name>`.
-    pub name: String,
-    /// How requests are authenticated.
-    pub verifier: Verifier,
-    /// Plugins in order.
-    pub steps: Vec<Arc<Plugin>>,
-    /// Default destinations.
-    pub to: Vec<String>,
-    /// Every configured destination and its ordering key pointer, to check outputs that
-    /// name their own destination and to key ordered deliveries.
-    pub destinations: Arc<HashMap<String, Option<String>>>,
-    /// Where the provider's delivery id is, and how long it is remembered.
-    pub dedup: Dedup,
-    /// Client networks allowed to post, if restricted.
-    pub allow_ips: Option<Vec<ipnet::IpNet>>,
-}
-
-/// How a route finds the provider's delivery id beyond what its scheme knows.
-#[derive(Debug, Clone)]
-pub struct Dedup {
-    /// A header holding it.
-    pub header: Option<http::HeaderName>,
-    /// A JSON pointer into the body holding it.
-    pub pointer: Option<String>,
-    /// How long a delivery id is remembered.
-    pub window: Duration,
-}
-
-impl Dedup {
-    /// The default window: a week, longer than any provider's retry schedule.
-    pub const DEFAULT_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
-
-    /// The configured delivery id of a request, if the route configures one and it is there.
-    pub fn delivery_id(&self, headers: &http::HeaderMap, body: &[u8]) -> Option<String> {
-        let from_header = self
-            .header
-            .as_ref()
-            .and_then(|h| headers.get(h))
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let from_body = || {
-            let pointer = self.pointer.as_ref()?;
-            let doc: serde_json::Value = serde_json::from_slice(body).ok()?;
-            match doc.pointer(pointer)? {
-                serde_json::Value::String(s) => Some(s.clone()),
-                serde_json::Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            }
-        };
-        from_header
-            .or_else(from_body)
-            .filter(|id| !id.is_empty() && id.len() <= 256)
-    }
-}
-
-/// Routes by name.
-pub type Routes = HashMap<String, Arc<Route>>;
-
-/// Plugins by name, and the engine that runs them (kept alive with them).
-pub struct LoadedPlugins {
-    /// The engine; dropping it stops the epoch ticker.
-    pub engine: Arc<WasmEngine>,
-    /// Each `[plugins.<name>]`.
-    pub plugins: HashMap<String, Arc<Plugin>>,
-}
-
-/// Compiles (or loads from cache) and type-checks every plugin in the config.
-pub fn load_plugins(
-    config: &Config,
-    kv: Arc<dyn PluginKv>,
-    fetcher: Fetcher,
-) -> Result<LoadedPlugins, StartError> {
-    let concurrency = concurrency(config);
-    let max_memory = config
-        .plugins
-        .values()
-        .map(|p| p.memory.0)
-        .max()
-        .unwrap_or(0);
-    let limits = PoolLimits {
-        instances: (concurrency * 4 + 8) as u32,
-        max_memory,
-    };
-    let engine = Arc::new(WasmEngine::new(limits, config.cache_dir())?);
-    let mut plugins = HashMap::new();
-    for (name, pc) in &config.plugins {
-        let caps = Arc::new(Capabilities {
-            plugin: name.as_str().into(),
-            config: pc.config.to_string().into(),
-            secrets: pc
-                .secrets
-                .iter()
-                .map(|(k, v)| (k.clone(), v.expose().to_string()))
-                .collect(),
-            allow_http: pc.allow_http.clone(),
-            http_timeout: pc.http_timeout.0,
-            http_max_response: pc.http_max_response.0 as usize,
-            fetcher: fetcher.clone(),
-            kv: kv.clone(),
-            capture_logs: false,
-        });
-        let plugin = Plugin::load(&engine, &config.resolve(&pc.path), pc, caps)?;
-        plugins.insert(name.clone(), Arc::new(plugin));
-    }
-    Ok(LoadedPlugins { engine, plugins })
-}
-
-/// Runs every plugin's `validate` export: a plugin that refuses its config stops start-up,
-/// `hookyard check` and reloads.
-pub async fn validate_plugins(plugins: &LoadedPlugins) -> Result<(), StartError> {
-    let mut names: Vec<&String> = plugins.plugins.keys().collect();
-    names.sort();
-    for name in names {
-        plugins.plugins[name].validate().await?;
-    }
-    Ok(())
-}
-
-/// Plugins' kv namespaces, kept in the router's store.
-pub struct StoreKv(pub Arc<dyn Store>);
-
-#[async_trait::async_trait]
-impl PluginKv for StoreKv {
-    async fn get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
-        self.0.kv_get(plugin, key).await.map_err(|e| e.to_string())
-    }
-    async fn set(
-        &self,
-        plugin: &str,
-        key: &str,
-        value: Vec<u8>,
-        expires_at: Option<crate::store::Millis>,
-    ) -> Result<(), String> {
-        self.0
-            .kv_set(plugin, key, value, expires_at)
-            .await
-            .map_err(|e| e.to_string())
-    }
-    async fn delete(&self, plugin: &str, key: &str) -> Result<(), String> {
-        self.0
-            .kv_delete(plugin, key)
-            .await
-            .map_err(|e| e.to_string())
-    }
-    async fn increment(
-        &self,
-        plugin: &str,
-        key: &str,
-        delta: i64,
-        expires_at: Option<crate::store::Millis>,
-    ) -> Result<Option<i64>, String> {
-        self.0
-            .kv_increment(plugin, key, delta, expires_at)
-            .await
-            .map_err(|e| e.to_string())
-    }
-    async fn set_if_absent(
-        &self,
-        plugin: &str,
-        key: &str,
-        value: Vec<u8>,
-        expires_at: Option<crate::store::Millis>,
-    ) -> Result<bool, String> {
-        self.0
-            .kv_set_if_absent(plugin, key, value, expires_at)
-            .await
-            .map_err(|e| e.to_string())
-    }
-}
-
-/// Builds every route: its verifier and its chain of loaded plugins.
-pub fn build_routes(config: &Config, plugins: &LoadedPlugins) -> Result<Routes, StartError> {
-    let known: Arc<HashMap<String, Option<String>>> = Arc::new(
-        config
-            .destinations
-            .iter()
-            .map(|(name, d)| (name.clone(), d.ordering.as_ref().map(|o| o.key.clone())))
-            .collect(),
-    );
-    let mut routes = Routes::new();
-    for rc in &config.routes {
-        let name = rc.name.get_ref().clone();
-        let verifier = Verifier::from_config(&rc.verify).map_err(|source| StartError::Verify {
-            route: name.clone(),
-            source,
-        })?;
-        // Config::check has already proven every step names a plugin.
-        let steps = rc
-            .steps
-            .iter()
-            .filter_map(|s| plugins.plugins.get(s.get_ref()).cloned())
-            .collect();
-        let bad = |reason: String| StartError::Verify {
-            route: name.clone(),
-            source: BadSecret(reason),
-        };
-        let dedup = Dedup {
-            header: rc
-                .dedup
-                .header
-                .as_deref()
-                .map(|h| {
-                    http::HeaderName::from_bytes(h.as_bytes())
-                        .map_err(|_| bad(format!("dedup.header {h:?} is not a header name")))
-                })
-                .transpose()?,
-            pointer: rc.dedup.pointer.clone(),
-            window: rc.dedup.window.map_or(Dedup::DEFAULT_WINDOW, |w| w.0),
-        };
-        let route = Route {
-            name: name.clone(),
-            verifier,
-            steps,
-            to: rc.to.iter().map(|t| t.get_ref().clone()).collect(),
-            destinations: known.clone(),
-            dedup,
-            allow_ips: rc
-                .allow_ips
-                .as_ref()
-                .map(|l| l.iter().map(|c| c.0).collect()),
-        };
-        routes.insert(name, Arc::new(route));
-    }
-    Ok(routes)
-}
-
-/// Builds every destination; addresses given as IP literals are checked against the egress rules.
-pub fn build_destinations(
-    config: &Config,
-    egress: Arc<EgressPolicy>,
-) -> Result<HashMap<String, Destination>, StartError> {
-    config
-        .destinations
-        .iter()
-        .map(|(name, dc)| Ok((name.clone(), Destination::new(name, dc, egress.clone())?)))
-        .collect()
-}
-
-fn concurrency(config: &Config) -> usize {
-    config
-        .runtime
-        .concurrency
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .max(1)
 }
 
 /// How long in-flight requests and attempts get to finish after shutdown is triggered.
@@ -347,7 +73,8 @@ pub async fn run(
                 .store
                 .max_connections
                 .unwrap_or(crate::store::postgres::DEFAULT_CONNECTIONS);
-            Arc::new(PostgresStore::open_with(&url, connections).await?)
+            let listen = config.store.listen.unwrap_or(true);
+            Arc::new(PostgresStore::open_with_listen(&url, connections, listen).await?)
         }
         None => {
             return Err(StoreError::Database(
@@ -357,11 +84,11 @@ pub async fn run(
         }
     };
     let snapshot = Snapshot::build(&config, &store, 1)?;
-    validate_plugins(&snapshot.plugins).await?;
+    crate::live::validate_plugins(&snapshot.plugins).await?;
     let live = Arc::new(Live::new(snapshot));
-    let concurrency = concurrency(&config);
+    let concurrency = config.runtime.workers();
 
-    let (dispatch_tx, dispatch_rx) = mpsc::channel(1024);
+    let (handoff, inbox) = crate::dispatch::Handoff::new(config.runtime.memory_queue);
     let wake = Arc::new(Notify::new());
     let metrics = Arc::new(crate::telemetry::Metrics::default());
     let plugin_runtime = crate::dispatch::PluginRuntime::start(concurrency)?;
@@ -374,7 +101,15 @@ pub async fn run(
         plugin_runtime.handle(),
         config.runtime.event_lease.0,
     );
-    let dispatching = tokio::spawn(dispatcher.run(dispatch_rx, shutdown.clone()));
+    let dispatching = tokio::spawn(dispatcher.run(inbox, shutdown.clone()));
+    let relaying = {
+        let (store, shutdown) = (store.clone(), shutdown.clone());
+        let wakers = crate::store::Wakers {
+            events: handoff.waker(),
+            deliveries: wake.clone(),
+        };
+        tokio::spawn(async move { store.relay_wake_ups(wakers, shutdown).await })
+    };
     let worker = DeliveryWorker::new(store.clone(), live.clone(), wake.clone(), metrics.clone());
     let delivering = tokio::spawn(worker.run(shutdown.clone(), GRACE));
 
@@ -400,17 +135,21 @@ pub async fn run(
         .store
         .retention
         .map(|retention| tokio::spawn(prune_forever(store.clone(), retention.0, shutdown.clone())));
+    let backpressure = Arc::new(crate::backlog::Backpressure::new(config.server.max_backlog));
+    let watching_backlog =
+        tokio::spawn(backpressure.clone().watch(store.clone(), shutdown.clone()));
     let reload_store = store.clone();
     let ingress = Arc::new(Ingress {
         live: live.clone(),
         store,
-        dispatch: dispatch_tx,
+        dispatch: handoff,
         max_body: config.server.max_body.0 as usize,
         body_timeout: config.server.body_timeout.0,
         trusted_proxies: config.server.trusted_proxies.iter().map(|c| c.0).collect(),
         shutdown: shutdown.clone(),
         metrics,
         event_lease: config.runtime.event_lease.0,
+        backpressure,
     });
     tracing::info!(
         listen = %listener.local_addr()?,
@@ -433,6 +172,8 @@ pub async fn run(
         let _ = admin.await;
     }
     let _ = reloading.await;
+    let _ = watching_backlog.await;
+    let _ = relaying.await;
     if let Some(pruning) = pruning {
         let _ = pruning.await;
     }

@@ -1,8 +1,10 @@
 //! Dispatch: a journaled event goes through its route's plugin chain, and each output
 //! becomes one durable delivery job per destination.
 //!
-//! Events arrive from ingress over a channel (the fast path) and, for anything that path
-//! missed (a full channel, a restart, a lease that lapsed), from the store every second.
+//! Events arrive from ingress in memory (the fast path, see [`Handoff`]) and, for anything
+//! that path missed (a full queue, a restart, another node's lapsed lease), from the store:
+//! claimed in batches as soon as ingress says there is such work, and every second as a
+//! backstop. Outcomes are written in batches too (one store call for many events).
 //!
 //! Chains run on their own runtime (see [`PluginRuntime`]): a plugin that imports nothing
 //! that waits is called synchronously and may hold its thread for up to its `timeout`, and
@@ -15,11 +17,10 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use crate::app::Routes;
+use crate::live::{Live, Routes};
 use crate::pipeline::{self, bindings::Event};
-use crate::reload::Live;
 use crate::shutdown::Shutdown;
-use crate::store::{EventOutcome, NewDelivery, NewEvent, RunRecord, Store, new_id};
+use crate::store::{EventOutcome, FinishedEvent, NewDelivery, NewEvent, RunRecord, Store, new_id};
 use crate::telemetry::Metrics;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -59,6 +60,61 @@ impl Drop for PluginRuntime {
     }
 }
 
+/// Most events claimed from the store in one go.
+const CLAIM_BATCH: usize = 256;
+/// Most chain outcomes recorded in one store call.
+const FINISH_BATCH: usize = 512;
+
+/// How ingress hands a journaled event to the dispatcher.
+///
+/// Ingress reserves a slot in the in-memory queue *before* it journals the event. With a
+/// slot, the event is journaled leased to this node and sent through the slot: the
+/// dispatcher gets it without a store round trip. Without one (the queue is full), it is
+/// journaled unleased, and the dispatcher is woken to claim it from the store as soon as a
+/// worker is free. Either way a durable event is processed promptly; leases only recover
+/// the work of a node that died.
+#[derive(Clone)]
+pub struct Handoff {
+    queue: mpsc::Sender<NewEvent>,
+    wake: Arc<Notify>,
+}
+
+impl Handoff {
+    /// A hand-off with room for `capacity` events in memory, and the dispatcher's end of it.
+    pub fn new(capacity: usize) -> (Handoff, Inbox) {
+        let (queue, incoming) = mpsc::channel(capacity.max(1));
+        let wake = Arc::new(Notify::new());
+        (
+            Handoff {
+                queue,
+                wake: wake.clone(),
+            },
+            Inbox { incoming, wake },
+        )
+    }
+
+    /// A slot in the in-memory queue, if one is free.
+    pub fn reserve(&self) -> Option<mpsc::OwnedPermit<NewEvent>> {
+        self.queue.clone().try_reserve_owned().ok()
+    }
+
+    /// Tells the dispatcher that the store holds an event nobody has claimed.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// What [`Handoff::wake`] notifies, for others who learn of such events (another node).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+}
+
+/// The dispatcher's end of a [`Handoff`].
+pub struct Inbox {
+    incoming: mpsc::Receiver<NewEvent>,
+    wake: Arc<Notify>,
+}
+
 /// Runs events through plugins and records their deliveries.
 pub struct Dispatcher {
     store: Arc<dyn Store>,
@@ -70,9 +126,15 @@ pub struct Dispatcher {
     event_lease: Duration,
 }
 
+/// What a chain task hands to the recorder.
+struct Done {
+    finished: FinishedEvent,
+    has_deliveries: bool,
+}
+
 impl Dispatcher {
     /// A dispatcher running up to `concurrency` events at once on `plugins` (see
-    /// [`PluginRuntime`]), claiming events it sweeps from the store for `event_lease`; it
+    /// [`PluginRuntime`]), claiming events it finds in the store for `event_lease`; it
     /// notifies `delivery_wake` whenever it stores deliveries.
     pub fn new(
         store: Arc<dyn Store>,
@@ -94,29 +156,55 @@ impl Dispatcher {
         }
     }
 
-    /// Processes events from `incoming` and from the store until `shutdown`, then lets the
-    /// events in flight finish (plugins have their own timeouts).
-    pub async fn run(self, mut incoming: mpsc::Receiver<NewEvent>, mut shutdown: Shutdown) {
+    /// Processes events from `inbox` and from the store until `shutdown`, then lets the
+    /// events in flight finish (plugins have their own timeouts) and records them.
+    ///
+    /// A chain holds one of `concurrency` workers only while it runs; its outcome goes to a
+    /// recorder that writes the outcomes of many events in one store call.
+    pub async fn run(self, inbox: Inbox, mut shutdown: Shutdown) {
+        let Inbox { mut incoming, wake } = inbox;
         let permits = Arc::new(Semaphore::new(self.concurrency));
         let active: Arc<Mutex<HashSet<String>>> = Default::default();
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<Done>();
+        let recording = tokio::spawn(record_outcomes(
+            self.store.clone(),
+            done_rx,
+            active.clone(),
+            self.delivery_wake.clone(),
+        ));
         let mut tasks = JoinSet::new();
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        // Whether the store may hold events that are ready and unclaimed.
+        let mut look = true;
         loop {
-            let batch: Vec<NewEvent> = tokio::select! {
-                ev = incoming.recv() => match ev {
-                    Some(ev) => vec![ev],
-                    None => break,
-                },
-                _ = sweep.tick() => match self.store.claim_events(self.event_lease, 256).await {
-                    Ok(events) => events.into_iter().map(|e| e.event).collect(),
+            while tasks.try_join_next().is_some() {}
+            let mut batch: Vec<NewEvent> = Vec::new();
+            if look && !shutdown.is_fired() {
+                match self.store.claim_events(self.event_lease, CLAIM_BATCH).await {
+                    Ok(events) => {
+                        look = events.len() == CLAIM_BATCH;
+                        batch.extend(events.into_iter().map(|e| e.event));
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot claim events");
-                        Vec::new()
+                        look = false;
                     }
-                },
-                _ = shutdown.wait() => break,
-            };
-            while tasks.try_join_next().is_some() {}
+                }
+                while let Ok(ev) = incoming.try_recv() {
+                    batch.push(ev);
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.wait() => break,
+                    ev = incoming.recv() => match ev {
+                        Some(ev) => batch.push(ev),
+                        None => break,
+                    },
+                    _ = wake.notified() => look = true,
+                    _ = sweep.tick() => look = true,
+                }
+            }
             for event in batch {
                 if !active
                     .lock()
@@ -128,36 +216,63 @@ impl Dispatcher {
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     break;
                 };
-                let job = (
-                    self.store.clone(),
-                    self.live.clone(),
-                    self.delivery_wake.clone(),
-                    active.clone(),
-                    self.metrics.clone(),
-                );
+                let live = self.live.clone();
+                let metrics = self.metrics.clone();
+                let done = done_tx.clone();
                 tasks.spawn_on(
                     async move {
-                        let (store, live, wake, active, metrics) = job;
-                        let id = event.id.clone();
                         // The event finishes on the version it started with, whatever reloads.
                         let snapshot = live.get();
-                        process(&*store, &snapshot.routes, &metrics, event).await;
-                        wake.notify_one();
-                        if let Ok(mut a) = active.lock() {
-                            a.remove(&id);
-                        }
+                        let finished = run_event(&snapshot.routes, &metrics, event).await;
                         drop(permit);
+                        let has_deliveries = matches!(
+                            &finished.outcome,
+                            EventOutcome::Processed(d) if !d.is_empty()
+                        );
+                        let _ = done.send(Done {
+                            finished,
+                            has_deliveries,
+                        });
                     },
                     &self.plugins,
                 );
             }
         }
         while tasks.join_next().await.is_some() {}
+        drop(done_tx);
+        let _ = recording.await;
     }
 }
 
-/// Runs one event through its chain and stores the outcome.
-pub async fn process(store: &dyn Store, routes: &Routes, metrics: &Metrics, event: NewEvent) {
+/// Writes chain outcomes as they come, many per store call, until every sender is gone.
+async fn record_outcomes(
+    store: Arc<dyn Store>,
+    mut done: mpsc::UnboundedReceiver<Done>,
+    active: Arc<Mutex<HashSet<String>>>,
+    delivery_wake: Arc<Notify>,
+) {
+    let mut batch = Vec::with_capacity(FINISH_BATCH);
+    while done.recv_many(&mut batch, FINISH_BATCH).await > 0 {
+        let wake = batch.iter().any(|d| d.has_deliveries);
+        let ids: Vec<String> = batch.iter().map(|d| d.finished.id.clone()).collect();
+        let finished = batch.drain(..).map(|d| d.finished).collect();
+        if let Err(e) = store.finish_events(finished).await {
+            // Their leases lapse and they are processed again.
+            tracing::error!(events = ids.len(), error = %e, "cannot record event outcomes");
+        }
+        if let Ok(mut a) = active.lock() {
+            for id in &ids {
+                a.remove(id);
+            }
+        }
+        if wake {
+            delivery_wake.notify_one();
+        }
+    }
+}
+
+/// Runs one event through its chain: the outcome to record, counted in `metrics`.
+pub async fn run_event(routes: &Routes, metrics: &Metrics, event: NewEvent) -> FinishedEvent {
     let id = event.id.clone();
     let route_name = event.route.clone();
     let mut run = RunRecord::default();
@@ -202,10 +317,7 @@ pub async fn process(store: &dyn Store, routes: &Routes, metrics: &Metrics, even
         }
         EventOutcome::Failed(reason) => tracing::warn!(event = %id, %reason, "event failed"),
     }
-    if let Err(e) = store.finish_event(&id, outcome, run).await {
-        // The lease lapses and the event is processed again.
-        tracing::error!(event = %id, error = %e, "cannot record event outcome");
-    }
+    FinishedEvent { id, outcome, run }
 }
 
 /// The value at `pointer` in a JSON body, as text: strings as they are, others as JSON.
@@ -231,7 +343,7 @@ fn into_wit(event: NewEvent) -> Event {
 }
 
 fn deliveries_for(
-    route: &crate::app::Route,
+    route: &crate::live::Route,
     event_id: &str,
     outputs: Vec<pipeline::Routed>,
 ) -> Result<Vec<NewDelivery>, String> {

@@ -2,7 +2,8 @@
 //! 2xx only once the event is durable. Also `GET /healthz` and `GET /readyz`.
 //!
 //! Answers: 202 stored (`{"id": ...}`), 200 duplicate, 401 bad signature, 404 unknown route,
-//! 405 wrong method, 408 body too slow, 413 body too large, 503 store unavailable.
+//! 405 wrong method, 408 body too slow, 413 body too large, 503 store unavailable or
+//! backlog at `server.max_backlog` (with `Retry-After`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -17,9 +18,10 @@ use axum::http::{HeaderMap, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt, Limited};
-use tokio::sync::mpsc;
 
-use crate::reload::Live;
+use crate::backlog::{Backpressure, RETRY_AFTER_SECS};
+use crate::dispatch::Handoff;
+use crate::live::Live;
 use crate::shutdown::Shutdown;
 use crate::store::{Appended, NewEvent, Store, new_id, now_ms};
 use crate::telemetry::Metrics;
@@ -31,8 +33,8 @@ pub struct Ingress {
     pub live: Arc<Live>,
     /// The journal.
     pub store: Arc<dyn Store>,
-    /// Hands stored events to the dispatcher without a store round trip.
-    pub dispatch: mpsc::Sender<NewEvent>,
+    /// Hands stored events to the dispatcher, in memory when it has room.
+    pub dispatch: Handoff,
     /// Largest body accepted.
     pub max_body: usize,
     /// Longest a body may take to arrive.
@@ -45,6 +47,8 @@ pub struct Ingress {
     pub metrics: Arc<Metrics>,
     /// How long a new event stays claimed by this node (`runtime.event_lease`).
     pub event_lease: Duration,
+    /// `server.max_backlog`: refuse new events while this much work waits.
+    pub backpressure: Arc<Backpressure>,
 }
 
 /// The TCP peer of a connection, attached to each of its requests.
@@ -203,6 +207,17 @@ async fn handle_hook(
             return reply(StatusCode::UNAUTHORIZED, &e.to_string());
         }
     };
+    if !ingress.backpressure.admit() {
+        tracing::info!(route = %route_name, "backlog at server.max_backlog; asking the sender to retry");
+        let mut response = reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too much work waiting (server.max_backlog); retry later",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, RETRY_AFTER_SECS.into());
+        return response;
+    }
     let delivery_id = route
         .dedup
         .delivery_id(&parts.headers, &body)
@@ -216,16 +231,33 @@ async fn handle_hook(
         dedup_key: delivery_id.map(|d| format!("{route_name}:{d}")),
         body: body.to_vec(),
     };
+    // A slot in the in-memory queue, taken before journaling: with one the event is leased to
+    // this node and handed over in memory; without one it is journaled unleased for the
+    // dispatcher (of any node) to claim from the store at once.
+    let slot = ingress.dispatch.reserve();
+    let (lease, copy) = match &slot {
+        Some(_) => (ingress.event_lease, Some(event.clone())),
+        None => (Duration::ZERO, None),
+    };
+    let id = event.id.clone();
     match ingress
         .store
-        .append_event(event.clone(), ingress.event_lease, route.dedup.window)
+        .append_event(event, lease, route.dedup.window)
         .await
     {
         Ok(Appended::Stored) => {
-            let id = event.id.clone();
-            // A full channel is fine: the event is claimed from the store once its lease lapses.
-            if ingress.dispatch.try_send(event).is_err() {
-                tracing::debug!(event = %id, "dispatch queue full; event left to the store sweep");
+            ingress.backpressure.accepted();
+            match (slot, copy) {
+                (Some(slot), Some(event)) => {
+                    slot.send(event);
+                }
+                _ => {
+                    ingress.metrics.inc(
+                        "hookyard_events_queued_in_store_total",
+                        &[("route", &route_name)],
+                    );
+                    ingress.dispatch.wake();
+                }
             }
             json(StatusCode::ACCEPTED, serde_json::json!({ "id": id }))
         }

@@ -10,15 +10,17 @@
 //!
 //! - [`config`]: `router.toml`, one serde tree; errors name file, line and key.
 //! - [`ingress`]: `POST /hooks/<route>`: body and time limits, then verify and journal.
+//! - [`backlog`]: how much accepted work waits, and `server.max_backlog`'s bound on it.
 //! - [`verify`]: one file per signature scheme; a request becomes `Verified` only there.
 //! - [`store`]: the journal (events, deliveries, attempts) behind the `Store` trait.
 //! - [`dispatch`]: a journaled event through its route's plugins into delivery jobs.
 //! - [`pipeline`]: the wasm runtime: engine, bindings, limits, the chain of steps.
 //! - [`delivery`]: claims due jobs, attempts them, retries with backoff, dead letters.
 //! - [`egress`]: the SSRF rules every outbound connection obeys.
-//! - [`reload`]: hot reload of routes, plugins and destinations.
+//! - [`live`]: what is in force now: routes, plugins, destinations, and their swap.
+//! - [`reload`]: watches for SIGHUP and file changes, and swaps a new version into [`live`].
 //! - [`admin`]: the admin API and UI: inspect, retry, replay, resume.
-//! - [`app`]: wiring all of the above from a config; [`shutdown`]: the stop signal.
+//! - [`app`]: opens the store, starts every stage and serves; [`shutdown`]: the stop signal.
 //! - [`telemetry`]: counters scraped from `GET /admin/metrics`.
 //! - [`cli`]: the `hookyard` command line.
 
@@ -26,12 +28,14 @@
 
 pub mod admin;
 pub mod app;
+pub mod backlog;
 pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod dispatch;
 pub mod egress;
 pub mod ingress;
+pub mod live;
 pub mod pipeline;
 pub mod reload;
 pub mod shutdown;

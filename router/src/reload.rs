@@ -6,86 +6,14 @@
 //! Reloadable: routes, verification, plugins and their grants, destinations, egress rules.
 //! Listener addresses, the store and `[runtime]` need a restart (a change is logged).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::app::{
-    LoadedPlugins, Routes, StartError, StoreKv, build_destinations, build_routes, load_plugins,
-};
 use crate::config::Config;
-use crate::delivery::destination::Destination;
-use crate::egress::EgressPolicy;
-use crate::pipeline::host::Fetcher;
+use crate::live::{BuildError, Live, Snapshot};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
-
-/// One consistent version of everything a reload can change.
-pub struct Snapshot {
-    /// Increases by one per successful reload.
-    pub generation: u64,
-    /// Routes by name.
-    pub routes: Routes,
-    /// Destinations by name.
-    pub destinations: HashMap<String, Destination>,
-    /// The HTTP client deliveries use (it carries the egress rules).
-    pub client: reqwest::Client,
-    /// The compiled plugins and their engine, kept alive while this version is in use.
-    pub plugins: LoadedPlugins,
-}
-
-impl Snapshot {
-    /// Builds a version from `config`. Compiles plugins: call off the async workers.
-    pub fn build(
-        config: &Config,
-        store: &Arc<dyn Store>,
-        generation: u64,
-    ) -> Result<Snapshot, StartError> {
-        let egress = Arc::new(EgressPolicy::new(&config.egress));
-        let client = crate::delivery::http::client(egress.clone());
-        let fetcher = Fetcher::Http {
-            client: client.clone(),
-            egress: egress.clone(),
-        };
-        let plugins = load_plugins(config, Arc::new(StoreKv(store.clone())), fetcher)?;
-        let routes = build_routes(config, &plugins)?;
-        let destinations = build_destinations(config, egress.clone())?;
-        Ok(Snapshot {
-            generation,
-            routes,
-            destinations,
-            client,
-            plugins,
-        })
-    }
-}
-
-/// The version in use; readers take an `Arc` and keep it for the request or event.
-pub struct Live(RwLock<Arc<Snapshot>>);
-
-impl Live {
-    /// Starts with `snapshot`.
-    pub fn new(snapshot: Snapshot) -> Live {
-        Live(RwLock::new(Arc::new(snapshot)))
-    }
-
-    /// The current version.
-    pub fn get(&self) -> Arc<Snapshot> {
-        match self.0.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    fn swap(&self, snapshot: Snapshot) {
-        let mut guard = match self.0.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *guard = Arc::new(snapshot);
-    }
-}
 
 /// Size and modification time of each watched file.
 type Fingerprint = Vec<(PathBuf, Option<(u64, SystemTime)>)>;
@@ -163,7 +91,7 @@ async fn reload(
     old: &Config,
     path: &Path,
     store: &Arc<dyn Store>,
-) -> Result<Config, StartError> {
+) -> Result<Config, BuildError> {
     let new = Config::load(path)?;
     for (what, changed) in [
         ("server.listen", new.server.listen != old.server.listen),
@@ -187,13 +115,13 @@ async fn reload(
     // validate runs on the calling thread), so both stay off the runtime's workers.
     let (snapshot, config) = tokio::task::spawn_blocking(move || {
         let snapshot = Snapshot::build(&config, &store, generation).and_then(|snapshot| {
-            runtime.block_on(crate::app::validate_plugins(&snapshot.plugins))?;
+            runtime.block_on(crate::live::validate_plugins(&snapshot.plugins))?;
             Ok(snapshot)
         });
         (snapshot, config)
     })
     .await
-    .map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?;
+    .map_err(|e| BuildError::Interrupted(e.to_string()))?;
     live.swap(snapshot?);
     tracing::info!(
         generation,

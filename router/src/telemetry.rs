@@ -19,7 +19,7 @@ pub struct Metrics {
 }
 
 /// What each counter means, for the `# HELP` lines.
-const HELP: [(&str, &str); 6] = [
+const HELP: [(&str, &str); 13] = [
     (
         "hookyard_requests_total",
         "Webhook requests by route and outcome.",
@@ -43,6 +43,34 @@ const HELP: [(&str, &str); 6] = [
     (
         "hookyard_deliveries",
         "Deliveries in the store by status (read at scrape time).",
+    ),
+    (
+        "hookyard_events_waiting",
+        "Events not yet through their plugins, by route.",
+    ),
+    (
+        "hookyard_events_oldest_waiting_seconds",
+        "Age of the oldest event not yet through its plugins, by route.",
+    ),
+    (
+        "hookyard_deliveries_waiting",
+        "Deliveries pending or retrying, by destination.",
+    ),
+    (
+        "hookyard_deliveries_ready",
+        "Deliveries due now to a destination that is not paused, by destination.",
+    ),
+    (
+        "hookyard_deliveries_oldest_waiting_seconds",
+        "Age of the oldest delivery pending or retrying, by destination.",
+    ),
+    (
+        "hookyard_events_queued_in_store_total",
+        "Events the in-memory queue had no room for, claimed from the store instead, by route.",
+    ),
+    (
+        "hookyard_store_commits_total",
+        "Transactions the store has committed (PostgreSQL: the whole database's).",
     ),
 ];
 

@@ -45,7 +45,7 @@ pub struct Admin {
     /// The token every request must carry; `None` only when the config allows it.
     pub token: Option<Secret>,
     /// The running version, for destination names.
-    pub live: Arc<crate::reload::Live>,
+    pub live: Arc<crate::live::Live>,
     /// Wakes the delivery worker after a retry or resume.
     pub delivery_wake: Arc<Notify>,
     /// The router's counters.
@@ -402,14 +402,22 @@ async fn bulk_replay(
 }
 
 async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
-    let counts = match admin.store.delivery_counts().await {
-        Ok(c) => c,
+    let (counts, backlog, commits) = match tokio::try_join!(
+        admin.store.delivery_counts(),
+        admin.store.backlog(),
+        admin.store.commits()
+    ) {
+        Ok(read) => read,
         Err(e) => return internal(e),
     };
-    let gauges: Vec<_> = counts
+    let mut gauges: Vec<_> = counts
         .iter()
         .map(|(status, n)| ("hookyard_deliveries", vec![("status", status.as_str())], *n))
         .collect();
+    gauges.extend(crate::backlog::gauges(&backlog));
+    if let Some(commits) = commits {
+        gauges.push(("hookyard_store_commits_total", vec![], commits));
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

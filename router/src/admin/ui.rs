@@ -573,20 +573,37 @@ async fn deliveries_page(State(admin): State<Arc<Admin>>, Query(q): Query<ListQu
 }
 
 async fn destinations_page(State(admin): State<Arc<Admin>>) -> Response {
-    let paused = match admin.store.paused_destinations().await {
-        Ok(p) => p,
-        Err(e) => return failure(e),
-    };
+    let (paused, backlog) =
+        match tokio::try_join!(admin.store.paused_destinations(), admin.store.backlog()) {
+            Ok(read) => read,
+            Err(e) => return failure(e),
+        };
     let snapshot = admin.live.get();
     let mut names: Vec<&String> = snapshot.destinations.keys().collect();
     names.sort();
-    let mut body = String::from("<table><tr><th>destination</th><th>state</th><th></th></tr>");
+    let now = crate::store::now_ms();
+    let age = |oldest: Option<Millis>| {
+        oldest.map_or("-".to_string(), |t| {
+            format!("{} s", (now - t).max(0) / 1000)
+        })
+    };
+    let mut body = String::from(
+        "<table><tr><th>destination</th><th>state</th><th>waiting</th><th>due now</th>\
+         <th>oldest waiting</th><th></th></tr>",
+    );
     for name in names {
+        let waiting = backlog.deliveries.iter().find(|w| &w.name == name);
+        let counts = format!(
+            "<td>{}</td><td>{}</td><td>{}</td>",
+            waiting.map_or(0, |w| w.count),
+            waiting.map_or(0, |w| w.ready),
+            age(waiting.and_then(|w| w.oldest))
+        );
         match paused.iter().find(|(n, _)| n == name) {
             Some((_, reason)) => {
                 let _ = write!(
                     body,
-                    "<tr><td>{}</td><td class=\"dead\">paused: {}</td><td><form method=\"post\" \
+                    "<tr><td>{}</td><td class=\"dead\">paused: {}</td>{counts}<td><form method=\"post\" \
                      action=\"/ui/destinations/{}/resume\"><button>Resume</button></form></td></tr>",
                     esc(name),
                     esc(reason),
@@ -596,14 +613,29 @@ async fn destinations_page(State(admin): State<Arc<Admin>>) -> Response {
             None => {
                 let _ = write!(
                     body,
-                    "<tr><td>{}</td><td class=\"delivered\">active</td><td></td></tr>",
+                    "<tr><td>{}</td><td class=\"delivered\">active</td>{counts}<td></td></tr>",
                     esc(name)
                 );
             }
         }
     }
-    body.push_str("</table>");
-    page("Destinations", &body).into_response()
+    body.push_str("</table><h2>Events waiting for their plugins</h2>");
+    if backlog.events.is_empty() {
+        body.push_str("<p>None.</p>");
+    } else {
+        body.push_str("<table><tr><th>route</th><th>waiting</th><th>oldest waiting</th></tr>");
+        for w in &backlog.events {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&w.name),
+                w.count,
+                age(w.oldest)
+            );
+        }
+        body.push_str("</table>");
+    }
+    page("Destinations and backlog", &body).into_response()
 }
 
 async fn replay_event(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Response {

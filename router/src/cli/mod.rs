@@ -206,14 +206,14 @@ fn check(path: &Path) -> Result<ExitCode> {
         egress,
     };
     let kv = Arc::new(crate::pipeline::host::MemoryKv::default());
-    let plugins = crate::app::load_plugins(&config, kv, fetcher)?;
+    let plugins = crate::live::load_plugins(&config, kv, fetcher)?;
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(crate::app::validate_plugins(&plugins))?;
-    crate::app::build_routes(&config, &plugins)?;
-    crate::app::build_destinations(
+        .block_on(crate::live::validate_plugins(&plugins))?;
+    crate::live::build_routes(&config, &plugins)?;
+    crate::live::build_destinations(
         &config,
         Arc::new(crate::egress::EgressPolicy::new(&config.egress)),
     )?;

@@ -247,6 +247,20 @@ impl Config {
                 message: "runtime.event_lease must be at least 1s".into(),
             });
         }
+        if self.runtime.memory_queue == 0 {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: find_line(text, "memory_queue"),
+                message: "runtime.memory_queue must be at least 1".into(),
+            });
+        }
+        if self.server.max_backlog == Some(0) {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: find_line(text, "max_backlog"),
+                message: "server.max_backlog must be at least 1 (leave it out for no limit)".into(),
+            });
+        }
         if let Some(admin) = self.server.admin_listen {
             let line = find_line(text, "admin_listen");
             if self.server.admin_token.is_none() && !self.server.admin_without_token {
@@ -299,6 +313,15 @@ impl Config {
             if n == 0 {
                 return Err(fail("store.max_connections must be at least 1"));
             }
+        }
+        if self.store.listen.is_some()
+            && !matches!(self.store_location(), Some(StoreLocation::Postgres(_)))
+        {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: find_line(text, "listen ="),
+                message: "store.listen applies to a postgres:// store only".to_string(),
+            });
         }
         if self.store_location().is_none() {
             return Err(ConfigError::Invalid {
@@ -429,6 +452,10 @@ url = "sqlite://data/hookyard.db"
             err,
             "router.toml:7: runtime.event_lease must be at least 1s"
         );
+        let err = parse(&MINIMAL.replace("[server]\n", "[server]\nmax_backlog = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_backlog must be at least 1"), "{err}");
     }
 
     #[test]

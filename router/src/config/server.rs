@@ -27,6 +27,10 @@ pub struct ServerConfig {
     /// Proxies whose `X-Forwarded-For` is believed when checking a route's `allow_ips`.
     #[serde(default)]
     pub trusted_proxies: Vec<Cidr>,
+    /// Most work waiting (events not yet through their plugins plus deliveries due now)
+    /// before ingress answers `503` with `Retry-After` instead of accepting more; providers
+    /// retry later. Off by default.
+    pub max_backlog: Option<u64>,
 }
 
 /// `[egress]`: which addresses outbound calls (destinations, plugin fetches) may reach.
@@ -79,6 +83,10 @@ pub struct StoreConfig {
     pub url: Secret,
     /// PostgreSQL only: most connections this node opens (default 16).
     pub max_connections: Option<usize>,
+    /// PostgreSQL only: hear at once, by `LISTEN`, when another node leaves work in the
+    /// store (default `true`). Set `false` behind PgBouncer in transaction mode, where
+    /// `LISTEN` does not work; nodes then find each other's work by polling every second.
+    pub listen: Option<bool>,
     /// Finished events older than this are deleted with their deliveries and attempts
     /// (dead letters included); events with deliveries still due are kept. Default: keep
     /// everything.
@@ -98,10 +106,27 @@ pub struct RuntimeConfig {
     /// well above the plugins' timeouts added up. Default `60s`, at least `1s`.
     #[serde(default = "default_event_lease")]
     pub event_lease: Dur,
+    /// Events ingress hands to the plugins in memory, without a store read; beyond it,
+    /// events wait in the store and are claimed from there in batches. Default 1024.
+    #[serde(default = "default_memory_queue")]
+    pub memory_queue: usize,
+}
+
+fn default_memory_queue() -> usize {
+    1024
 }
 
 fn default_event_lease() -> Dur {
     Dur(std::time::Duration::from_secs(60))
+}
+
+impl RuntimeConfig {
+    /// Events run through plugins at once: `concurrency`, else one per CPU.
+    pub fn workers(&self) -> usize {
+        self.concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .max(1)
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -110,6 +135,7 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             concurrency: None,
             event_lease: default_event_lease(),
+            memory_queue: default_memory_queue(),
         }
     }
 }

@@ -89,6 +89,203 @@ where
     run_costs_and_drop_reasons_are_kept(&s).await;
     let (s, _g) = open().await;
     concurrent_appends_all_land(s).await;
+    let (s, _g) = open().await;
+    a_batch_of_outcomes_lands_whole_and_skips_events_already_finished(&s).await;
+    let (s, _g) = open().await;
+    a_batch_of_attempts_moves_each_delivery_on(&s).await;
+    let (s, _g) = open().await;
+    unleased_events_are_claimable_at_once_and_in_batches(&s).await;
+    let (s, _g) = open().await;
+    backlog_counts_waiting_work_by_route_and_destination(&s).await;
+}
+
+async fn a_batch_of_outcomes_lands_whole_and_skips_events_already_finished<S: Store>(s: &S) {
+    for id in ["evt_a", "evt_b", "evt_c"] {
+        s.append_event(sample_event(id, None), LONG, WINDOW)
+            .await
+            .unwrap();
+    }
+    // evt_c was finished elsewhere first: its outcome here is ignored, deliveries and all.
+    s.finish_event(
+        "evt_c",
+        EventOutcome::Failed("first".into()),
+        RunRecord::default(),
+    )
+    .await
+    .unwrap();
+    let finished = vec![
+        FinishedEvent {
+            id: "evt_a".into(),
+            outcome: EventOutcome::Processed(vec![
+                delivery("dlv_a1", "evt_a"),
+                delivery("dlv_a2", "evt_a"),
+            ]),
+            run: RunRecord {
+                elapsed_us: 7,
+                fuel: 9,
+                dropped: None,
+            },
+        },
+        FinishedEvent {
+            id: "evt_b".into(),
+            outcome: EventOutcome::Failed("plugin \"x\" trapped".into()),
+            run: RunRecord::default(),
+        },
+        FinishedEvent {
+            id: "evt_c".into(),
+            outcome: EventOutcome::Processed(vec![delivery("dlv_c1", "evt_c")]),
+            run: RunRecord::default(),
+        },
+    ];
+    s.finish_events(finished).await.unwrap();
+    s.finish_events(Vec::new()).await.unwrap();
+    let a = s.event("evt_a").await.unwrap().unwrap();
+    assert_eq!(a.status, EventStatus::Processed);
+    assert_eq!(a.run.elapsed_us, 7);
+    let b = s.event("evt_b").await.unwrap().unwrap();
+    assert_eq!(b.status, EventStatus::Failed);
+    assert_eq!(b.error.as_deref(), Some("plugin \"x\" trapped"));
+    let c = s.event("evt_c").await.unwrap().unwrap();
+    assert_eq!(
+        c.error.as_deref(),
+        Some("first"),
+        "the first outcome stands"
+    );
+    let all = s.deliveries(DeliveryFilter::default()).await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|d| d.new.id.as_str()).collect();
+    assert_eq!(ids, ["dlv_a1", "dlv_a2"]);
+    assert_eq!(all[0].new, delivery("dlv_a1", "evt_a"), "every column kept");
+    assert!(all.iter().all(|d| d.status == DeliveryStatus::Pending));
+}
+
+async fn a_batch_of_attempts_moves_each_delivery_on<S: Store>(s: &S) {
+    processed_with(
+        s,
+        "evt_1",
+        vec![
+            delivery("ok", "evt_1"),
+            delivery("later", "evt_1"),
+            delivery("dead", "evt_1"),
+        ],
+    )
+    .await;
+    assert_eq!(s.claim_deliveries(LONG, 10, &[]).await.unwrap().len(), 3);
+    let retry_at = now_ms() + 60_000;
+    s.record_attempts(vec![
+        (attempt("ok", 1, Some(200), None), AttemptOutcome::Delivered),
+        (
+            attempt("later", 1, Some(503), Some("503")),
+            AttemptOutcome::RetryAt(retry_at),
+        ),
+        (
+            attempt("dead", 1, Some(400), Some("400")),
+            AttemptOutcome::Dead("rejected".into()),
+        ),
+    ])
+    .await
+    .unwrap();
+    s.record_attempts(Vec::new()).await.unwrap();
+    let ok = s.delivery("ok").await.unwrap().unwrap();
+    assert_eq!((ok.status, ok.attempts), (DeliveryStatus::Delivered, 1));
+    let later = s.delivery("later").await.unwrap().unwrap();
+    assert_eq!(later.status, DeliveryStatus::Retrying);
+    assert_eq!(later.next_attempt_at, retry_at);
+    assert_eq!(later.last_error.as_deref(), Some("503"));
+    let dead = s.delivery("dead").await.unwrap().unwrap();
+    assert_eq!(dead.status, DeliveryStatus::Dead);
+    assert_eq!(dead.last_error.as_deref(), Some("rejected"));
+    let attempts = s.attempts("later").await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].status_code, Some(503));
+    assert_eq!(
+        attempts[0].response_body.as_deref(),
+        Some(&b"status 503"[..])
+    );
+    // Leases were released: the retrying one is claimable once due, not before.
+    assert!(s.claim_deliveries(LONG, 10, &[]).await.unwrap().is_empty());
+}
+
+async fn unleased_events_are_claimable_at_once_and_in_batches<S: Store>(s: &S) {
+    for i in 0..5 {
+        s.append_event(sample_event(&format!("evt_{i}"), None), NONE, WINDOW)
+            .await
+            .unwrap();
+    }
+    s.append_event(sample_event("evt_leased", None), LONG, WINDOW)
+        .await
+        .unwrap();
+    let first = s.claim_events(LONG, 3).await.unwrap();
+    let ids: Vec<&str> = first.iter().map(|e| e.event.id.as_str()).collect();
+    assert_eq!(ids, ["evt_0", "evt_1", "evt_2"], "oldest first");
+    let second = s.claim_events(LONG, 3).await.unwrap();
+    let ids: Vec<&str> = second.iter().map(|e| e.event.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["evt_3", "evt_4"],
+        "claimed ones and leased ones are skipped"
+    );
+    assert!(s.claim_events(LONG, 3).await.unwrap().is_empty());
+}
+
+async fn backlog_counts_waiting_work_by_route_and_destination<S: Store>(s: &S) {
+    assert_eq!(s.backlog().await.unwrap(), Backlog::default());
+    let mut old = sample_event("evt_old", None);
+    old.received_at -= 5_000;
+    let oldest = old.received_at;
+    s.append_event(old, LONG, WINDOW).await.unwrap();
+    s.append_event(sample_event("evt_new", None), LONG, WINDOW)
+        .await
+        .unwrap();
+    let mut other = sample_event("evt_other", None);
+    other.route = "stripe".into();
+    s.append_event(other, LONG, WINDOW).await.unwrap();
+    let backlog = s.backlog().await.unwrap();
+    assert_eq!(backlog.events.len(), 2);
+    assert_eq!(backlog.events[0].name, "github");
+    assert_eq!((backlog.events[0].count, backlog.events[0].ready), (2, 2));
+    assert_eq!(backlog.events[0].oldest, Some(oldest));
+    assert_eq!(backlog.events[1].name, "stripe");
+    assert!(backlog.deliveries.is_empty());
+    assert_eq!(backlog.ready(), 3);
+
+    let mut mail = delivery("dlv_mail", "evt_done");
+    mail.destination = "mail".into();
+    processed_with(
+        s,
+        "evt_done",
+        vec![
+            delivery("dlv_1", "evt_done"),
+            delivery("dlv_2", "evt_done"),
+            mail,
+        ],
+    )
+    .await;
+    // One chat delivery waits out a retry delay; mail is paused: neither is ready.
+    assert_eq!(s.claim_deliveries(LONG, 1, &[]).await.unwrap().len(), 1);
+    s.record_attempt(
+        attempt("dlv_1", 1, Some(503), Some("503")),
+        AttemptOutcome::RetryAt(now_ms() + 60_000),
+    )
+    .await
+    .unwrap();
+    s.set_destination_paused("mail", Some("by hand".into()))
+        .await
+        .unwrap();
+    let backlog = s.backlog().await.unwrap();
+    assert_eq!(backlog.events.len(), 2, "evt_done is not waiting");
+    assert_eq!((backlog.events[0].count, backlog.events[0].ready), (2, 2));
+    let names: Vec<&str> = backlog.deliveries.iter().map(|w| w.name.as_str()).collect();
+    assert_eq!(names, ["chat", "mail"]);
+    assert_eq!(
+        (backlog.deliveries[0].count, backlog.deliveries[0].ready),
+        (2, 1)
+    );
+    assert_eq!(
+        (backlog.deliveries[1].count, backlog.deliveries[1].ready),
+        (1, 0)
+    );
+    assert!(backlog.deliveries[0].oldest.is_some());
+    assert_eq!(backlog.ready(), 4);
 }
 
 async fn appended_event_reads_back_whole<S: Store>(s: &S) {

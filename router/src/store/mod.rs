@@ -273,6 +273,58 @@ pub struct Attempt {
     pub response_body: Option<Vec<u8>>,
 }
 
+/// Whom [`Store::relay_wake_ups`] wakes.
+#[derive(Clone)]
+pub struct Wakers {
+    /// The dispatcher: events are waiting unclaimed.
+    pub events: std::sync::Arc<tokio::sync::Notify>,
+    /// The delivery worker: deliveries were created.
+    pub deliveries: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// One event's run through its chain, as [`Store::finish_events`] records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedEvent {
+    /// The event.
+    pub id: String,
+    /// What the chain produced.
+    pub outcome: EventOutcome,
+    /// What the run cost.
+    pub run: RunRecord,
+}
+
+/// Work waiting in one queue (a route's events, or a destination's deliveries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    /// The route or destination.
+    pub name: String,
+    /// How many are waiting (deliveries: pending or retrying).
+    pub count: u64,
+    /// How many of them could be worked on now (deliveries: due, destination not paused).
+    pub ready: u64,
+    /// When the oldest of them was received or created.
+    pub oldest: Option<Millis>,
+}
+
+/// What is waiting to be processed, as [`Store::backlog`] reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Events not yet through their plugins, by route (sorted by name).
+    pub events: Vec<Waiting>,
+    /// Deliveries pending or retrying, by destination (sorted by name).
+    pub deliveries: Vec<Waiting>,
+}
+
+impl Backlog {
+    /// Events waiting for plugins plus deliveries ready now: what `server.max_backlog`
+    /// bounds. Deliveries waiting out a retry delay or a paused destination do not count, so
+    /// a destination that is down does not stop intake.
+    pub fn ready(&self) -> u64 {
+        self.events.iter().map(|w| w.ready).sum::<u64>()
+            + self.deliveries.iter().map(|w| w.ready).sum::<u64>()
+    }
+}
+
 /// What the delivery worker decided after an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptOutcome {
@@ -282,6 +334,25 @@ pub enum AttemptOutcome {
     RetryAt(Millis),
     /// Give up; the delivery becomes a dead letter with this reason.
     Dead(String),
+}
+
+impl AttemptOutcome {
+    /// The delivery's status, when it is next due (0 when never) and its last error, after
+    /// an attempt that failed with `attempt_error` (if it failed) ended this way.
+    pub fn next_state(
+        self,
+        attempt_error: Option<&str>,
+    ) -> (DeliveryStatus, Millis, Option<String>) {
+        match self {
+            AttemptOutcome::Delivered => (DeliveryStatus::Delivered, 0, None),
+            AttemptOutcome::RetryAt(at) => (
+                DeliveryStatus::Retrying,
+                at,
+                attempt_error.map(str::to_string),
+            ),
+            AttemptOutcome::Dead(reason) => (DeliveryStatus::Dead, 0, Some(reason)),
+        }
+    }
 }
 
 /// Filters for listing deliveries. Every field narrows; none set means all.
@@ -368,14 +439,25 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
-    /// Records the chain's outcome and what it cost, and creates the deliveries, atomically.
-    /// An event that is no longer `Received` is left as it is (another worker finished it).
+    /// Records each event's chain outcome and what it cost, and creates its deliveries, all
+    /// in one transaction. An event that is no longer `Received` is left as it is (another
+    /// worker finished it) and its deliveries are not created.
+    async fn finish_events(&self, finished: Vec<FinishedEvent>) -> Result<(), StoreError>;
+
+    /// [`Store::finish_events`] for one event.
     async fn finish_event(
         &self,
         id: &str,
         outcome: EventOutcome,
         run: RunRecord,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        self.finish_events(vec![FinishedEvent {
+            id: id.to_string(),
+            outcome,
+            run,
+        }])
+        .await
+    }
 
     /// Claims up to `limit` deliveries that are due, for `lease`, skipping destinations in
     /// `skip` (paused, saturated or with an open circuit) and any delivery that has an earlier
@@ -387,12 +469,38 @@ pub trait Store: Send + Sync + 'static {
         skip: &[String],
     ) -> Result<Vec<Delivery>, StoreError>;
 
-    /// Records an attempt and the delivery's next state, and releases its lease.
+    /// Records attempts and each delivery's next state, and releases their leases, in one
+    /// transaction.
+    async fn record_attempts(
+        &self,
+        attempts: Vec<(Attempt, AttemptOutcome)>,
+    ) -> Result<(), StoreError>;
+
+    /// [`Store::record_attempts`] for one attempt.
     async fn record_attempt(
         &self,
         attempt: Attempt,
         outcome: AttemptOutcome,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        self.record_attempts(vec![(attempt, outcome)]).await
+    }
+
+    /// The work waiting: events not yet through their plugins, by route, and deliveries not
+    /// yet finished, by destination.
+    async fn backlog(&self) -> Result<Backlog, StoreError>;
+
+    /// Passes on other nodes' word that they left work in the store (events nobody has
+    /// claimed, new deliveries) to `wakers`, until `shutdown`. A store used by one process
+    /// has no other nodes and returns at once; workers also poll, so this only saves time.
+    async fn relay_wake_ups(&self, wakers: Wakers, shutdown: crate::shutdown::Shutdown) {
+        let _ = (wakers, shutdown);
+    }
+
+    /// How many transactions the store has committed, where it can tell (for benchmarks
+    /// and `/admin/metrics`).
+    async fn commits(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
 
     /// When the next pending or retrying delivery falls due, if any, ignoring destinations
     /// in `skip` and paused ones.

@@ -29,7 +29,18 @@ use super::*;
 /// The PostgreSQL-backed [`Store`].
 pub struct PostgresStore {
     pool: Pool,
+    /// How to open the `LISTEN` connection, which is not pooled.
+    connect: (tokio_postgres::Config, Option<MakeRustlsConnect>),
+    /// Whether to `LISTEN` at all (`store.listen`).
+    listen: bool,
 }
+
+/// The channel a node notifies when it leaves events unclaimed.
+const EVENTS_CHANNEL: &str = "hookyard_events";
+/// The channel a node notifies when it creates deliveries.
+const DELIVERIES_CHANNEL: &str = "hookyard_deliveries";
+/// How long to wait before opening a `LISTEN` connection again after it failed.
+const RELISTEN_AFTER: Duration = Duration::from_secs(1);
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
@@ -143,7 +154,17 @@ impl PostgresStore {
 
     /// [`PostgresStore::open`] with at most `max_connections` connections.
     pub async fn open_with(url: &str, max_connections: usize) -> Result<PostgresStore, StoreError> {
+        PostgresStore::open_with_listen(url, max_connections, true).await
+    }
+
+    /// [`PostgresStore::open_with`], hearing other nodes' work by `LISTEN` only if `listen`.
+    pub async fn open_with_listen(
+        url: &str,
+        max_connections: usize,
+        listen: bool,
+    ) -> Result<PostgresStore, StoreError> {
         let (config, tls) = connect_config(url)?;
+        let connect = (config.clone(), tls.clone());
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
@@ -155,7 +176,11 @@ impl PostgresStore {
             .max_size(max_connections.max(1))
             .build()
             .map_err(|e| StoreError::Database(format!("cannot build the connection pool: {e}")))?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore {
+            pool,
+            connect,
+            listen,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -217,6 +242,34 @@ impl PostgresStore {
 /// A count kept as INTEGER, read back as the unsigned value it is.
 fn count(row: &Row, idx: usize) -> u32 {
     row.get::<_, i32>(idx).max(0) as u32
+}
+
+/// New deliveries as one array per column, for a multi-row insert from `unnest`.
+#[derive(Default)]
+struct DeliveryColumns {
+    id: Vec<String>,
+    event_id: Vec<String>,
+    destination: Vec<String>,
+    body: Vec<Vec<u8>>,
+    headers: Vec<String>,
+    content_type: Vec<Option<String>>,
+    ordering_key: Vec<Option<String>>,
+    method: Vec<Option<String>>,
+    path: Vec<Option<String>>,
+}
+
+impl DeliveryColumns {
+    fn push(&mut self, d: NewDelivery) {
+        self.headers.push(headers_to_json(&d.headers));
+        self.id.push(d.id);
+        self.event_id.push(d.event_id);
+        self.destination.push(d.destination);
+        self.body.push(d.body);
+        self.content_type.push(d.content_type);
+        self.ordering_key.push(d.ordering_key);
+        self.method.push(d.method);
+        self.path.push(d.path);
+    }
 }
 
 fn big(n: u64) -> i64 {
@@ -337,6 +390,47 @@ fn connect_config(
     Ok((config, Some(MakeRustlsConnect::new(tls))))
 }
 
+/// Listens on one connection and wakes `wakers` per notification, until `shutdown` (`Ok`)
+/// or the connection fails.
+async fn listen<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    wakers: &Wakers,
+    shutdown: &mut crate::shutdown::Shutdown,
+) -> Result<(), String>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Unpin,
+{
+    let fail = |e: tokio_postgres::Error| crate::describe_error(&e);
+    let (client, mut connection) = config.connect(tls).await.map_err(fail)?;
+    let statement = format!("LISTEN {EVENTS_CHANNEL}; LISTEN {DELIVERIES_CHANNEL}");
+    let subscribe = client.batch_execute(&statement);
+    tokio::pin!(subscribe);
+    let mut subscribed = false;
+    loop {
+        tokio::select! {
+            done = &mut subscribe, if !subscribed => {
+                done.map_err(fail)?;
+                subscribed = true;
+            }
+            message = std::future::poll_fn(|cx| connection.poll_message(cx)) => match message {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                    if n.channel() == EVENTS_CHANNEL {
+                        wakers.events.notify_one();
+                    } else {
+                        wakers.deliveries.notify_one();
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(fail(e)),
+                None => return Err("the server closed the connection".to_string()),
+            },
+            _ = shutdown.wait() => return Ok(()),
+        }
+    }
+}
+
 fn all<T>(rows: Vec<Row>, f: fn(&Row) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError> {
     rows.iter().map(f).collect()
 }
@@ -442,10 +536,16 @@ impl Store for PostgresStore {
         let conn = self.pool.get().await?;
         let headers = headers_to_json(&event.headers);
         let lease_until = lease_end(lease);
+        // An event nobody holds is announced to every node, in the same transaction.
+        let announce = lease.is_zero();
         let Some(key) = &event.dedup_key else {
             conn.execute(
-                "INSERT INTO events (id, route, received_at, headers, body, event_type, status, lease_until)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'received', $7)",
+                "WITH stored AS (
+                    INSERT INTO events (id, route, received_at, headers, body, event_type, status, lease_until)
+                    VALUES ($1, $2, $3, $4, $5, $6, 'received', $7)
+                    RETURNING 1
+                 )
+                 SELECT pg_notify('hookyard_events', '') FROM stored WHERE $8::boolean",
                 &[
                     &event.id,
                     &event.route,
@@ -454,6 +554,7 @@ impl Store for PostgresStore {
                     &event.body,
                     &event.event_type,
                     &lease_until,
+                    &announce,
                 ],
             )
             .await?;
@@ -475,7 +576,8 @@ impl Store for PostgresStore {
                     SELECT $1, $2, $3, $4, $5, $6, $7, 'received', $8 WHERE EXISTS (SELECT 1 FROM claim)
                     RETURNING 1
                  )
-                 SELECT COUNT(*) FROM stored",
+                 SELECT (SELECT COUNT(*) FROM stored),
+                        (SELECT pg_notify('hookyard_events', '') WHERE $10::boolean AND EXISTS (SELECT 1 FROM stored))",
                 &[
                     &event.id,
                     &event.route,
@@ -486,6 +588,7 @@ impl Store for PostgresStore {
                     key,
                     &lease_until,
                     &since,
+                    &announce,
                 ],
             )
             .await?
@@ -528,64 +631,82 @@ impl Store for PostgresStore {
         Ok(events)
     }
 
-    async fn finish_event(
-        &self,
-        id: &str,
-        outcome: EventOutcome,
-        run: RunRecord,
-    ) -> Result<(), StoreError> {
-        let (status, error, deliveries) = match outcome {
-            EventOutcome::Processed(d) => (EventStatus::Processed, None, d),
-            EventOutcome::Failed(e) => (EventStatus::Failed, Some(e), Vec::new()),
-        };
-        let mut conn = self.pool.get().await?;
-        let tx = conn.transaction().await?;
-        let changed = tx
-            .execute(
-                "UPDATE events SET status = $2, error = $3, lease_until = 0,
-                        run_us = $4, run_fuel = $5, dropped = $6
-                 WHERE id = $1 AND status = 'received'",
-                &[
-                    &id,
-                    &status.as_str(),
-                    &error,
-                    &big(run.elapsed_us),
-                    &big(run.fuel),
-                    &run.dropped,
-                ],
-            )
-            .await?;
-        if changed == 0 {
-            // Another node finished it first; its deliveries stand.
+    async fn finish_events(&self, finished: Vec<FinishedEvent>) -> Result<(), StoreError> {
+        if finished.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
-        let insert = tx
-            .prepare(
-                "INSERT INTO deliveries (id, event_id, destination, body, headers, content_type, status,
-                                         next_attempt_at, created_at, ordering_key, method, path)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7, $8, $9, $10)",
-            )
-            .await?;
-        for d in deliveries {
-            tx.execute(
-                &insert,
-                &[
-                    &d.id,
-                    &d.event_id,
-                    &d.destination,
-                    &d.body,
-                    &headers_to_json(&d.headers),
-                    &d.content_type,
-                    &now,
-                    &d.ordering_key,
-                    &d.method,
-                    &d.path,
-                ],
-            )
-            .await?;
+        // One statement for the whole batch: the events' updates, then the deliveries of
+        // exactly those events the update changed (one still `received`), in one commit.
+        let n = finished.len();
+        let (mut ids, mut statuses, mut errors) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut run_us, mut fuel, mut dropped) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let mut d = DeliveryColumns::default();
+        for FinishedEvent { id, outcome, run } in finished {
+            let (status, error) = match outcome {
+                EventOutcome::Processed(deliveries) => {
+                    for delivery in deliveries {
+                        d.push(delivery);
+                    }
+                    (EventStatus::Processed, None)
+                }
+                EventOutcome::Failed(e) => (EventStatus::Failed, Some(e)),
+            };
+            ids.push(id);
+            statuses.push(status.as_str());
+            errors.push(error);
+            run_us.push(big(run.elapsed_us));
+            fuel.push(big(run.fuel));
+            dropped.push(run.dropped);
         }
-        tx.commit().await?;
+        let conn = self.pool.get().await?;
+        conn.execute(
+            "WITH finished AS (
+                UPDATE events e SET status = f.status, error = f.error, lease_until = 0,
+                       run_us = f.run_us, run_fuel = f.run_fuel, dropped = f.dropped
+                FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[])
+                     AS f(id, status, error, run_us, run_fuel, dropped)
+                WHERE e.id = f.id AND e.status = 'received'
+                RETURNING e.id
+             ), created AS (
+                INSERT INTO deliveries (id, event_id, destination, body, headers, content_type, status,
+                                        next_attempt_at, created_at, ordering_key, method, path)
+                SELECT d.id, d.event_id, d.destination, d.body, d.headers, d.content_type, 'pending',
+                       $7::bigint, $7::bigint, d.ordering_key, d.method, d.path
+                FROM unnest($8::text[], $9::text[], $10::text[], $11::bytea[], $12::text[], $13::text[],
+                            $14::text[], $15::text[], $16::text[])
+                     AS d(id, event_id, destination, body, headers, content_type, ordering_key, method, path)
+                WHERE d.event_id IN (SELECT id FROM finished)
+                RETURNING 1
+             )
+             SELECT pg_notify('hookyard_deliveries', '') WHERE EXISTS (SELECT 1 FROM created)",
+            &[
+                &ids,
+                &statuses,
+                &errors,
+                &run_us,
+                &fuel,
+                &dropped,
+                &now_ms(),
+                &d.id,
+                &d.event_id,
+                &d.destination,
+                &d.body,
+                &d.headers,
+                &d.content_type,
+                &d.ordering_key,
+                &d.method,
+                &d.path,
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -622,41 +743,148 @@ impl Store for PostgresStore {
         Ok(claimed)
     }
 
-    async fn record_attempt(
+    async fn record_attempts(
         &self,
-        attempt: Attempt,
-        outcome: AttemptOutcome,
+        attempts: Vec<(Attempt, AttemptOutcome)>,
     ) -> Result<(), StoreError> {
-        let (status, next, error) = match outcome {
-            AttemptOutcome::Delivered => (DeliveryStatus::Delivered, 0, None),
-            AttemptOutcome::RetryAt(at) => (DeliveryStatus::Retrying, at, attempt.error.clone()),
-            AttemptOutcome::Dead(reason) => (DeliveryStatus::Dead, 0, Some(reason)),
-        };
-        let mut conn = self.pool.get().await?;
-        let tx = conn.transaction().await?;
-        tx.execute(
-            "INSERT INTO attempts (delivery_id, number, started_at, status_code, latency_ms, error, response)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        let n = attempts.len();
+        let mut ids = Vec::with_capacity(n);
+        let (mut numbers, mut started, mut codes, mut latency, mut errors, mut responses) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut statuses, mut next, mut last_errors) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for (attempt, outcome) in attempts {
+            let (status, at, error) = outcome.next_state(attempt.error.as_deref());
+            statuses.push(status.as_str());
+            next.push(at);
+            last_errors.push(error);
+            numbers.push(attempt.number.min(i32::MAX as u32) as i32);
+            started.push(attempt.started_at);
+            codes.push(attempt.status_code.map(i32::from));
+            latency.push(big(attempt.latency_ms));
+            errors.push(attempt.error);
+            responses.push(attempt.response_body);
+            ids.push(attempt.delivery_id);
+        }
+        let conn = self.pool.get().await?;
+        conn.execute(
+            "WITH recorded AS (
+                INSERT INTO attempts (delivery_id, number, started_at, status_code, latency_ms, error, response)
+                SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::int[], $5::bigint[],
+                                     $6::text[], $7::bytea[])
+             )
+             UPDATE deliveries d SET status = u.status, attempts = d.attempts + 1,
+                    next_attempt_at = u.next, last_error = u.error, lease_until = 0
+             FROM unnest($1::text[], $8::text[], $9::bigint[], $10::text[]) AS u(id, status, next, error)
+             WHERE d.id = u.id",
             &[
-                &attempt.delivery_id,
-                &(attempt.number.min(i32::MAX as u32) as i32),
-                &attempt.started_at,
-                &attempt.status_code.map(i32::from),
-                &big(attempt.latency_ms),
-                &attempt.error,
-                &attempt.response_body,
+                &ids,
+                &numbers,
+                &started,
+                &codes,
+                &latency,
+                &errors,
+                &responses,
+                &statuses,
+                &next,
+                &last_errors,
             ],
         )
         .await?;
-        tx.execute(
-            "UPDATE deliveries SET status = $2, attempts = attempts + 1, next_attempt_at = $3,
-                    last_error = $4, lease_until = 0
-             WHERE id = $1",
-            &[&attempt.delivery_id, &status.as_str(), &next, &error],
-        )
-        .await?;
-        tx.commit().await?;
         Ok(())
+    }
+
+    async fn backlog(&self) -> Result<Backlog, StoreError> {
+        let conn = self.pool.get().await?;
+        let events = conn
+            .query(
+                "SELECT route, COUNT(*), MIN(received_at) FROM events
+                 WHERE status = 'received' GROUP BY route ORDER BY route",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| {
+                let count = row.get::<_, i64>(1).max(0) as u64;
+                Waiting {
+                    name: row.get(0),
+                    count,
+                    ready: count,
+                    oldest: row.get(2),
+                }
+            })
+            .collect();
+        let deliveries = conn
+            .query(
+                "SELECT destination, COUNT(*),
+                        COUNT(*) FILTER (WHERE next_attempt_at <= $1 AND destination NOT IN
+                                         (SELECT name FROM paused_destinations)),
+                        MIN(created_at)
+                 FROM deliveries WHERE status IN ('pending', 'retrying')
+                 GROUP BY destination ORDER BY destination",
+                &[&now_ms()],
+            )
+            .await?
+            .iter()
+            .map(|row| Waiting {
+                name: row.get(0),
+                count: row.get::<_, i64>(1).max(0) as u64,
+                ready: row.get::<_, i64>(2).max(0) as u64,
+                oldest: row.get(3),
+            })
+            .collect();
+        Ok(Backlog { events, deliveries })
+    }
+
+    async fn relay_wake_ups(&self, wakers: Wakers, mut shutdown: crate::shutdown::Shutdown) {
+        if !self.listen {
+            return;
+        }
+        loop {
+            let (config, tls) = &self.connect;
+            let ended = match tls {
+                Some(tls) => listen(config, tls.clone(), &wakers, &mut shutdown).await,
+                None => listen(config, NoTls, &wakers, &mut shutdown).await,
+            };
+            match ended {
+                Ok(()) => return,
+                Err(error) => tracing::warn!(
+                    %error,
+                    "LISTEN connection lost; polling until it is back"
+                ),
+            }
+            // Work may have been announced while nobody listened.
+            wakers.events.notify_one();
+            wakers.deliveries.notify_one();
+            tokio::select! {
+                _ = tokio::time::sleep(RELISTEN_AFTER) => {}
+                _ = shutdown.wait() => return,
+            }
+        }
+    }
+
+    async fn commits(&self) -> Result<Option<u64>, StoreError> {
+        let conn = self.pool.get().await?;
+        let commits: i64 = conn
+            .query_one(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+                &[],
+            )
+            .await?
+            .get(0);
+        Ok(Some(commits.max(0) as u64))
     }
 
     async fn next_delivery_due(&self, skip: &[String]) -> Result<Option<Millis>, StoreError> {

@@ -10,6 +10,7 @@
 //! since that process is gone.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,6 +34,8 @@ type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
 pub struct SqliteStore {
     jobs: mpsc::SyncSender<Job>,
     reader: Arc<Mutex<Connection>>,
+    /// Transactions the writer has committed: each is one fsync.
+    commits: Arc<AtomicU64>,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -175,13 +178,16 @@ impl SqliteStore {
         )?;
         let reader = open_conn(path)?;
         let (jobs, rx) = mpsc::sync_channel::<Job>(8 * MAX_BATCH);
+        let commits = Arc::new(AtomicU64::new(0));
+        let counter = commits.clone();
         std::thread::Builder::new()
             .name("hookyard-store".into())
-            .spawn(move || writer_loop(writer, rx))
+            .spawn(move || writer_loop(writer, rx, &counter))
             .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
         Ok(SqliteStore {
             jobs,
             reader: Arc::new(Mutex::new(reader)),
+            commits,
         })
     }
 
@@ -240,7 +246,7 @@ fn run_in_savepoint<T>(
     result
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, commits: &AtomicU64) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
@@ -263,6 +269,8 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
         let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
+        } else {
+            commits.fetch_add(1, Ordering::Relaxed);
         }
         for reply in replies.drain(..) {
             reply(committed.clone().map_err(StoreError::Database));
@@ -399,25 +407,28 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn finish_event(
-        &self,
-        id: &str,
-        outcome: EventOutcome,
-        run: RunRecord,
-    ) -> Result<(), StoreError> {
-        let id = id.to_string();
+    async fn finish_events(&self, finished: Vec<FinishedEvent>) -> Result<(), StoreError> {
+        if finished.is_empty() {
+            return Ok(());
+        }
         self.write(move |conn| {
-            let (status, error, deliveries) = match outcome {
-                EventOutcome::Processed(d) => (EventStatus::Processed, None, d),
-                EventOutcome::Failed(e) => (EventStatus::Failed, Some(e), Vec::new()),
-            };
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE events SET status = ?2, error = ?3, lease_until = 0,
-                            run_us = ?4, run_fuel = ?5, dropped = ?6
-                     WHERE id = ?1 AND status = 'received'",
-                )?
-                .execute(params![
+            let mut update = conn.prepare_cached(
+                "UPDATE events SET status = ?2, error = ?3, lease_until = 0,
+                        run_us = ?4, run_fuel = ?5, dropped = ?6
+                 WHERE id = ?1 AND status = 'received'",
+            )?;
+            let mut insert = conn.prepare_cached(
+                "INSERT INTO deliveries (id, event_id, destination, body, headers, content_type, status,
+                                         next_attempt_at, created_at, ordering_key, method, path)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8, ?9, ?10)",
+            )?;
+            let now = now_ms();
+            for FinishedEvent { id, outcome, run } in finished {
+                let (status, error, deliveries) = match outcome {
+                    EventOutcome::Processed(d) => (EventStatus::Processed, None, d),
+                    EventOutcome::Failed(e) => (EventStatus::Failed, Some(e), Vec::new()),
+                };
+                let changed = update.execute(params![
                     id,
                     status.as_str(),
                     error,
@@ -425,28 +436,23 @@ impl Store for SqliteStore {
                     run.fuel.min(i64::MAX as u64) as i64,
                     run.dropped
                 ])?;
-            if changed == 0 {
-                return Ok(());
-            }
-            let now = now_ms();
-            let mut insert = conn.prepare_cached(
-                "INSERT INTO deliveries (id, event_id, destination, body, headers, content_type, status,
-                                         next_attempt_at, created_at, ordering_key, method, path)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8, ?9, ?10)",
-            )?;
-            for d in deliveries {
-                insert.execute(params![
-                    d.id,
-                    d.event_id,
-                    d.destination,
-                    d.body,
-                    headers_to_json(&d.headers),
-                    d.content_type,
-                    now,
-                    d.ordering_key,
-                    d.method,
-                    d.path,
-                ])?;
+                if changed == 0 {
+                    continue;
+                }
+                for d in deliveries {
+                    insert.execute(params![
+                        d.id,
+                        d.event_id,
+                        d.destination,
+                        d.body,
+                        headers_to_json(&d.headers),
+                        d.content_type,
+                        now,
+                        d.ordering_key,
+                        d.method,
+                        d.path,
+                    ])?;
+                }
             }
             Ok(())
         })
@@ -488,39 +494,80 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_attempt(
+    async fn record_attempts(
         &self,
-        attempt: Attempt,
-        outcome: AttemptOutcome,
+        attempts: Vec<(Attempt, AttemptOutcome)>,
     ) -> Result<(), StoreError> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
         self.write(move |conn| {
-            conn.prepare_cached(
+            let mut insert = conn.prepare_cached(
                 "INSERT INTO attempts (delivery_id, number, started_at, status_code, latency_ms, error, response)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                attempt.delivery_id,
-                attempt.number,
-                attempt.started_at,
-                attempt.status_code,
-                attempt.latency_ms as i64,
-                attempt.error,
-                attempt.response_body,
-            ])?;
-            let (status, next, error) = match outcome {
-                AttemptOutcome::Delivered => (DeliveryStatus::Delivered, 0, None),
-                AttemptOutcome::RetryAt(at) => (DeliveryStatus::Retrying, at, attempt.error.clone()),
-                AttemptOutcome::Dead(reason) => (DeliveryStatus::Dead, 0, Some(reason)),
-            };
-            conn.prepare_cached(
+            )?;
+            let mut update = conn.prepare_cached(
                 "UPDATE deliveries SET status = ?2, attempts = attempts + 1, next_attempt_at = ?3,
                         last_error = ?4, lease_until = 0
                  WHERE id = ?1",
-            )?
-            .execute(params![attempt.delivery_id, status.as_str(), next, error])?;
+            )?;
+            for (attempt, outcome) in attempts {
+                let (status, next, error) = outcome.next_state(attempt.error.as_deref());
+                update.execute(params![attempt.delivery_id, status.as_str(), next, error])?;
+                insert.execute(params![
+                    attempt.delivery_id,
+                    attempt.number,
+                    attempt.started_at,
+                    attempt.status_code,
+                    attempt.latency_ms as i64,
+                    attempt.error,
+                    attempt.response_body,
+                ])?;
+            }
             Ok(())
         })
         .await
+    }
+
+    async fn backlog(&self) -> Result<Backlog, StoreError> {
+        self.read(|conn| {
+            let now = now_ms();
+            let mut stmt = conn.prepare_cached(
+                "SELECT route, COUNT(*), MIN(received_at) FROM events
+                 WHERE status = 'received' GROUP BY route ORDER BY route",
+            )?;
+            let events = collect(&mut stmt, [], |row| {
+                let count = row.get::<_, i64>(1)? as u64;
+                Ok(Waiting {
+                    name: row.get(0)?,
+                    count,
+                    ready: count,
+                    oldest: row.get(2)?,
+                })
+            })?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT destination, COUNT(*),
+                        SUM(CASE WHEN next_attempt_at <= ?1 AND destination NOT IN
+                                 (SELECT name FROM paused_destinations) THEN 1 ELSE 0 END),
+                        MIN(created_at)
+                 FROM deliveries WHERE status IN ('pending', 'retrying')
+                 GROUP BY destination ORDER BY destination",
+            )?;
+            let deliveries = collect(&mut stmt, [now], |row| {
+                Ok(Waiting {
+                    name: row.get(0)?,
+                    count: row.get::<_, i64>(1)? as u64,
+                    ready: row.get::<_, i64>(2)? as u64,
+                    oldest: row.get(3)?,
+                })
+            })?;
+            Ok(Backlog { events, deliveries })
+        })
+        .await
+    }
+
+    async fn commits(&self) -> Result<Option<u64>, StoreError> {
+        Ok(Some(self.commits.load(Ordering::Relaxed)))
     }
 
     async fn next_delivery_due(&self, skip: &[String]) -> Result<Option<Millis>, StoreError> {

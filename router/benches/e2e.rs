@@ -1,0 +1,592 @@
+//! `cargo bench -p hookyard --bench e2e` (or `scripts/bench-e2e.sh`, which installs what it
+//! needs first): the whole path a user sees, acknowledged and then delivered.
+//!
+//! The real `hookyard` binary runs the demo's route (`main-or-pr` then `github-to-chat`, the
+//! wasm plugins from `plugins/dist/`) and delivers to a counting HTTP receiver in this
+//! process. `wrk`, in its own process, posts the 7.8 KB `examples/github-push.json` signed
+//! with `X-Hub-Signature-256` and a unique `X-GitHub-Delivery` per request, over 32
+//! connections. In the same run, bare hyper answering 202 takes the same load: the ratios
+//! are what to compare, since this machine is noisy.
+//!
+//! Rows: bare hyper; SQLite for `HOOKYARD_BENCH_SECS` (default 30) at full load and for
+//! 10 s at light load (4 connections); PostgreSQL (a server this bench starts) with one node
+//! and with two nodes on one database, unless `HOOKYARD_BENCH_PG=0` or PostgreSQL is not
+//! installed. Delivered/s counts from the first request to the last delivery; "missing" is
+//! acknowledged events not delivered within 60 s of the load's end.
+
+#[path = "../../tests/support/postgres.rs"]
+#[allow(dead_code)]
+mod postgres;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+const SECRET: &str = "bench-secret";
+const CONNECTIONS: usize = 32;
+const LIGHT_CONNECTIONS: usize = 4;
+/// How long acknowledged events may take to arrive after the load ends.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = root.canonicalize().expect("workspace root");
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("e2e bench: needs wrk (apt-get install wrk), or run scripts/bench-e2e.sh");
+        std::process::exit(2);
+    }
+    for plugin in ["filter", "github-to-chat"] {
+        let path = root.join(format!("plugins/dist/{plugin}.wasm"));
+        if !path.exists() {
+            eprintln!(
+                "e2e bench: {} is missing; run scripts/build-plugins.sh",
+                path.display()
+            );
+            std::process::exit(2);
+        }
+    }
+    let secs: u64 = std::env::var("HOOKYARD_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let with_pg = std::env::var("HOOKYARD_BENCH_PG").map_or(true, |v| v != "0");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let work = tempfile::tempdir().expect("tempdir");
+    let body_path = root.join("examples/github-push.json");
+    let body = std::fs::read(&body_path).expect("examples/github-push.json");
+    let signature = format!("sha256={}", hex::encode(sign(&body)));
+
+    let bare = rt.block_on(Receiver::start());
+    let receiver = rt.block_on(Receiver::start());
+
+    println!(
+        "| load | acked/s | delivered/s end to end | missing | p99 ack | commits/event | acked vs bare hyper | delivered vs bare hyper |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let base = wrk(
+        &work,
+        &[bare.addr],
+        "/",
+        &body_path,
+        &signature,
+        CONNECTIONS,
+        10,
+        "bare",
+    );
+    println!(
+        "| bare hyper answering 202, {CONNECTIONS} connections, 10 s | {:.0} | - | - | {} | - | 1.00x | - |",
+        base.per_sec(),
+        base.p99
+    );
+    let base_rate = base.per_sec();
+
+    let sqlite = Node::start(
+        &root,
+        &work,
+        "sqlite",
+        "sqlite://data/hookyard.db",
+        receiver.addr,
+    );
+    let row = measure(
+        &rt,
+        &work,
+        &[&sqlite],
+        &receiver,
+        &body_path,
+        &signature,
+        CONNECTIONS,
+        secs,
+        "sq",
+    );
+    row.print(
+        &format!("SQLite, {CONNECTIONS} connections, {secs} s"),
+        base_rate,
+    );
+    let row = measure(
+        &rt,
+        &work,
+        &[&sqlite],
+        &receiver,
+        &body_path,
+        &signature,
+        LIGHT_CONNECTIONS,
+        10,
+        "sql",
+    );
+    row.print(
+        &format!("SQLite, {LIGHT_CONNECTIONS} connections (light load), 10 s"),
+        base_rate,
+    );
+    drop(sqlite);
+
+    if with_pg {
+        match postgres::PgCluster::start() {
+            Err(e) => println!("| PostgreSQL: not measured ({e:#}) | | | | | | | |"),
+            Ok(cluster) => {
+                let pg_secs = secs.min(15);
+                let url = rt.block_on(cluster.new_database());
+                let one = Node::start(&root, &work, "pg1", &url, receiver.addr);
+                let row = measure(
+                    &rt,
+                    &work,
+                    &[&one],
+                    &receiver,
+                    &body_path,
+                    &signature,
+                    CONNECTIONS,
+                    pg_secs,
+                    "pg",
+                );
+                row.print(
+                    &format!("PostgreSQL, 1 node, {CONNECTIONS} connections, {pg_secs} s"),
+                    base_rate,
+                );
+                drop(one);
+                let url = rt.block_on(cluster.new_database());
+                let a = Node::start(&root, &work, "pg2a", &url, receiver.addr);
+                let b = Node::start(&root, &work, "pg2b", &url, receiver.addr);
+                let row = measure(
+                    &rt,
+                    &work,
+                    &[&a, &b],
+                    &receiver,
+                    &body_path,
+                    &signature,
+                    CONNECTIONS,
+                    pg_secs,
+                    "pgb",
+                );
+                row.print(
+                    &format!("PostgreSQL, 2 nodes on one database, {CONNECTIONS} connections in all, {pg_secs} s"),
+                    base_rate,
+                );
+            }
+        }
+    }
+}
+
+/// One measured load: what was acknowledged and what arrived.
+struct Row {
+    load: WrkResult,
+    delivered: u64,
+    delivered_twice: u64,
+    first_to_last: Duration,
+    commits: Option<u64>,
+}
+
+impl Row {
+    fn print(&self, what: &str, base_rate: f64) {
+        let acked = self.load.acked();
+        let delivered_rate = self.delivered as f64 / self.first_to_last.as_secs_f64().max(1e-3);
+        let commits = self.commits.map_or("-".to_string(), |c| {
+            format!("{:.3}", c as f64 / acked.max(1) as f64)
+        });
+        let twice = if self.delivered_twice > 0 {
+            format!(" ({} delivered twice)", self.delivered_twice)
+        } else {
+            String::new()
+        };
+        println!(
+            "| {what} | {:.0} | {:.0} | {}{twice} | {} | {commits} | {:.2}x | {:.2}x |",
+            self.load.per_sec(),
+            delivered_rate,
+            acked.saturating_sub(self.delivered),
+            self.load.p99,
+            self.load.per_sec() / base_rate,
+            delivered_rate / base_rate,
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    work: &tempfile::TempDir,
+    nodes: &[&Node],
+    receiver: &Receiver,
+    body: &Path,
+    signature: &str,
+    connections: usize,
+    secs: u64,
+    prefix: &str,
+) -> Row {
+    receiver.reset();
+    let commits_before = rt.block_on(nodes[0].commits());
+    let started = Instant::now();
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.hooks).collect();
+    let load = wrk(
+        work,
+        &addrs,
+        "/hooks/github",
+        body,
+        signature,
+        connections,
+        secs,
+        prefix,
+    );
+    let acked = load.acked();
+    // Wait for every acknowledged event, or until nothing arrives for a while.
+    let deadline = Instant::now() + DRAIN_LIMIT;
+    let mut last_count = 0;
+    let mut last_change = Instant::now();
+    loop {
+        let n = receiver.count();
+        if n >= acked || Instant::now() > deadline {
+            break;
+        }
+        if n != last_count {
+            last_count = n;
+            last_change = Instant::now();
+        } else if last_change.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let commits_after = rt.block_on(nodes[0].commits());
+    let last = receiver.last().unwrap_or(started);
+    Row {
+        load,
+        delivered: receiver.distinct(),
+        delivered_twice: receiver.count().saturating_sub(receiver.distinct()),
+        first_to_last: last.saturating_duration_since(started),
+        commits: commits_before
+            .zip(commits_after)
+            .map(|(b, a)| a.saturating_sub(b)),
+    }
+}
+
+/// What wrk reported.
+struct WrkResult {
+    requests: u64,
+    non_2xx: u64,
+    secs: f64,
+    p99: String,
+}
+
+impl WrkResult {
+    fn acked(&self) -> u64 {
+        self.requests.saturating_sub(self.non_2xx)
+    }
+    fn per_sec(&self) -> f64 {
+        self.acked() as f64 / self.secs.max(1e-3)
+    }
+}
+
+/// Runs one wrk process per address (the connections split between them) and sums them.
+#[allow(clippy::too_many_arguments)]
+fn wrk(
+    work: &tempfile::TempDir,
+    addrs: &[SocketAddr],
+    path: &str,
+    body: &Path,
+    signature: &str,
+    connections: usize,
+    secs: u64,
+    prefix: &str,
+) -> WrkResult {
+    let children: Vec<Child> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            let script = work.path().join(format!("{prefix}{i}.lua"));
+            std::fs::write(
+                &script,
+                format!(
+                    r#"local f = assert(io.open("{}", "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-GitHub-Event"] = "push"
+wrk.headers["X-Hub-Signature-256"] = "{signature}"
+local n = 0
+request = function()
+  n = n + 1
+  wrk.headers["X-GitHub-Delivery"] = "{prefix}{i}-" .. n
+  return wrk.format()
+end
+"#,
+                    body.display()
+                ),
+            )
+            .expect("wrk script");
+            Command::new("wrk")
+                .args(["-t1", &format!("-c{}", (connections / addrs.len()).max(1))])
+                .arg(format!("-d{secs}s"))
+                .args(["--latency", "--timeout", "10s", "-s"])
+                .arg(&script)
+                .arg(format!("http://{addr}{path}"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("start wrk")
+        })
+        .collect();
+    let mut total = WrkResult {
+        requests: 0,
+        non_2xx: 0,
+        secs: 0.0,
+        p99: String::new(),
+    };
+    let mut p99s = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().expect("wrk ran");
+        let text = String::from_utf8_lossy(&out.stdout);
+        for line in text.lines().map(str::trim) {
+            if let Some((n, rest)) = line.split_once(" requests in ") {
+                total.requests += n.trim().parse::<u64>().unwrap_or(0);
+                let secs = rest.split(',').next().unwrap_or("");
+                total.secs = total.secs.max(parse_duration(secs));
+            } else if let Some(n) = line.strip_prefix("Non-2xx or 3xx responses:") {
+                total.non_2xx += n.trim().parse::<u64>().unwrap_or(0);
+            } else if let Some(p) = line.strip_prefix("99%") {
+                p99s.push(p.trim().to_string());
+            }
+        }
+    }
+    total.p99 = p99s.join(" / ");
+    total
+}
+
+/// wrk's `30.00s`, `1.00m` or `500.00ms` as seconds.
+fn parse_duration(text: &str) -> f64 {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else {
+        (text, 1.0)
+    };
+    number.parse::<f64>().unwrap_or(0.0) * scale
+}
+
+fn sign(body: &[u8]) -> Vec<u8> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(SECRET.as_bytes()).expect("key");
+    mac.update(body);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// A router process: the real binary with the demo's route, its own directory.
+struct Node {
+    child: Child,
+    hooks: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Node {
+    fn start(
+        root: &Path,
+        work: &tempfile::TempDir,
+        name: &str,
+        store: &str,
+        sink: SocketAddr,
+    ) -> Node {
+        let dir = work.path().join(name);
+        std::fs::create_dir_all(&dir).expect("node dir");
+        let hooks = free_addr();
+        let admin = free_addr();
+        let plugins = root.join("plugins/dist");
+        let config = format!(
+            r#"
+[server]
+listen = "{hooks}"
+admin_listen = "{admin}"
+admin_without_token = true
+
+[store]
+url = "{store}"
+
+[egress]
+allow_private = ["127.0.0.0/8"]
+
+[runtime]
+cache_dir = "{cache}"
+
+[plugins.main-or-pr]
+path = "{plugins}/filter.wasm"
+config = {{ match = "any", conditions = [
+  {{ pointer = "/ref", one_of = ["refs/heads/main", "refs/heads/master"] }},
+  {{ pointer = "/pull_request", exists = true }},
+] }}
+
+[plugins.github-to-chat]
+path = "{plugins}/github-to-chat.wasm"
+memory = "16MiB"
+timeout = "100ms"
+
+[destinations.chat]
+url = "http://{sink}/chat"
+timeout = "5s"
+
+[[routes]]
+name = "github"
+verify = {{ scheme = "github", secret = "{SECRET}" }}
+steps = ["main-or-pr", "github-to-chat"]
+to = ["chat"]
+"#,
+            cache = work.path().join("cache").display(),
+            plugins = plugins.display(),
+        );
+        let path = dir.join("router.toml");
+        std::fs::write(&path, config).expect("config");
+        let log = std::fs::File::create(dir.join("router.log")).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_hookyard"))
+            .args(["serve", "-c"])
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start hookyard");
+        let node = Node {
+            child,
+            hooks,
+            admin,
+        };
+        node.wait_ready(&dir);
+        node
+    }
+
+    fn wait_ready(&self, dir: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while std::net::TcpStream::connect(self.hooks).is_err() {
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(dir.join("router.log")).unwrap_or_default();
+                panic!("hookyard did not start:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `hookyard_store_commits_total` from the node's metrics.
+    async fn commits(&self) -> Option<u64> {
+        let text = reqwest::get(format!("http://{}/admin/metrics", self.admin))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find(|l| l.starts_with("hookyard_store_commits_total"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+/// A hyper server that answers 202 to everything and counts what it receives (all of it,
+/// and distinct `hookyard-delivery-id`s), noting when the last request came.
+#[derive(Clone)]
+struct Receiver {
+    addr: SocketAddr,
+    count: Arc<AtomicU64>,
+    ids: Arc<Mutex<HashSet<String>>>,
+    last: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        use http_body_util::BodyExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let receiver = Receiver {
+            addr: listener.local_addr().expect("addr"),
+            count: Default::default(),
+            ids: Default::default(),
+            last: Default::default(),
+        };
+        let state = receiver.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let state = state.clone();
+                            async move {
+                                let id = req
+                                    .headers()
+                                    .get("hookyard-delivery-id")
+                                    .and_then(|v| v.to_str().ok())
+                                    .map(str::to_string);
+                                let _ = req.into_body().collect().await;
+                                if let Some(id) = id
+                                    && let Ok(mut ids) = state.ids.lock()
+                                {
+                                    ids.insert(id);
+                                }
+                                state.count.fetch_add(1, Ordering::Relaxed);
+                                if let Ok(mut last) = state.last.lock() {
+                                    *last = Some(Instant::now());
+                                }
+                                Ok::<_, std::convert::Infallible>(
+                                    hyper::Response::builder()
+                                        .status(202)
+                                        .body(http_body_util::Full::new(
+                                            hyper::body::Bytes::from_static(b"{}"),
+                                        ))
+                                        .expect("response"),
+                                )
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        receiver
+    }
+
+    fn reset(&self) {
+        self.count.store(0, Ordering::Relaxed);
+        if let Ok(mut ids) = self.ids.lock() {
+            ids.clear();
+        }
+        if let Ok(mut last) = self.last.lock() {
+            *last = None;
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn distinct(&self) -> u64 {
+        self.ids.lock().map_or(0, |ids| ids.len() as u64)
+    }
+
+    fn last(&self) -> Option<Instant> {
+        self.last.lock().ok().and_then(|l| *l)
+    }
+}

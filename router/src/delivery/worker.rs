@@ -1,0 +1,366 @@
+//! The delivery worker: claims due deliveries in batches, holds each until its
+//! destination's gate lets it go, attempts it, and hands the attempt to a recorder that
+//! writes many attempts per store call.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
+
+use super::{destination, gate, retry};
+use crate::config::GonePolicy;
+use crate::live::{Live, Snapshot};
+use crate::shutdown::Shutdown;
+use crate::store::{Attempt, AttemptOutcome, Delivery, Millis, Store, now_ms};
+use crate::telemetry::Metrics;
+use gate::{Admission, Gate};
+
+/// Most attempts recorded in one store call.
+const RECORD_BATCH: usize = 512;
+
+/// How long a claimed delivery stays ours before another worker may take it.
+pub const LEASE: Duration = Duration::from_secs(120);
+/// Longest wait between looks at the store when nothing wakes the worker.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Most deliveries claimed in one go.
+const CLAIM_BATCH: usize = 128;
+
+/// The delivery worker of one router process.
+pub struct DeliveryWorker {
+    store: Arc<dyn Store>,
+    live: Arc<Live>,
+    wake: Arc<Notify>,
+    gates: Arc<Mutex<Gates>>,
+    metrics: Arc<Metrics>,
+}
+
+/// Each destination's gate, for one version of the config.
+struct Gates {
+    generation: u64,
+    by_name: HashMap<String, Gate>,
+}
+
+impl Gates {
+    fn for_snapshot(snapshot: &Snapshot) -> Gates {
+        Gates {
+            generation: snapshot.generation,
+            by_name: snapshot
+                .destinations
+                .iter()
+                .map(|(name, d)| {
+                    (
+                        name.clone(),
+                        Gate::new(d.policy.concurrency, d.policy.rate, d.policy.breaker),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+impl DeliveryWorker {
+    /// A worker for the destinations in `live`; `wake` is notified whenever new deliveries
+    /// are stored.
+    pub fn new(
+        store: Arc<dyn Store>,
+        live: Arc<Live>,
+        wake: Arc<Notify>,
+        metrics: Arc<Metrics>,
+    ) -> DeliveryWorker {
+        let gates = Gates::for_snapshot(&live.get());
+        DeliveryWorker {
+            store,
+            live,
+            wake,
+            gates: Arc::new(Mutex::new(gates)),
+            metrics,
+        }
+    }
+
+    /// After a reload, gates start afresh for the new destinations.
+    fn refresh_gates(&self, snapshot: &Snapshot) {
+        if let Ok(mut gates) = self.gates.lock()
+            && gates.generation != snapshot.generation
+        {
+            *gates = Gates::for_snapshot(snapshot);
+        }
+    }
+
+    /// Runs until `shutdown`, then waits up to `grace` for attempts in flight. Attempts
+    /// still running after that are abandoned; their leases lapse and they run again.
+    pub async fn run(self, mut shutdown: Shutdown, grace: Duration) {
+        let (record_tx, record_rx) = mpsc::unbounded_channel();
+        let recording = tokio::spawn(record_attempts(
+            self.store.clone(),
+            record_rx,
+            self.wake.clone(),
+        ));
+        let mut in_flight = JoinSet::new();
+        // Claimed deliveries waiting for their destination's gate (we hold their leases).
+        let mut parked: HashMap<String, VecDeque<Delivery>> = HashMap::new();
+        loop {
+            while in_flight.try_join_next().is_some() {}
+            let snapshot = self.live.get();
+            self.refresh_gates(&snapshot);
+            let now = Instant::now();
+            let mut wake_at = now + IDLE_POLL;
+            // Start what the gates let through, oldest first.
+            for (dest, queue) in parked.iter_mut() {
+                while !queue.is_empty() {
+                    match self.admit(dest, now) {
+                        Admission::Go => {}
+                        Admission::Wait(at) => {
+                            if let Some(at) = at {
+                                wake_at = wake_at.min(at);
+                            }
+                            break;
+                        }
+                    }
+                    if let Some(delivery) = queue.pop_front() {
+                        self.spawn_attempt(&mut in_flight, &snapshot, &record_tx, delivery);
+                    }
+                }
+            }
+            parked.retain(|_, q| !q.is_empty());
+            // Destinations that cannot take more now are not claimed for.
+            let mut skip: Vec<String> = parked.keys().cloned().collect();
+            if let Ok(gates) = self.gates.lock() {
+                for (name, gate) in gates.by_name.iter() {
+                    let mut probe = gate_view(gate);
+                    if let Admission::Wait(at) = probe.check(now) {
+                        if let Some(at) = at {
+                            wake_at = wake_at.min(at);
+                        }
+                        if !skip.contains(name) {
+                            skip.push(name.clone());
+                        }
+                    }
+                }
+            }
+            let mut claimed = 0;
+            match self.store.claim_deliveries(LEASE, CLAIM_BATCH, &skip).await {
+                Ok(batch) => {
+                    claimed = batch.len();
+                    for delivery in batch {
+                        let dest = delivery.new.destination.clone();
+                        if parked.contains_key(&dest)
+                            || self.admit(&dest, Instant::now()) != Admission::Go
+                        {
+                            parked.entry(dest).or_default().push_back(delivery);
+                        } else {
+                            self.spawn_attempt(&mut in_flight, &snapshot, &record_tx, delivery);
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot claim deliveries"),
+            }
+            if claimed == CLAIM_BATCH {
+                continue; // more may be due right now
+            }
+            let until_due = self.until_next_due(&skip).await;
+            let wait = wake_at
+                .saturating_duration_since(Instant::now())
+                .min(until_due);
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                _ = shutdown.wait() => break,
+            }
+        }
+        let _ = tokio::time::timeout(grace, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
+        // Attempts abandoned above still hold a sender; the recorder writes what finished.
+        in_flight.abort_all();
+        while in_flight.join_next().await.is_some() {}
+        drop(record_tx);
+        let _ = recording.await;
+    }
+
+    /// Asks `dest`'s gate whether an attempt may start, and takes the slot if so.
+    /// Deliveries to destinations no longer configured always go (and fail clearly).
+    fn admit(&self, dest: &str, now: Instant) -> Admission {
+        let Ok(mut gates) = self.gates.lock() else {
+            return Admission::Go;
+        };
+        match gates.by_name.get_mut(dest) {
+            None => Admission::Go,
+            Some(gate) => {
+                let admission = gate.check(now);
+                if admission == Admission::Go {
+                    gate.start(now);
+                }
+                admission
+            }
+        }
+    }
+
+    fn spawn_attempt(
+        &self,
+        in_flight: &mut JoinSet<()>,
+        snapshot: &Arc<Snapshot>,
+        recorder: &mpsc::UnboundedSender<(Attempt, AttemptOutcome)>,
+        delivery: Delivery,
+    ) {
+        let job = Job {
+            store: self.store.clone(),
+            recorder: recorder.clone(),
+            snapshot: snapshot.clone(),
+            gates: self.gates.clone(),
+            metrics: self.metrics.clone(),
+        };
+        in_flight.spawn(job.attempt(delivery));
+    }
+
+    async fn until_next_due(&self, skip: &[String]) -> Duration {
+        match self.store.next_delivery_due(skip).await {
+            Ok(Some(at)) => {
+                let ms = (at - now_ms()).clamp(0, IDLE_POLL.as_millis() as Millis);
+                Duration::from_millis(ms as u64)
+            }
+            _ => IDLE_POLL,
+        }
+    }
+}
+
+/// `check` needs `&mut` (the token bucket refills); looking must not change the real gate.
+fn gate_view(gate: &Gate) -> Gate {
+    gate.clone()
+}
+
+/// What one attempt needs.
+struct Job {
+    store: Arc<dyn Store>,
+    /// Where finished attempts go to be written (see [`record_attempts`]).
+    recorder: mpsc::UnboundedSender<(Attempt, AttemptOutcome)>,
+    /// The config version the attempt runs on, whatever reloads meanwhile.
+    snapshot: Arc<Snapshot>,
+    gates: Arc<Mutex<Gates>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Job {
+    async fn attempt(self, delivery: Delivery) {
+        let number = delivery.attempts + 1;
+        let started_at = now_ms();
+        let id = delivery.new.id.clone();
+        let dest_name = delivery.new.destination.clone();
+        let Some(dest) = self.snapshot.destinations.get(&dest_name) else {
+            let reason = format!("destination {dest_name:?} is not configured");
+            let attempt = Attempt {
+                delivery_id: id.clone(),
+                number,
+                started_at,
+                status_code: None,
+                latency_ms: 0,
+                error: Some(reason.clone()),
+                response_body: None,
+            };
+            self.record(&id, &dest_name, attempt, AttemptOutcome::Dead(reason))
+                .await;
+            return;
+        };
+        let result = dest.attempt(&self.snapshot.client, &delivery).await;
+        if let Ok(mut gates) = self.gates.lock()
+            && let Some(gate) = gates.by_name.get_mut(&dest_name)
+        {
+            gate.finish(result.error.is_none(), Instant::now());
+        }
+        let gone = result.status == Some(410)
+            && dest.policy.gone == GonePolicy::Pause
+            && matches!(dest.kind, destination::Kind::Http(_));
+        let outcome = match &result.error {
+            None => AttemptOutcome::Delivered,
+            Some(err) if result.permanent => AttemptOutcome::Dead(err.clone()),
+            Some(_) if gone => {
+                let reason = format!("answered 410 Gone to delivery {id}");
+                tracing::warn!(destination = %dest_name, %reason, "pausing destination");
+                if let Err(e) = self
+                    .store
+                    .set_destination_paused(&dest_name, Some(reason))
+                    .await
+                {
+                    tracing::error!(destination = %dest_name, error = %e, "cannot pause destination");
+                }
+                // Due again at once, so it goes first when the destination is resumed.
+                AttemptOutcome::RetryAt(now_ms())
+            }
+            Some(err) => {
+                let age = Duration::from_millis((now_ms() - delivery.created_at).max(0) as u64);
+                let round = delivery.attempts_in_round + 1;
+                match dest.policy.retry.after_failure(
+                    round,
+                    result.retry_after,
+                    age,
+                    &mut rand::rng(),
+                ) {
+                    retry::Next::RetryIn(d) => {
+                        AttemptOutcome::RetryAt(now_ms() + d.as_millis() as Millis)
+                    }
+                    retry::Next::GiveUp(reason) => {
+                        AttemptOutcome::Dead(format!("{reason}; last: {err}"))
+                    }
+                }
+            }
+        };
+        let attempt = Attempt {
+            delivery_id: id.clone(),
+            number,
+            started_at,
+            status_code: result.status,
+            latency_ms: result.latency.as_millis() as u64,
+            error: result.error,
+            response_body: result.response_body,
+        };
+        self.record(&id, &dest_name, attempt, outcome).await;
+    }
+
+    async fn record(&self, id: &str, destination: &str, attempt: Attempt, outcome: AttemptOutcome) {
+        let result = match &outcome {
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::RetryAt(_) => "retry",
+            AttemptOutcome::Dead(_) => "dead",
+        };
+        self.metrics.inc(
+            "hookyard_delivery_attempts_total",
+            &[("destination", destination), ("result", result)],
+        );
+        match &outcome {
+            AttemptOutcome::Delivered => {
+                tracing::debug!(delivery = %id, %destination, number = attempt.number, "delivered")
+            }
+            AttemptOutcome::RetryAt(_) => tracing::info!(
+                delivery = %id, %destination, number = attempt.number,
+                error = attempt.error.as_deref().unwrap_or(""), "attempt failed; will retry"
+            ),
+            AttemptOutcome::Dead(reason) => {
+                tracing::warn!(delivery = %id, %destination, %reason, "dead letter")
+            }
+        }
+        if self.recorder.send((attempt, outcome)).is_err() {
+            tracing::error!(delivery = %id, "attempt not recorded: the worker is stopping");
+        }
+    }
+}
+
+/// Writes finished attempts as they come, many per store call, until every sender is gone;
+/// after each write, wakes the worker (an ordered delivery may now be free to go).
+async fn record_attempts(
+    store: Arc<dyn Store>,
+    mut attempts: mpsc::UnboundedReceiver<(Attempt, AttemptOutcome)>,
+    wake: Arc<Notify>,
+) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while attempts.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let n = batch.len();
+        if let Err(e) = store.record_attempts(std::mem::take(&mut batch)).await {
+            // Their leases will lapse and the deliveries will be attempted again.
+            tracing::error!(attempts = n, error = %e, "cannot record attempts");
+        }
+        wake.notify_one();
+    }
+}
