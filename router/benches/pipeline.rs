@@ -214,7 +214,7 @@ fn fetch_plugin(wasm: &std::path::Path) {
             allow_private: vec![hookyard::config::Cidr("127.0.0.0/8".parse().expect("cidr"))],
         },
     ));
-    let client = hookyard::delivery::http::client(egress.clone());
+    let client = hookyard::destinations::http::client(egress.clone());
     let url = format!("http://{addr}/orders/{{/id}}");
     let mut config = PluginConfig::with_defaults(wasm.to_path_buf());
     config.config = serde_json::json!({ "url": url });

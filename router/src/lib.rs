@@ -15,7 +15,8 @@
 //! - [`store`]: the journal (events, deliveries, attempts) behind the `Store` trait.
 //! - [`dispatch`]: a journaled event through its route's plugins into delivery jobs.
 //! - [`pipeline`]: the wasm runtime: engine, bindings, limits, the chain of steps.
-//! - [`delivery`]: claims due jobs, attempts them, retries with backoff, dead letters.
+//! - [`delivery`]: claims due jobs, gates and attempts them, records attempts, dead letters.
+//! - [`destinations`]: how each kind of destination (HTTP, SMTP) is reached, and retries.
 //! - [`egress`]: the SSRF rules every outbound connection obeys.
 //! - [`live`]: what is in force now: routes, plugins, destinations, and their swap.
 //! - [`reload`]: watches for SIGHUP and file changes, and swaps a new version into [`live`].
@@ -32,6 +33,7 @@ pub mod backlog;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod destinations;
 pub mod dispatch;
 pub mod egress;
 pub mod ingress;

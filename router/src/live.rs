@@ -8,8 +8,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::config::{Config, ConfigError};
-use crate::delivery::destination::Destination;
-use crate::delivery::http::DestinationError;
+use crate::destinations::Destination;
+use crate::destinations::http::DestinationError;
 use crate::egress::EgressPolicy;
 use crate::pipeline::engine::{EngineError, PoolLimits, WasmEngine};
 use crate::pipeline::host::{Capabilities, Fetcher, PluginKv};
@@ -307,7 +307,7 @@ impl Snapshot {
         generation: u64,
     ) -> Result<Snapshot, BuildError> {
         let egress = Arc::new(EgressPolicy::new(&config.egress));
-        let client = crate::delivery::http::client(egress.clone());
+        let client = crate::destinations::http::client(egress.clone());
         let fetcher = Fetcher::Http {
             client: client.clone(),
             egress: egress.clone(),

@@ -202,7 +202,7 @@ fn check(path: &Path) -> Result<ExitCode> {
     let config = Config::load(path)?;
     let egress = Arc::new(crate::egress::EgressPolicy::new(&config.egress));
     let fetcher = crate::pipeline::host::Fetcher::Http {
-        client: crate::delivery::http::client(egress.clone()),
+        client: crate::destinations::http::client(egress.clone()),
         egress,
     };
     let kv = Arc::new(crate::pipeline::host::MemoryKv::default());

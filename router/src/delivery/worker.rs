@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
-use super::{destination, gate, retry};
+use super::gate;
 use crate::config::GonePolicy;
+use crate::destinations::{self as destination, retry};
 use crate::live::{Live, Snapshot};
 use crate::shutdown::Shutdown;
 use crate::store::{Attempt, AttemptOutcome, Delivery, Millis, Store, now_ms};
@@ -139,8 +140,19 @@ impl DeliveryWorker {
                     }
                 }
             }
+            // When no configured destination can take more, a claim could only find deliveries
+            // it must skip, and looking costs the store a scan of everything waiting.
+            // (With none configured, claims still run: leftovers for removed destinations are
+            // dead-lettered.)
+            let all_busy = !snapshot.destinations.is_empty()
+                && snapshot.destinations.keys().all(|name| skip.contains(name));
             let mut claimed = 0;
-            match self.store.claim_deliveries(LEASE, CLAIM_BATCH, &skip).await {
+            let batch = if all_busy {
+                Ok(Vec::new())
+            } else {
+                self.store.claim_deliveries(LEASE, CLAIM_BATCH, &skip).await
+            };
+            match batch {
                 Ok(batch) => {
                     claimed = batch.len();
                     for delivery in batch {
@@ -159,7 +171,11 @@ impl DeliveryWorker {
             if claimed == CLAIM_BATCH {
                 continue; // more may be due right now
             }
-            let until_due = self.until_next_due(&skip).await;
+            let until_due = if all_busy {
+                IDLE_POLL
+            } else {
+                self.until_next_due(&skip).await
+            };
             let wait = wake_at
                 .saturating_duration_since(Instant::now())
                 .min(until_due);

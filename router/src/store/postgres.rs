@@ -619,7 +619,7 @@ impl Store for PostgresStore {
                 &format!(
                     "UPDATE events SET lease_until = $1 WHERE seq IN (
                         SELECT seq FROM events WHERE status = 'received' AND lease_until <= $2
-                        ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
+                        ORDER BY lease_until, seq LIMIT $3 FOR UPDATE SKIP LOCKED)
                      RETURNING {EVENT_COLUMNS}"
                 ),
                 &[&lease_end(lease), &now_ms(), &(limit as i64)],

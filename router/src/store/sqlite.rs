@@ -392,10 +392,14 @@ impl Store for SqliteStore {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.write(move |conn| {
             let now = now_ms();
+            // Without the index named, the planner walks the whole table in `seq` order (the
+            // LIMIT tempts it), reading every finished event's body on the way. In lease
+            // order the index is read in order, and unleased events are in arrival order.
             let mut stmt = conn.prepare_cached(&format!(
                 "UPDATE events SET lease_until = ?1 WHERE seq IN (
-                    SELECT seq FROM events WHERE status = 'received' AND lease_until <= ?2
-                    ORDER BY seq LIMIT ?3)
+                    SELECT seq FROM events INDEXED BY events_waiting
+                    WHERE status = 'received' AND lease_until <= ?2
+                    ORDER BY lease_until, seq LIMIT ?3)
                  RETURNING {EVENT_COLUMNS}"
             ))?;
             collect(

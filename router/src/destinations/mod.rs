@@ -1,14 +1,25 @@
-//! A configured destination: where outputs go (HTTP or SMTP) and the policy around its
-//! attempts (retries, 410 handling, concurrency, rate, circuit breaker).
+//! Destinations: where outputs go, and how each kind is reached. A configured
+//! [`Destination`] is HTTP or SMTP plus the policy around its attempts (retries, 410
+//! handling, concurrency, rate, circuit breaker).
+//!
+//! - [`http`]: the HTTP destination (one request per attempt), signing and auth headers.
+//! - [`auth`]: credentials for HTTP destinations (bearer, basic, OAuth client credentials).
+//! - [`email`]: the SMTP destination.
+//! - [`retry`]: the retry schedule: backoff with jitter, `Retry-After`.
+
+pub mod auth;
+pub mod email;
+pub mod http;
+pub mod retry;
 
 use std::sync::Arc;
 
-use super::email::EmailDestination;
-use super::http::{AttemptResult, DestinationError, HttpDestination};
-use super::retry::RetryPolicy;
 use crate::config::{BreakerConfig, DestinationConfig, GonePolicy, Rate};
 use crate::egress::EgressPolicy;
 use crate::store::Delivery;
+use email::EmailDestination;
+use http::{AttemptResult, DestinationError, HttpDestination};
+use retry::RetryPolicy;
 
 /// The policy around a destination's attempts.
 #[derive(Debug)]

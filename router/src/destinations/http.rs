@@ -6,8 +6,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
+use super::auth::Auth;
 use crate::config::DestinationConfig;
-use crate::delivery::auth::Auth;
 use crate::egress::{EgressError, EgressPolicy, GuardedResolver};
 use crate::store::Delivery;
 use crate::verify::standard_webhooks::{Flavor, StandardWebhooks};
