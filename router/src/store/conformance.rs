@@ -1008,13 +1008,28 @@ async fn concurrent_appends_all_land<S: Store>(s: S) {
         }));
     }
     let mut stored = 0;
-    for t in tasks {
-        if t.await.unwrap() == Appended::Stored {
-            stored += 1;
+    let mut originals = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            Appended::Stored => stored += 1,
+            Appended::Duplicate { original } => originals.push((i % 150, original)),
         }
     }
     assert_eq!(
         stored, 150,
         "each dedup key stored once, the rest reported duplicate"
     );
+    for (key, original) in originals {
+        let first = s
+            .event(&original)
+            .await
+            .unwrap()
+            .expect("the original is stored");
+        assert_eq!(
+            first.event.dedup_key.as_deref(),
+            Some(format!("k{key}").as_str()),
+            "a duplicate names the event stored under its key"
+        );
+        assert!(first.duplicates >= 1);
+    }
 }

@@ -1,8 +1,10 @@
 //! The shared store: PostgreSQL, for several router nodes working from one journal.
 //!
 //! Every method is one transaction on a pooled connection; `synchronous_commit` (on by
-//! default) makes a commit durable before `Ok` is returned, and PostgreSQL flushes the WAL of
-//! concurrent commits together, so there is no batching here. Nodes share the work through
+//! default) makes a commit durable before `Ok` is returned. Appends from concurrent requests
+//! are gathered and written many per statement (one commit for all of them), and chain
+//! outcomes and attempts come in batches from their workers, so commits per event stay well
+//! below one under load. Nodes share the work through
 //! leases: a claim takes rows with `FOR UPDATE SKIP LOCKED` (two nodes never claim the same
 //! row, and neither waits on the other) and stamps a lease end on them; a node that dies
 //! leaves leases that simply run out, and another node takes the work. Unlike the embedded
@@ -12,6 +14,7 @@
 //! (`INSERT ... ON CONFLICT` for dedup on append and `set-if-absent`) or take a
 //! transaction-scoped advisory lock on their key (kv increments).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +22,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
@@ -29,10 +33,170 @@ use super::*;
 /// The PostgreSQL-backed [`Store`].
 pub struct PostgresStore {
     pool: Pool,
+    /// Appends waiting to be written together (see [`append_batches`]).
+    appends: mpsc::Sender<AppendJob>,
     /// How to open the `LISTEN` connection, which is not pooled.
     connect: (tokio_postgres::Config, Option<MakeRustlsConnect>),
     /// Whether to `LISTEN` at all (`store.listen`).
     listen: bool,
+}
+
+/// Most appends written in one statement.
+const APPEND_BATCH: usize = 512;
+/// Append statements in flight at once; more appends wait and go in the next statements.
+const APPEND_PIPELINE: usize = 4;
+/// Appends queued for the batcher before callers wait for room.
+const APPEND_QUEUE: usize = 8 * APPEND_BATCH;
+
+/// One event to append, and where its result goes.
+struct AppendJob {
+    event: NewEvent,
+    lease_until: Millis,
+    /// Events with the same dedup key received after this are duplicates.
+    since: Millis,
+    /// Journaled unclaimed: tell every node.
+    announce: bool,
+    reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+/// Writes appends as they come, many per statement (and so per commit): while
+/// [`APPEND_PIPELINE`] statements are in flight, new appends gather for the next one, as the
+/// embedded store's writer gathers its jobs. Ends when the store is dropped.
+async fn append_batches(pool: Pool, mut queued: mpsc::Receiver<AppendJob>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(APPEND_PIPELINE));
+    let mut batch = Vec::with_capacity(APPEND_BATCH);
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        if queued.recv_many(&mut batch, APPEND_BATCH).await == 0 {
+            return;
+        }
+        let jobs = std::mem::take(&mut batch);
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let (events, replies): (Vec<_>, Vec<_>) = jobs
+                .into_iter()
+                .map(|job| {
+                    (
+                        (job.event, job.lease_until, job.since, job.announce),
+                        job.reply,
+                    )
+                })
+                .unzip();
+            match append_batch(&pool, events).await {
+                Ok(results) => {
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        let _ = reply.send(Ok(result));
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    for reply in replies {
+                        let _ = reply.send(Err(StoreError::Database(message.clone())));
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Appends `events` (each with its lease end, dedup cut-off and whether to announce it) in
+/// one statement: each dedup key is claimed (new, or its window has passed) and an event is
+/// stored only if it has no key or claimed it. `ON CONFLICT` waits for a concurrent claim of
+/// the same key and re-checks, so across nodes exactly one event per key is stored; within
+/// the batch the first event with a key claims it. Duplicates are then counted on their
+/// originals.
+async fn append_batch(
+    pool: &Pool,
+    events: Vec<(NewEvent, Millis, Millis, bool)>,
+) -> Result<Vec<Appended>, StoreError> {
+    let n = events.len();
+    let mut ids = Vec::with_capacity(n);
+    let (mut routes, mut received, mut headers, mut bodies) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut types, mut keys, mut leases, mut since, mut announce) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (event, lease_until, cut_off, tell) in events {
+        headers.push(headers_to_json(&event.headers));
+        ids.push(event.id);
+        routes.push(event.route);
+        received.push(event.received_at);
+        bodies.push(event.body);
+        types.push(event.event_type);
+        keys.push(event.dedup_key);
+        leases.push(lease_until);
+        since.push(cut_off);
+        announce.push(tell);
+    }
+    let conn = pool.get().await?;
+    let stored: HashSet<String> = conn
+        .query(
+            "WITH input AS (
+                SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bytea[],
+                                     $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::boolean[])
+                    WITH ORDINALITY
+                    AS i(id, route, received_at, headers, body, event_type, dedup_key, lease_until,
+                         since, announce, n)
+             ), claimed AS (
+                INSERT INTO dedup (key, event_id, received_at)
+                SELECT DISTINCT ON (dedup_key) dedup_key, id, received_at FROM input
+                WHERE dedup_key IS NOT NULL ORDER BY dedup_key, n
+                ON CONFLICT (key) DO UPDATE SET event_id = excluded.event_id, received_at = excluded.received_at
+                    WHERE dedup.received_at < (SELECT since FROM input WHERE input.id = excluded.event_id)
+                RETURNING event_id
+             ), stored AS (
+                INSERT INTO events (id, route, received_at, headers, body, event_type, dedup_key, status, lease_until)
+                SELECT id, route, received_at, headers, body, event_type, dedup_key, 'received', lease_until
+                FROM input WHERE dedup_key IS NULL OR id IN (SELECT event_id FROM claimed)
+                ORDER BY n
+                RETURNING id
+             )
+             SELECT id, (SELECT pg_notify('hookyard_events', '') WHERE EXISTS (
+                            SELECT 1 FROM stored JOIN input USING (id) WHERE input.announce))
+             FROM stored",
+            &[
+                &ids, &routes, &received, &headers, &bodies, &types, &keys, &leases, &since,
+                &announce,
+            ],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get::<_, String>(0))
+        .collect();
+    let mut results = Vec::with_capacity(n);
+    for (id, key) in ids.iter().zip(&keys) {
+        if stored.contains(id) {
+            results.push(Appended::Stored);
+            continue;
+        }
+        let Some(key) = key else {
+            return Err(StoreError::Corrupt(format!(
+                "event {id} without a dedup key was not stored"
+            )));
+        };
+        let original = conn
+            .query_opt(
+                "UPDATE events SET duplicates = duplicates + 1
+                 WHERE id = (SELECT event_id FROM dedup WHERE key = $1) RETURNING id",
+                &[key],
+            )
+            .await?
+            .map(|r| r.get::<_, String>(0))
+            .ok_or_else(|| StoreError::Corrupt(format!("dedup key {key:?} names no event")))?;
+        results.push(Appended::Duplicate { original });
+    }
+    Ok(results)
 }
 
 /// The channel a node notifies when it leaves events unclaimed.
@@ -176,8 +340,11 @@ impl PostgresStore {
             .max_size(max_connections.max(1))
             .build()
             .map_err(|e| StoreError::Database(format!("cannot build the connection pool: {e}")))?;
+        let (appends, queued) = mpsc::channel(APPEND_QUEUE);
+        tokio::spawn(append_batches(pool.clone(), queued));
         let store = PostgresStore {
             pool,
+            appends,
             connect,
             listen,
         };
@@ -533,79 +700,19 @@ impl Store for PostgresStore {
         lease: Duration,
         dedup_window: Duration,
     ) -> Result<Appended, StoreError> {
-        let conn = self.pool.get().await?;
-        let headers = headers_to_json(&event.headers);
-        let lease_until = lease_end(lease);
-        // An event nobody holds is announced to every node, in the same transaction.
-        let announce = lease.is_zero();
-        let Some(key) = &event.dedup_key else {
-            conn.execute(
-                "WITH stored AS (
-                    INSERT INTO events (id, route, received_at, headers, body, event_type, status, lease_until)
-                    VALUES ($1, $2, $3, $4, $5, $6, 'received', $7)
-                    RETURNING 1
-                 )
-                 SELECT pg_notify('hookyard_events', '') FROM stored WHERE $8::boolean",
-                &[
-                    &event.id,
-                    &event.route,
-                    &event.received_at,
-                    &headers,
-                    &event.body,
-                    &event.event_type,
-                    &lease_until,
-                    &announce,
-                ],
-            )
-            .await?;
-            return Ok(Appended::Stored);
+        let (reply, answer) = oneshot::channel();
+        let job = AppendJob {
+            since: event.received_at - dedup_window.as_millis() as Millis,
+            lease_until: lease_end(lease),
+            announce: lease.is_zero(),
+            event,
+            reply,
         };
-        // One statement, one round trip: claim the key (new, or its window has passed) and
-        // store the event only if the claim succeeded. ON CONFLICT waits for a concurrent
-        // claim of the same key and re-checks, so across nodes exactly one is stored.
-        let since = event.received_at - dedup_window.as_millis() as Millis;
-        let stored: i64 = conn
-            .query_one(
-                "WITH claim AS (
-                    INSERT INTO dedup (key, event_id, received_at) VALUES ($7, $1, $3)
-                    ON CONFLICT (key) DO UPDATE SET event_id = excluded.event_id, received_at = excluded.received_at
-                        WHERE dedup.received_at < $9
-                    RETURNING 1
-                 ), stored AS (
-                    INSERT INTO events (id, route, received_at, headers, body, event_type, dedup_key, status, lease_until)
-                    SELECT $1, $2, $3, $4, $5, $6, $7, 'received', $8 WHERE EXISTS (SELECT 1 FROM claim)
-                    RETURNING 1
-                 )
-                 SELECT (SELECT COUNT(*) FROM stored),
-                        (SELECT pg_notify('hookyard_events', '') WHERE $10::boolean AND EXISTS (SELECT 1 FROM stored))",
-                &[
-                    &event.id,
-                    &event.route,
-                    &event.received_at,
-                    &headers,
-                    &event.body,
-                    &event.event_type,
-                    key,
-                    &lease_until,
-                    &since,
-                    &announce,
-                ],
-            )
-            .await?
-            .get(0);
-        if stored == 1 {
-            return Ok(Appended::Stored);
-        }
-        let original = conn
-            .query_opt(
-                "UPDATE events SET duplicates = duplicates + 1
-                 WHERE id = (SELECT event_id FROM dedup WHERE key = $1) RETURNING id",
-                &[key],
-            )
-            .await?
-            .map(|r| r.get::<_, String>(0))
-            .ok_or_else(|| StoreError::Corrupt(format!("dedup key {key:?} names no event")))?;
-        Ok(Appended::Duplicate { original })
+        self.appends
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn claim_events(
