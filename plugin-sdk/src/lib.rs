@@ -28,6 +28,7 @@ extern crate self as hookyard_sdk;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 /// Generated bindings for `wit/plugin.wit`. Plugin authors rarely need these directly.
 #[doc(hidden)]
@@ -54,6 +55,8 @@ pub mod testing;
 
 #[cfg(target_arch = "wasm32")]
 pub mod alloc;
+
+pub mod json;
 
 /// The result type of a plugin's handler.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
@@ -135,8 +138,16 @@ impl Event {
     }
 
     /// Parses the body as JSON into any deserialisable type (`serde_json::Value` included).
+    /// A struct with only the fields a plugin reads parses much faster than a `Value`: serde
+    /// skips the rest without building it.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
         Ok(serde_json::from_slice(&self.body)?)
+    }
+
+    /// The value at a JSON pointer (`/pull_request/base/ref`) in the body, found without
+    /// parsing the rest of it (see [`json::pointer`]); `None` if it does not resolve.
+    pub fn json_pointer(&self, pointer: &str) -> Result<Option<Value>> {
+        json::pointer(&self.body, pointer)
     }
 
     /// The body as UTF-8 text.

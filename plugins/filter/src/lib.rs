@@ -51,43 +51,59 @@ pub struct Condition {
 }
 
 impl Condition {
-    /// Whether this condition holds for `doc`; an ill-formed condition is an error.
-    pub fn holds(&self, doc: &Value) -> Result<bool> {
+    /// An ill-formed condition is an error naming it.
+    fn check(&self) -> Result<()> {
         if !(self.pointer.is_empty() || self.pointer.starts_with('/')) {
             return Err(Error::new(format!(
                 "condition pointer {:?} must be empty or start with '/'",
                 self.pointer
             )));
         }
-        let found = doc.pointer(&self.pointer);
         match (&self.equals, &self.one_of, self.exists) {
-            (Some(want), None, None) => Ok(found == Some(want)),
-            (None, Some(set), None) => Ok(found.is_some_and(|v| set.contains(v))),
-            (None, None, Some(exists)) => Ok(found.is_some() == exists),
+            (Some(_), None, None) | (None, Some(_), None) | (None, None, Some(_)) => Ok(()),
             _ => Err(Error::new(format!(
                 "condition on {:?} needs exactly one of equals, one_of, exists",
                 self.pointer
             ))),
         }
     }
+
+    /// Whether this condition holds for `found`, the value at its pointer (if any).
+    fn holds_for(&self, found: Option<&Value>) -> bool {
+        match (&self.equals, &self.one_of, self.exists) {
+            (Some(want), _, _) => found == Some(want),
+            (_, Some(set), _) => found.is_some_and(|v| set.contains(v)),
+            (_, _, exists) => found.is_some() == exists.unwrap_or(true),
+        }
+    }
 }
 
 impl Config {
-    /// Whether an event with this JSON body is kept.
-    pub fn keeps(&self, doc: &Value) -> Result<bool> {
-        let mut results = self.conditions.iter().map(|c| c.holds(doc));
-        match self.mode {
-            Match::All => results.try_fold(true, |acc, r| r.map(|ok| acc && ok)),
-            Match::Any => results.try_fold(false, |acc, r| r.map(|ok| acc || ok)),
+    /// Whether an event with this JSON body is kept. An ill-formed condition or a body that
+    /// is not JSON is an error. The body is read once for all conditions, and only the values
+    /// at their pointers are parsed (see [`hookyard_sdk::json::pointers`]).
+    pub fn keeps(&self, doc: &[u8]) -> Result<bool> {
+        for c in &self.conditions {
+            c.check()?;
         }
+        let pointers: Vec<&str> = self.conditions.iter().map(|c| c.pointer.as_str()).collect();
+        let found = hookyard_sdk::json::pointers(doc, &pointers)?;
+        let mut results = self
+            .conditions
+            .iter()
+            .zip(&found)
+            .map(|(c, v)| c.holds_for(v.as_ref()));
+        Ok(match self.mode {
+            Match::All => results.all(|ok| ok),
+            Match::Any => results.any(|ok| ok),
+        })
     }
 }
 
 #[plugin]
 fn handle(event: Event) -> Result<Vec<Output>> {
     let config: Config = config()?;
-    let doc: Value = event.json()?;
-    if !config.keeps(&doc)? {
+    if !config.keeps(&event.body)? {
         return drop_event("conditions not met");
     }
     let content_type = event
@@ -105,12 +121,16 @@ mod tests {
         serde_json::from_value(v).expect("valid config")
     }
 
+    fn doc(v: Value) -> Vec<u8> {
+        serde_json::to_vec(&v).expect("json")
+    }
+
     #[test]
     fn equals_keeps_only_matching_ref() {
         let c = config(json!({"conditions": [{"pointer": "/ref", "equals": "refs/heads/main"}]}));
-        assert!(c.keeps(&json!({"ref": "refs/heads/main"})).unwrap());
-        assert!(!c.keeps(&json!({"ref": "refs/heads/dev"})).unwrap());
-        assert!(!c.keeps(&json!({})).unwrap());
+        assert!(c.keeps(&doc(json!({"ref": "refs/heads/main"}))).unwrap());
+        assert!(!c.keeps(&doc(json!({"ref": "refs/heads/dev"}))).unwrap());
+        assert!(!c.keeps(&doc(json!({}))).unwrap());
     }
 
     #[test]
@@ -119,16 +139,34 @@ mod tests {
             {"pointer": "/action", "one_of": ["opened", "reopened"]},
             {"pointer": "/forced", "exists": true}
         ]}));
-        assert!(c.keeps(&json!({"action": "reopened"})).unwrap());
-        assert!(c.keeps(&json!({"forced": false})).unwrap());
-        assert!(!c.keeps(&json!({"action": "closed"})).unwrap());
+        assert!(c.keeps(&doc(json!({"action": "reopened"}))).unwrap());
+        assert!(c.keeps(&doc(json!({"forced": false}))).unwrap());
+        assert!(!c.keeps(&doc(json!({"action": "closed"}))).unwrap());
     }
 
     #[test]
     fn condition_with_two_tests_is_an_error() {
         let c = config(json!({"conditions": [{"pointer": "/a", "equals": 1, "exists": true}]}));
-        let err = c.keeps(&json!({"a": 1})).unwrap_err();
+        let err = c.keeps(&doc(json!({"a": 1}))).unwrap_err();
         assert!(err.message.contains("exactly one"), "{err}");
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_an_error_and_nested_pointers_resolve() {
+        let c = config(
+            json!({"conditions": [{"pointer": "/pull_request/base/ref", "equals": "main"}]}),
+        );
+        assert!(c.keeps(b"not json").is_err());
+        assert!(
+            c.keeps(&doc(
+                json!({"big": "x".repeat(10_000), "pull_request": {"base": {"ref": "main"}}})
+            ))
+            .unwrap()
+        );
+        assert!(
+            !c.keeps(&doc(json!({"pull_request": {"base": {"ref": "dev"}}})))
+                .unwrap()
+        );
     }
 
     #[test]

@@ -2,9 +2,13 @@
 //! incoming-webhook message `{"text": ...}`; every other event is dropped.
 //!
 //! The transform itself is [`to_chat`], a plain function, so it can be tested and
-//! benchmarked natively as well as inside the sandbox.
+//! benchmarked natively as well as inside the sandbox. It reads only the fields it uses into
+//! small structs (serde skims the rest of a push payload), rather than the whole payload into
+//! a `Value`.
 
 use hookyard_sdk::prelude::*;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 /// Escapes the three characters Slack's mrkdwn reserves.
 fn esc(s: &str) -> String {
@@ -13,59 +17,140 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or("?")
+/// A field read as `T` when it has that shape and as absent otherwise, as
+/// `Value::pointer(..).and_then(Value::as_str)` would read it: a payload with an odd field
+/// still makes a message (with `?` there) instead of failing.
+struct Lenient<T>(Option<T>);
+
+impl<T> Default for Lenient<T> {
+    fn default() -> Self {
+        Lenient(None)
+    }
 }
 
-/// Turns one GitHub event into a Slack message, or `None` for events it does not cover.
-pub fn to_chat(event_type: &str, payload: &Value) -> Option<Value> {
-    let repo = esc(str_at(payload, "/repository/full_name"));
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
+        let raw: &'de RawValue = Deserialize::deserialize(d)?;
+        Ok(Lenient(serde_json::from_str(raw.get()).ok()))
+    }
+}
+
+impl Lenient<String> {
+    fn text(&self) -> &str {
+        self.0.as_deref().unwrap_or("?")
+    }
+}
+
+/// The parts of a GitHub payload the messages use; serde skips everything else unparsed.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Payload {
+    #[serde(rename = "ref")]
+    git_ref: Lenient<String>,
+    compare: Lenient<String>,
+    pusher: Lenient<Pusher>,
+    repository: Lenient<Repository>,
+    commits: Lenient<Vec<Lenient<Commit>>>,
+    sender: Lenient<Sender>,
+    action: Lenient<String>,
+    pull_request: Lenient<Item>,
+    issue: Lenient<Item>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Pusher {
+    name: Lenient<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Repository {
+    full_name: Lenient<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Commit {
+    id: Lenient<String>,
+    message: Lenient<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Sender {
+    login: Lenient<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Item {
+    number: Lenient<u64>,
+    title: Lenient<String>,
+    html_url: Lenient<String>,
+}
+
+fn name_of(pusher: &Lenient<Pusher>) -> &str {
+    pusher.0.as_ref().map_or("?", |p| p.name.text())
+}
+
+/// Turns one GitHub event (its type and JSON body) into a Slack message, or `None` for
+/// events it does not cover. A body that is not a JSON object is an error.
+pub fn to_chat(event_type: &str, body: &[u8]) -> Result<Option<Value>> {
+    let payload: Payload = serde_json::from_slice(body)?;
+    let repo = esc(payload
+        .repository
+        .0
+        .as_ref()
+        .map_or("?", |r| r.full_name.text()));
     let text = match event_type {
         "push" => {
-            let branch = str_at(payload, "/ref");
+            let branch = payload.git_ref.text();
             let branch = esc(branch.strip_prefix("refs/heads/").unwrap_or(branch));
-            let commits = payload["commits"].as_array().map_or(&[][..], Vec::as_slice);
+            let commits = payload.commits.0.as_deref().unwrap_or(&[]);
             let mut text = format!(
                 "{} pushed {} commit{} to `{}` in <{}|{}>",
-                esc(str_at(payload, "/pusher/name")),
+                esc(name_of(&payload.pusher)),
                 commits.len(),
                 if commits.len() == 1 { "" } else { "s" },
                 branch,
-                esc(str_at(payload, "/compare")),
+                esc(payload.compare.text()),
                 repo,
             );
             for commit in commits.iter().take(5) {
-                let id = str_at(commit, "/id");
-                let first_line = str_at(commit, "/message").lines().next().unwrap_or("");
-                text.push_str(&format!(
-                    "\n• `{}` {}",
-                    &id[..id.len().min(7)],
-                    esc(first_line)
-                ));
+                let (id, message) = commit
+                    .0
+                    .as_ref()
+                    .map_or(("?", "?"), |c| (c.id.text(), c.message.text()));
+                let first_line = message.lines().next().unwrap_or("");
+                let short: String = id.chars().take(7).collect();
+                text.push_str(&format!("\n• `{short}` {}", esc(first_line)));
             }
             text
         }
         "pull_request" | "issues" => {
-            let (key, noun) = if event_type == "issues" {
-                ("issue", "issue")
+            let (item, noun) = if event_type == "issues" {
+                (&payload.issue, "issue")
             } else {
-                ("pull_request", "pull request")
+                (&payload.pull_request, "pull request")
             };
-            let item = payload.get(key)?;
+            let Some(item) = &item.0 else {
+                return Ok(None);
+            };
             format!(
                 "{} {} {} <{}|#{} {}> in {}",
-                esc(str_at(payload, "/sender/login")),
-                esc(str_at(payload, "/action")),
+                esc(payload.sender.0.as_ref().map_or("?", |s| s.login.text())),
+                esc(payload.action.text()),
                 noun,
-                esc(str_at(item, "/html_url")),
-                item["number"].as_u64().unwrap_or(0),
-                esc(str_at(item, "/title")),
+                esc(item.html_url.text()),
+                item.number.0.unwrap_or(0),
+                esc(item.title.text()),
                 repo,
             )
         }
-        _ => return None,
+        _ => return Ok(None),
     };
-    Some(json!({ "text": text }))
+    Ok(Some(json!({ "text": text })))
 }
 
 #[plugin]
@@ -77,8 +162,7 @@ fn handle(event: Event) -> Result<Vec<Output>> {
     else {
         return Err(Error::new("not a GitHub event: no X-GitHub-Event header"));
     };
-    let payload: Value = event.json()?;
-    match to_chat(&event_type, &payload) {
+    match to_chat(&event_type, &event.body)? {
         Some(message) => Ok(vec![Output::json(&message)?]),
         None => Ok(vec![]),
     }
@@ -97,7 +181,9 @@ mod tests {
             "repository": {"full_name": "o/r"},
             "commits": [{"id": "0123456789abcdef", "message": "fix & test\n\nbody"}]
         });
-        let text = to_chat("push", &payload).unwrap()["text"]
+        let text = to_chat("push", &payload.to_string().into_bytes())
+            .unwrap()
+            .unwrap()["text"]
             .as_str()
             .unwrap()
             .to_string();
@@ -116,7 +202,9 @@ mod tests {
             "repository": {"full_name": "o/r"},
             "pull_request": {"number": 7, "title": "Add x", "html_url": "https://github.com/o/r/pull/7"}
         });
-        let text = to_chat("pull_request", &payload).unwrap()["text"]
+        let text = to_chat("pull_request", &payload.to_string().into_bytes())
+            .unwrap()
+            .unwrap()["text"]
             .as_str()
             .unwrap()
             .to_string();
@@ -128,6 +216,41 @@ mod tests {
 
     #[test]
     fn other_events_are_dropped() {
-        assert!(to_chat("star", &json!({})).is_none());
+        assert!(to_chat("star", b"{}").unwrap().is_none());
+        assert!(
+            to_chat("pull_request", b"{}").unwrap().is_none(),
+            "no pull_request"
+        );
+        assert!(to_chat("push", b"not json").is_err());
+    }
+
+    #[test]
+    fn odd_fields_read_as_question_marks_and_the_real_example_reads_whole() {
+        let odd = json!({"ref": 5, "pusher": "x", "commits": [{"id": 1}, "y"], "repository": {}});
+        let text = to_chat("push", &odd.to_string().into_bytes())
+            .unwrap()
+            .unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(text, "? pushed 2 commits to `?` in <?|?>\n• `?` ?\n• `?` ?");
+        let example = include_bytes!("../../../examples/github-push.json");
+        let text = to_chat("push", example).unwrap().unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let payload: Value = serde_json::from_slice(example).unwrap();
+        assert!(
+            text.starts_with(&format!(
+                "{} pushed {} commit",
+                payload["pusher"]["name"].as_str().unwrap(),
+                payload["commits"].as_array().unwrap().len()
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(payload["repository"]["full_name"].as_str().unwrap()),
+            "{text}"
+        );
     }
 }
