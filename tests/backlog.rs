@@ -141,3 +141,44 @@ async fn metrics_when(router: &Router, line: &str) -> String {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_deliveries_in_flight_holds_attempts_across_all_destinations() {
+    let receiver = Receiver::start().await;
+    receiver.delay_all(Duration::from_millis(300));
+    let config = format!(
+        r#"{SERVER}
+[runtime]
+max_deliveries_in_flight = 1
+
+[destinations.a]
+url = "{url}"
+timeout = "30s"
+
+[destinations.b]
+url = "{url}"
+timeout = "30s"
+
+[[routes]]
+name = "in"
+verify = {{ scheme = "none" }}
+to = ["a", "b"]
+"#,
+        url = receiver.url("/")
+    );
+    let router = Router::start(&config).expect("router starts");
+    for n in 0..2 {
+        let body = format!("{{\"n\":{n}}}");
+        assert_eq!(post(&router, "in", &[], body.as_bytes()).await.0, 202);
+    }
+    let got = receiver.wait_for(4, Duration::from_secs(20)).await;
+    let mut at: Vec<Instant> = got.iter().map(|r| r.at).collect();
+    at.sort();
+    for pair in at.windows(2) {
+        let gap = pair[1].duration_since(pair[0]);
+        assert!(
+            gap >= Duration::from_millis(250),
+            "two attempts overlapped (started {gap:?} apart), though each destination allows 16"
+        );
+    }
+}

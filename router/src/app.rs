@@ -110,7 +110,13 @@ pub async fn run(
         };
         tokio::spawn(async move { store.relay_wake_ups(wakers, shutdown).await })
     };
-    let worker = DeliveryWorker::new(store.clone(), live.clone(), wake.clone(), metrics.clone());
+    let worker = DeliveryWorker::new(
+        store.clone(),
+        live.clone(),
+        wake.clone(),
+        metrics.clone(),
+        config.runtime.max_deliveries_in_flight,
+    );
     let delivering = tokio::spawn(worker.run(shutdown.clone(), GRACE));
 
     let admin_serving = listeners.admin.map(|admin_listener| {

@@ -247,12 +247,20 @@ impl Config {
                 message: "runtime.event_lease must be at least 1s".into(),
             });
         }
-        if self.runtime.memory_queue == 0 {
-            return Err(ConfigError::Invalid {
-                path: path.to_path_buf(),
-                line: find_line(text, "memory_queue"),
-                message: "runtime.memory_queue must be at least 1".into(),
-            });
+        for (key, value) in [
+            ("memory_queue", self.runtime.memory_queue),
+            (
+                "max_deliveries_in_flight",
+                self.runtime.max_deliveries_in_flight,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line: find_line(text, key),
+                    message: format!("runtime.{key} must be at least 1"),
+                });
+            }
         }
         if self.server.max_backlog == Some(0) {
             return Err(ConfigError::Invalid {

@@ -110,6 +110,14 @@ pub struct RuntimeConfig {
     /// events wait in the store and are claimed from there in batches. Default 1024.
     #[serde(default = "default_memory_queue")]
     pub memory_queue: usize,
+    /// Most delivery attempts in flight at once, to all destinations together (each
+    /// destination also has its own `concurrency`). Default 512.
+    #[serde(default = "default_max_deliveries_in_flight")]
+    pub max_deliveries_in_flight: usize,
+}
+
+fn default_max_deliveries_in_flight() -> usize {
+    512
 }
 
 fn default_memory_queue() -> usize {
@@ -136,6 +144,7 @@ impl Default for RuntimeConfig {
             concurrency: None,
             event_lease: default_event_lease(),
             memory_queue: default_memory_queue(),
+            max_deliveries_in_flight: default_max_deliveries_in_flight(),
         }
     }
 }

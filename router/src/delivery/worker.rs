@@ -31,6 +31,8 @@ const CLAIM_BATCH: usize = 128;
 /// The delivery worker of one router process.
 pub struct DeliveryWorker {
     store: Arc<dyn Store>,
+    /// Most attempts in flight at once, to all destinations together.
+    max_in_flight: usize,
     live: Arc<Live>,
     wake: Arc<Notify>,
     gates: Arc<Mutex<Gates>>,
@@ -62,17 +64,19 @@ impl Gates {
 }
 
 impl DeliveryWorker {
-    /// A worker for the destinations in `live`; `wake` is notified whenever new deliveries
-    /// are stored.
+    /// A worker for the destinations in `live`, with at most `max_in_flight` attempts in
+    /// flight to all of them together; `wake` is notified whenever new deliveries are stored.
     pub fn new(
         store: Arc<dyn Store>,
         live: Arc<Live>,
         wake: Arc<Notify>,
         metrics: Arc<Metrics>,
+        max_in_flight: usize,
     ) -> DeliveryWorker {
         let gates = Gates::for_snapshot(&live.get());
         DeliveryWorker {
             store,
+            max_in_flight: max_in_flight.max(1),
             live,
             wake,
             gates: Arc::new(Mutex::new(gates)),
@@ -109,7 +113,7 @@ impl DeliveryWorker {
             let mut wake_at = now + IDLE_POLL;
             // Start what the gates let through, oldest first.
             for (dest, queue) in parked.iter_mut() {
-                while !queue.is_empty() {
+                while !queue.is_empty() && in_flight.len() < self.max_in_flight {
                     match self.admit(dest, now) {
                         Admission::Go => {}
                         Admission::Wait(at) => {
@@ -144,13 +148,21 @@ impl DeliveryWorker {
             // it must skip, and looking costs the store a scan of everything waiting.
             // (With none configured, claims still run: leftovers for removed destinations are
             // dead-lettered.)
-            let all_busy = !snapshot.destinations.is_empty()
-                && snapshot.destinations.keys().all(|name| skip.contains(name));
+            // Claimed deliveries wait in `parked` holding their leases, so claim no more than
+            // the global limit has room for.
+            let parked_count: usize = parked.values().map(VecDeque::len).sum();
+            let room = self
+                .max_in_flight
+                .saturating_sub(in_flight.len() + parked_count);
+            let limit = CLAIM_BATCH.min(room);
+            let all_busy = limit == 0
+                || (!snapshot.destinations.is_empty()
+                    && snapshot.destinations.keys().all(|name| skip.contains(name)));
             let mut claimed = 0;
             let batch = if all_busy {
                 Ok(Vec::new())
             } else {
-                self.store.claim_deliveries(LEASE, CLAIM_BATCH, &skip).await
+                self.store.claim_deliveries(LEASE, limit, &skip).await
             };
             match batch {
                 Ok(batch) => {
@@ -158,6 +170,7 @@ impl DeliveryWorker {
                     for delivery in batch {
                         let dest = delivery.new.destination.clone();
                         if parked.contains_key(&dest)
+                            || in_flight.len() >= self.max_in_flight
                             || self.admit(&dest, Instant::now()) != Admission::Go
                         {
                             parked.entry(dest).or_default().push_back(delivery);
@@ -168,7 +181,7 @@ impl DeliveryWorker {
                 }
                 Err(e) => tracing::error!(error = %e, "cannot claim deliveries"),
             }
-            if claimed == CLAIM_BATCH {
+            if claimed > 0 && claimed == limit && in_flight.len() < self.max_in_flight {
                 continue; // more may be due right now
             }
             let until_due = if all_busy {
