@@ -25,6 +25,9 @@ const RECORD_BATCH: usize = 512;
 pub const LEASE: Duration = Duration::from_secs(120);
 /// Longest wait between looks at the store when nothing wakes the worker.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// While attempts are in flight, the least time between two claims that found less than a
+/// full batch: deliveries gather meanwhile, so one claim (one store transaction) takes many.
+const CLAIM_SPACING: Duration = Duration::from_millis(2);
 /// Most deliveries claimed in one go.
 const CLAIM_BATCH: usize = 128;
 
@@ -105,6 +108,8 @@ impl DeliveryWorker {
         let mut in_flight = JoinSet::new();
         // Claimed deliveries waiting for their destination's gate (we hold their leases).
         let mut parked: HashMap<String, VecDeque<Delivery>> = HashMap::new();
+        // When the last claim ran, and whether it came back full.
+        let mut last_claim: Option<(Instant, bool)> = None;
         loop {
             while in_flight.try_join_next().is_some() {}
             let snapshot = self.live.get();
@@ -158,11 +163,20 @@ impl DeliveryWorker {
             let all_busy = limit == 0
                 || (!snapshot.destinations.is_empty()
                     && snapshot.destinations.keys().all(|name| skip.contains(name)));
+            let spaced = match last_claim {
+                Some((at, full)) if !full && !in_flight.is_empty() => {
+                    let next = at + CLAIM_SPACING;
+                    wake_at = wake_at.min(next);
+                    now >= next
+                }
+                _ => true,
+            };
+            let claiming = spaced && !all_busy;
             let mut claimed = 0;
-            let batch = if all_busy {
-                Ok(Vec::new())
-            } else {
+            let batch = if claiming {
                 self.store.claim_deliveries(LEASE, limit, &skip).await
+            } else {
+                Ok(Vec::new())
             };
             match batch {
                 Ok(batch) => {
@@ -181,13 +195,18 @@ impl DeliveryWorker {
                 }
                 Err(e) => tracing::error!(error = %e, "cannot claim deliveries"),
             }
+            if claiming {
+                last_claim = Some((Instant::now(), claimed == limit));
+            }
             if claimed > 0 && claimed == limit && in_flight.len() < self.max_in_flight {
                 continue; // more may be due right now
             }
-            let until_due = if all_busy {
-                IDLE_POLL
-            } else {
+            // Only when a claim found nothing is it worth asking when the next one falls due;
+            // otherwise the attempts just started wake the loop soon enough.
+            let until_due = if claiming && claimed == 0 {
                 self.until_next_due(&skip).await
+            } else {
+                IDLE_POLL
             };
             let wait = wake_at
                 .saturating_duration_since(Instant::now())
