@@ -64,6 +64,16 @@ async fn a_foreign_or_newer_postgres_database_is_refused_with_a_reason() {
         .expect("append");
     let again = PostgresStore::open(&url).await.expect("reopened");
     assert!(again.event("evt_kept").await.expect("read").is_some());
+    // Bodies are compressed with lz4 (Debian's server has it), not the slower pglz.
+    let compression = cluster
+        .query(
+            &url,
+            "SELECT attrelid::regclass::text || '.' || attcompression::text FROM pg_attribute
+             WHERE attname = 'body' AND attrelid IN ('events'::regclass, 'deliveries'::regclass)
+             ORDER BY 1",
+        )
+        .await;
+    assert_eq!(compression, ["deliveries.l", "events.l"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

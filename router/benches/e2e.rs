@@ -9,9 +9,9 @@
 //! are what to compare, since this machine is noisy.
 //!
 //! Rows: bare hyper; SQLite for `HOOKYARD_BENCH_SECS` (default 30) at full load and for
-//! 10 s at light load (4 connections); PostgreSQL (a server this bench starts) with one node
-//! and with two nodes on one database, unless `HOOKYARD_BENCH_PG=0` or PostgreSQL is not
-//! installed. Delivered/s counts from the first request to the last delivery; "missing" is
+//! 10 s at light load (4 connections), unless `HOOKYARD_BENCH_SQLITE=0`; PostgreSQL (a server
+//! this bench starts) with one node and with two nodes on one database, unless
+//! `HOOKYARD_BENCH_PG=0` or PostgreSQL is not installed. Delivered/s counts from the first request to the last delivery; "missing" is
 //! acknowledged events not delivered within 60 s of the load's end.
 
 #[path = "../../tests/support/postgres.rs"]
@@ -57,6 +57,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
     let with_pg = std::env::var("HOOKYARD_BENCH_PG").map_or(true, |v| v != "0");
+    let with_sqlite = std::env::var("HOOKYARD_BENCH_SQLITE").map_or(true, |v| v != "0");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -91,44 +92,46 @@ fn main() {
     );
     let base_rate = base.per_sec();
 
-    let sqlite = Node::start(
-        &root,
-        &work,
-        "sqlite",
-        "sqlite://data/hookyard.db",
-        receiver.addr,
-    );
-    let row = measure(
-        &rt,
-        &work,
-        &[&sqlite],
-        &receiver,
-        &body_path,
-        &signature,
-        CONNECTIONS,
-        secs,
-        "sq",
-    );
-    row.print(
-        &format!("SQLite, {CONNECTIONS} connections, {secs} s"),
-        base_rate,
-    );
-    let row = measure(
-        &rt,
-        &work,
-        &[&sqlite],
-        &receiver,
-        &body_path,
-        &signature,
-        LIGHT_CONNECTIONS,
-        10,
-        "sql",
-    );
-    row.print(
-        &format!("SQLite, {LIGHT_CONNECTIONS} connections (light load), 10 s"),
-        base_rate,
-    );
-    drop(sqlite);
+    if with_sqlite {
+        let sqlite = Node::start(
+            &root,
+            &work,
+            "sqlite",
+            "sqlite://data/hookyard.db",
+            receiver.addr,
+        );
+        let row = measure(
+            &rt,
+            &work,
+            &[&sqlite],
+            &receiver,
+            &body_path,
+            &signature,
+            CONNECTIONS,
+            secs,
+            "sq",
+        );
+        row.print(
+            &format!("SQLite, {CONNECTIONS} connections, {secs} s"),
+            base_rate,
+        );
+        let row = measure(
+            &rt,
+            &work,
+            &[&sqlite],
+            &receiver,
+            &body_path,
+            &signature,
+            LIGHT_CONNECTIONS,
+            10,
+            "sql",
+        );
+        row.print(
+            &format!("SQLite, {LIGHT_CONNECTIONS} connections (light load), 10 s"),
+            base_rate,
+        );
+        drop(sqlite);
+    }
 
     if with_pg {
         match postgres::PgCluster::start() {

@@ -354,7 +354,7 @@ impl PostgresStore {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = self.pool.get().await?;
-        let tx = conn.transaction().await?;
+        let mut tx = conn.transaction().await?;
         // One node creates the schema; the others wait here and then find it.
         tx.execute("SELECT pg_advisory_xact_lock(7310662)", &[])
             .await?;
@@ -399,6 +399,28 @@ impl PostgresStore {
                 return Err(StoreError::Database(format!(
                     "the database has schema version {v}, which this hookyard cannot migrate"
                 )));
+            }
+        }
+        // Bodies of a few KB are compressed on the way into TOAST. The default, pglz, was a
+        // tenth of all CPU time under load; lz4 is several times faster. Servers built
+        // without lz4 (or before PostgreSQL 14) keep pglz. Only new rows are affected.
+        let lz4 = tx.transaction().await?;
+        let switched = lz4
+            .batch_execute(
+                "DO $$ BEGIN
+                   IF (SELECT attcompression FROM pg_attribute
+                       WHERE attrelid = 'events'::regclass AND attname = 'body') <> 'l' THEN
+                     ALTER TABLE events ALTER COLUMN body SET COMPRESSION lz4;
+                     ALTER TABLE deliveries ALTER COLUMN body SET COMPRESSION lz4;
+                   END IF;
+                 END $$",
+            )
+            .await;
+        match switched {
+            Ok(()) => lz4.commit().await?,
+            Err(e) => {
+                tracing::info!(reason = %crate::describe_error(&e), "bodies stay pglz-compressed");
+                lz4.rollback().await?;
             }
         }
         tx.commit().await?;
