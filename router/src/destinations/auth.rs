@@ -131,7 +131,7 @@ impl OAuth2 {
             .timeout(Duration::from_secs(30))
             .send()
             .await
-            .map_err(|e| format!("token request failed: {}", super::http::describe(&e)))?;
+            .map_err(|e| format!("token request failed: {}", super::transport::describe(&e)))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(format!("token endpoint answered {status}"));

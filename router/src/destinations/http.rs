@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
 use super::auth::Auth;
+use super::transport::describe;
 use crate::config::DestinationConfig;
 use crate::egress::{EgressError, EgressPolicy, GuardedResolver};
 use crate::store::Delivery;
@@ -350,29 +351,6 @@ fn egress_refusal(e: &reqwest::Error) -> Option<String> {
         source = s.source();
     }
     None
-}
-
-/// A short reason for a transport error, without the URL (it may carry credentials).
-pub fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_request() {
-        "request failed"
-    } else {
-        "transport error"
-    };
-    let mut source = std::error::Error::source(e);
-    let mut detail = None;
-    while let Some(s) = source {
-        detail = Some(s.to_string());
-        source = s.source();
-    }
-    match detail {
-        Some(d) => format!("{kind}: {d}"),
-        None => kind.to_string(),
-    }
 }
 
 /// The client every HTTP destination shares: no redirects, no proxy from the environment,

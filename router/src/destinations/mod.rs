@@ -6,11 +6,13 @@
 //! - [`auth`]: credentials for HTTP destinations (bearer, basic, OAuth client credentials).
 //! - [`email`]: the SMTP destination.
 //! - [`retry`]: the retry schedule: backoff with jitter, `Retry-After`.
+//! - [`transport`]: an HTTP failure described in words.
 
 pub mod auth;
 pub mod email;
 pub mod http;
 pub mod retry;
+pub mod transport;
 
 use std::sync::Arc;
 
