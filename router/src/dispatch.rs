@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::live::{Live, Routes};
@@ -64,6 +64,9 @@ impl Drop for PluginRuntime {
 const CLAIM_BATCH: usize = 256;
 /// Most chain outcomes recorded in one store call.
 const FINISH_BATCH: usize = 512;
+/// Most events run but not yet recorded: when the store falls behind, chains wait rather
+/// than outcomes pile up in memory.
+const UNRECORDED_LIMIT: usize = 4 * FINISH_BATCH;
 
 /// How ingress hands a journaled event to the dispatcher.
 ///
@@ -130,6 +133,8 @@ pub struct Dispatcher {
 struct Done {
     finished: FinishedEvent,
     has_deliveries: bool,
+    /// One of [`UNRECORDED_LIMIT`], given back once the outcome is written.
+    unrecorded: OwnedSemaphorePermit,
 }
 
 impl Dispatcher {
@@ -164,6 +169,7 @@ impl Dispatcher {
     pub async fn run(self, inbox: Inbox, mut shutdown: Shutdown) {
         let Inbox { mut incoming, wake } = inbox;
         let permits = Arc::new(Semaphore::new(self.concurrency));
+        let unrecorded = Arc::new(Semaphore::new(UNRECORDED_LIMIT));
         let active: Arc<Mutex<HashSet<String>>> = Default::default();
         let (done_tx, done_rx) = mpsc::unbounded_channel::<Done>();
         let recording = tokio::spawn(record_outcomes(
@@ -213,6 +219,9 @@ impl Dispatcher {
                 {
                     continue; // already being processed here
                 }
+                let Ok(pending) = unrecorded.clone().acquire_owned().await else {
+                    break;
+                };
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     break;
                 };
@@ -232,6 +241,7 @@ impl Dispatcher {
                         let _ = done.send(Done {
                             finished,
                             has_deliveries,
+                            unrecorded: pending,
                         });
                     },
                     &self.plugins,
@@ -255,11 +265,13 @@ async fn record_outcomes(
     while done.recv_many(&mut batch, FINISH_BATCH).await > 0 {
         let wake = batch.iter().any(|d| d.has_deliveries);
         let ids: Vec<String> = batch.iter().map(|d| d.finished.id.clone()).collect();
-        let finished = batch.drain(..).map(|d| d.finished).collect();
+        let (finished, held): (Vec<_>, Vec<_>) =
+            batch.drain(..).map(|d| (d.finished, d.unrecorded)).unzip();
         if let Err(e) = store.finish_events(finished).await {
             // Their leases lapse and they are processed again.
             tracing::error!(events = ids.len(), error = %e, "cannot record event outcomes");
         }
+        drop(held);
         if let Ok(mut a) = active.lock() {
             for id in &ids {
                 a.remove(id);
