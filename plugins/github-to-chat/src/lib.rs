@@ -7,7 +7,12 @@
 //! a `Value`.
 
 use hookyard_sdk::prelude::*;
+use std::fmt;
+use std::marker::PhantomData;
+
 use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// Escapes the three characters Slack's mrkdwn reserves.
@@ -41,20 +46,137 @@ impl Lenient<String> {
     }
 }
 
-/// The parts of a GitHub payload the messages use; serde skips everything else unparsed.
+/// An object-valued field read as `T` (a struct of lenient fields) in the same pass as the
+/// rest of the payload; any other JSON value reads as absent.
+struct Object<T>(Option<T>);
+
+impl<T> Default for Object<T> {
+    fn default() -> Self {
+        Object(None)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
+        d.deserialize_any(Shaped::<T, Object<T>>(PhantomData))
+    }
+}
+
+/// An array-valued field read as a list of `T` in the same pass; any other value reads as
+/// absent.
+struct List<T>(Option<Vec<T>>);
+
+impl<T> Default for List<T> {
+    fn default() -> Self {
+        List(None)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for List<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
+        d.deserialize_any(Shaped::<T, List<T>>(PhantomData))
+    }
+}
+
+/// Reads an object into [`Object`] or an array into [`List`], and skips anything else.
+struct Shaped<T, S>(PhantomData<(T, S)>);
+
+/// How [`Shaped`] builds its result from an object, an array, or neither.
+trait Shape<T>: Default {
+    fn from_map<'de, A: MapAccess<'de>>(map: A) -> core::result::Result<Self, A::Error>
+    where
+        T: Deserialize<'de>;
+    fn from_seq<'de, A: SeqAccess<'de>>(seq: A) -> core::result::Result<Self, A::Error>
+    where
+        T: Deserialize<'de>;
+}
+
+impl<T> Shape<T> for Object<T> {
+    fn from_map<'de, A: MapAccess<'de>>(map: A) -> core::result::Result<Self, A::Error>
+    where
+        T: Deserialize<'de>,
+    {
+        T::deserialize(MapAccessDeserializer::new(map)).map(|t| Object(Some(t)))
+    }
+    fn from_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> core::result::Result<Self, A::Error>
+    where
+        T: Deserialize<'de>,
+    {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Object(None))
+    }
+}
+
+impl<T> Shape<T> for List<T> {
+    fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> core::result::Result<Self, A::Error>
+    where
+        T: Deserialize<'de>,
+    {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(List(None))
+    }
+    fn from_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> core::result::Result<Self, A::Error>
+    where
+        T: Deserialize<'de>,
+    {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<T>()? {
+            items.push(item);
+        }
+        Ok(List(Some(items)))
+    }
+}
+
+impl<'de, T: Deserialize<'de>, S: Shape<T>> Visitor<'de> for Shaped<T, S> {
+    type Value = S;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> core::result::Result<S, A::Error> {
+        S::from_map(map)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> core::result::Result<S, A::Error> {
+        S::from_seq(seq)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> core::result::Result<S, E> {
+        Ok(S::default())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> core::result::Result<S, E> {
+        Ok(S::default())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> core::result::Result<S, E> {
+        Ok(S::default())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> core::result::Result<S, E> {
+        Ok(S::default())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> core::result::Result<S, E> {
+        Ok(S::default())
+    }
+    fn visit_unit<E: de::Error>(self) -> core::result::Result<S, E> {
+        Ok(S::default())
+    }
+    fn visit_none<E: de::Error>(self) -> core::result::Result<S, E> {
+        Ok(S::default())
+    }
+}
+
+/// The parts of a GitHub payload the messages use, read in one pass; serde skips everything
+/// else without building it.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Payload {
     #[serde(rename = "ref")]
     git_ref: Lenient<String>,
     compare: Lenient<String>,
-    pusher: Lenient<Pusher>,
-    repository: Lenient<Repository>,
-    commits: Lenient<Vec<Lenient<Commit>>>,
-    sender: Lenient<Sender>,
+    pusher: Object<Pusher>,
+    repository: Object<Repository>,
+    commits: List<Object<Commit>>,
+    sender: Object<Sender>,
     action: Lenient<String>,
-    pull_request: Lenient<Item>,
-    issue: Lenient<Item>,
+    pull_request: Object<Item>,
+    issue: Object<Item>,
 }
 
 #[derive(Deserialize, Default)]
@@ -90,7 +212,7 @@ struct Item {
     html_url: Lenient<String>,
 }
 
-fn name_of(pusher: &Lenient<Pusher>) -> &str {
+fn name_of(pusher: &Object<Pusher>) -> &str {
     pusher.0.as_ref().map_or("?", |p| p.name.text())
 }
 
