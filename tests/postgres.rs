@@ -142,6 +142,76 @@ to = ["sink"]
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_burst_beyond_the_memory_queue_is_processed_at_once_by_the_nodes_not_after_a_lease() {
+    let cluster = PgCluster::start().expect("PostgreSQL starts");
+    let url = cluster.new_database().await;
+    let receiver = Receiver::start().await;
+    // One slot in memory, one worker, a 60 s lease: most of the burst is journaled unclaimed,
+    // announced by NOTIFY, and claimed from the database by whichever node is free.
+    let config = format!(
+        r#"{}
+[runtime]
+concurrency = 1
+memory_queue = 1
+event_lease = "60s"
+
+[destinations.sink]
+url = "{}"
+
+[[routes]]
+name = "in"
+verify = {{ scheme = "none" }}
+to = ["sink"]
+"#,
+        SERVER.replace(
+            "url = \"sqlite://data/hookyard.db\"",
+            &format!("url = \"{url}\"\nmax_connections = 4"),
+        ),
+        receiver.url("/")
+    );
+    let a = Router::start(&config).expect("router a starts");
+    let b = Router::start(&config).expect("router b starts");
+    let started = std::time::Instant::now();
+    let posts = (0..40).map(|n| {
+        let body = format!("{{\"n\":{n}}}");
+        let a = &a;
+        async move { post(a, "in", &[], body.as_bytes()).await.0 }
+    });
+    let statuses = futures::future::join_all(posts).await;
+    assert!(statuses.iter().all(|s| *s == 202), "{statuses:?}");
+    receiver.wait_for(40, Duration::from_secs(20)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}: a lease, not a prompt claim",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got: Vec<u64> = receiver
+        .received()
+        .iter()
+        .map(|r| r.json()["n"].as_u64().unwrap())
+        .collect();
+    let unique: HashSet<u64> = got.iter().copied().collect();
+    assert_eq!(got.len(), 40, "each event delivered once: {got:?}");
+    assert_eq!(unique.len(), 40);
+    let mut processed = 0;
+    for router in [&a, &b] {
+        let (_, metrics) = admin(router, "GET", "/admin/metrics", None).await;
+        processed += metrics
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("hookyard_events_total{route=\"in\",result=\"processed\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    assert_eq!(
+        processed, 40,
+        "each event run once, by one node or the other"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sslmode_require_connects_over_tls_and_verifies_the_server_certificate() {
     let cluster = PgCluster::start_with_tls().expect("PostgreSQL starts with TLS");
     let url = cluster.new_database().await;
