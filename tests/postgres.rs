@@ -76,6 +76,14 @@ async fn a_foreign_or_newer_postgres_database_is_refused_with_a_reason() {
     assert_eq!(compression, ["deliveries.l", "events.l"]);
 }
 
+/// The test `[server]` and `[store]` tables with the store at `url`, four connections a node.
+fn server_on(url: &str) -> String {
+    SERVER.replace(
+        "url = \"sqlite://data/hookyard.db\"",
+        &format!("url = \"{url}\"\nmax_connections = 4"),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn two_routers_sharing_postgres_deliver_every_event_exactly_once() {
     let cluster = PgCluster::start().expect("PostgreSQL starts");
@@ -96,10 +104,7 @@ verify = {{ scheme = "none" }}
 steps = ["only"]
 to = ["sink"]
 "#,
-        SERVER.replace(
-            "url = \"sqlite://data/hookyard.db\"",
-            &format!("url = \"{url}\"\nmax_connections = 4"),
-        ),
+        server_on(&url),
         plugin("filter").display(),
         receiver.url("/")
     );
@@ -163,10 +168,7 @@ name = "in"
 verify = {{ scheme = "none" }}
 to = ["sink"]
 "#,
-        SERVER.replace(
-            "url = \"sqlite://data/hookyard.db\"",
-            &format!("url = \"{url}\"\nmax_connections = 4"),
-        ),
+        server_on(&url),
         receiver.url("/")
     );
     let a = Router::start(&config).expect("router a starts");

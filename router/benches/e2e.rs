@@ -100,36 +100,26 @@ fn main() {
             "sqlite://data/hookyard.db",
             receiver.addr,
         );
-        let row = measure(
-            &rt,
-            &work,
-            &[&sqlite],
-            &receiver,
-            &body_path,
-            &signature,
-            CONNECTIONS,
-            secs,
-            "sq",
-        );
-        row.print(
-            &format!("SQLite, {CONNECTIONS} connections, {secs} s"),
-            base_rate,
-        );
-        let row = measure(
-            &rt,
-            &work,
-            &[&sqlite],
-            &receiver,
-            &body_path,
-            &signature,
-            LIGHT_CONNECTIONS,
-            10,
-            "sql",
-        );
-        row.print(
-            &format!("SQLite, {LIGHT_CONNECTIONS} connections (light load), 10 s"),
-            base_rate,
-        );
+        for (what, connections, secs, prefix) in [
+            ("", CONNECTIONS, secs, "sq"),
+            (" (light load)", LIGHT_CONNECTIONS, 10, "sql"),
+        ] {
+            let row = measure(
+                &rt,
+                &work,
+                &[&sqlite],
+                &receiver,
+                &body_path,
+                &signature,
+                connections,
+                secs,
+                prefix,
+            );
+            row.print(
+                &format!("SQLite, {connections} connections{what}, {secs} s"),
+                base_rate,
+            );
+        }
         drop(sqlite);
     }
 

@@ -1,6 +1,7 @@
 //! Wiring: opens the store, builds what is in force ([`crate::live`]) from a [`Config`],
-//! starts the stages, then serves until shutdown. Nothing here binds sockets or reads signals: callers pass a bound
-//! listener and a [`Shutdown`], so tests can run the whole router on port 0.
+//! starts the stages, then serves until shutdown. Nothing here binds sockets or reads
+//! signals: callers pass a bound listener and a [`Shutdown`], so tests can run the whole
+//! router on port 0.
 
 use std::sync::Arc;
 use std::time::Duration;

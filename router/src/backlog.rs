@@ -65,8 +65,8 @@ impl Backpressure {
     }
 }
 
-/// Seconds since `oldest`, for an age gauge (0 when nothing waits).
-fn age_secs(oldest: Option<Millis>, now: Millis) -> u64 {
+/// Seconds since `oldest`, for an age gauge or page (0 when nothing waits).
+pub fn age_secs(oldest: Option<Millis>, now: Millis) -> u64 {
     oldest.map_or(0, |t| ((now - t).max(0) / 1000) as u64)
 }
 

@@ -132,7 +132,6 @@ pub struct Dispatcher {
 /// What a chain task hands to the recorder.
 struct Done {
     finished: FinishedEvent,
-    has_deliveries: bool,
     /// One of [`UNRECORDED_LIMIT`], given back once the outcome is written.
     unrecorded: OwnedSemaphorePermit,
 }
@@ -234,13 +233,8 @@ impl Dispatcher {
                         let snapshot = live.get();
                         let finished = run_event(&snapshot.routes, &metrics, event).await;
                         drop(permit);
-                        let has_deliveries = matches!(
-                            &finished.outcome,
-                            EventOutcome::Processed(d) if !d.is_empty()
-                        );
                         let _ = done.send(Done {
                             finished,
-                            has_deliveries,
                             unrecorded: pending,
                         });
                     },
@@ -263,7 +257,7 @@ async fn record_outcomes(
 ) {
     let mut batch = Vec::with_capacity(FINISH_BATCH);
     while done.recv_many(&mut batch, FINISH_BATCH).await > 0 {
-        let wake = batch.iter().any(|d| d.has_deliveries);
+        let wake = batch.iter().any(|d| d.finished.outcome.has_deliveries());
         let ids: Vec<String> = batch.iter().map(|d| d.finished.id.clone()).collect();
         let (finished, held): (Vec<_>, Vec<_>) =
             batch.drain(..).map(|d| (d.finished, d.unrecorded)).unzip();

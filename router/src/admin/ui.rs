@@ -583,8 +583,8 @@ async fn destinations_page(State(admin): State<Arc<Admin>>) -> Response {
     names.sort();
     let now = crate::store::now_ms();
     let age = |oldest: Option<Millis>| {
-        oldest.map_or("-".to_string(), |t| {
-            format!("{} s", (now - t).max(0) / 1000)
+        oldest.map_or("-".to_string(), |_| {
+            format!("{} s", crate::backlog::age_secs(oldest, now))
         })
     };
     let mut body = String::from(

@@ -307,28 +307,28 @@ impl Config {
                 message: "store.url: sqlite:// needs a file path".to_string(),
             });
         }
-        if let Some(n) = self.store.max_connections {
-            let fail = |message: &str| ConfigError::Invalid {
-                path: path.to_path_buf(),
-                line: find_line(text, "max_connections"),
-                message: message.to_string(),
-            };
-            if !matches!(self.store_location(), Some(StoreLocation::Postgres(_))) {
-                return Err(fail(
-                    "store.max_connections applies to a postgres:// store only",
-                ));
-            }
-            if n == 0 {
-                return Err(fail("store.max_connections must be at least 1"));
+        let on_postgres = matches!(self.store_location(), Some(StoreLocation::Postgres(_)));
+        for (key, line, set) in [
+            (
+                "max_connections",
+                "max_connections",
+                self.store.max_connections.is_some(),
+            ),
+            ("listen", "listen =", self.store.listen.is_some()),
+        ] {
+            if set && !on_postgres {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line: find_line(text, line),
+                    message: format!("store.{key} applies to a postgres:// store only"),
+                });
             }
         }
-        if self.store.listen.is_some()
-            && !matches!(self.store_location(), Some(StoreLocation::Postgres(_)))
-        {
+        if self.store.max_connections == Some(0) {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
-                line: find_line(text, "listen ="),
-                message: "store.listen applies to a postgres:// store only".to_string(),
+                line: find_line(text, "max_connections"),
+                message: "store.max_connections must be at least 1".to_string(),
             });
         }
         if self.store_location().is_none() {

@@ -149,10 +149,6 @@ impl DeliveryWorker {
                     }
                 }
             }
-            // When no configured destination can take more, a claim could only find deliveries
-            // it must skip, and looking costs the store a scan of everything waiting.
-            // (With none configured, claims still run: leftovers for removed destinations are
-            // dead-lettered.)
             // Claimed deliveries wait in `parked` holding their leases, so claim no more than
             // the global limit has room for.
             let parked_count: usize = parked.values().map(VecDeque::len).sum();
@@ -160,6 +156,10 @@ impl DeliveryWorker {
                 .max_in_flight
                 .saturating_sub(in_flight.len() + parked_count);
             let limit = CLAIM_BATCH.min(room);
+            // When no configured destination can take more, a claim could only find deliveries
+            // it must skip, and looking costs the store a scan of everything waiting.
+            // (With none configured, claims still run: leftovers for removed destinations are
+            // dead-lettered.)
             let all_busy = limit == 0
                 || (!snapshot.destinations.is_empty()
                     && snapshot.destinations.keys().all(|name| skip.contains(name)));

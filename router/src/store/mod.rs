@@ -175,6 +175,21 @@ pub enum EventOutcome {
     Failed(String),
 }
 
+impl EventOutcome {
+    /// The event's new status and error, and the deliveries to create (none on failure).
+    pub fn into_parts(self) -> (EventStatus, Option<String>, Vec<NewDelivery>) {
+        match self {
+            EventOutcome::Processed(d) => (EventStatus::Processed, None, d),
+            EventOutcome::Failed(e) => (EventStatus::Failed, Some(e), Vec::new()),
+        }
+    }
+
+    /// Whether it creates at least one delivery.
+    pub fn has_deliveries(&self) -> bool {
+        matches!(self, EventOutcome::Processed(d) if !d.is_empty())
+    }
+}
+
 /// One output bound for one destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDelivery {

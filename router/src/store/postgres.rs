@@ -48,14 +48,19 @@ const APPEND_PIPELINE: usize = 4;
 /// Appends queued for the batcher before callers wait for room.
 const APPEND_QUEUE: usize = 8 * APPEND_BATCH;
 
-/// One event to append, and where its result goes.
-struct AppendJob {
+/// One event to append, and how.
+struct PendingAppend {
     event: NewEvent,
     lease_until: Millis,
     /// Events with the same dedup key received after this are duplicates.
     since: Millis,
     /// Journaled unclaimed: tell every node.
     announce: bool,
+}
+
+/// An append waiting for the batcher, and where its result goes.
+struct AppendJob {
+    append: PendingAppend,
     reply: oneshot::Sender<Result<Appended, StoreError>>,
 }
 
@@ -75,16 +80,9 @@ async fn append_batches(pool: Pool, mut queued: mpsc::Receiver<AppendJob>) {
         let jobs = std::mem::take(&mut batch);
         let pool = pool.clone();
         tokio::spawn(async move {
-            let (events, replies): (Vec<_>, Vec<_>) = jobs
-                .into_iter()
-                .map(|job| {
-                    (
-                        (job.event, job.lease_until, job.since, job.announce),
-                        job.reply,
-                    )
-                })
-                .unzip();
-            match append_batch(&pool, events).await {
+            let (appends, replies): (Vec<_>, Vec<_>) =
+                jobs.into_iter().map(|job| (job.append, job.reply)).unzip();
+            match append_batch(&pool, appends).await {
                 Ok(results) => {
                     for (reply, result) in replies.into_iter().zip(results) {
                         let _ = reply.send(Ok(result));
@@ -102,17 +100,16 @@ async fn append_batches(pool: Pool, mut queued: mpsc::Receiver<AppendJob>) {
     }
 }
 
-/// Appends `events` (each with its lease end, dedup cut-off and whether to announce it) in
-/// one statement: each dedup key is claimed (new, or its window has passed) and an event is
+/// Appends `appends` in one statement: each dedup key is claimed (new, or its window has passed) and an event is
 /// stored only if it has no key or claimed it. `ON CONFLICT` waits for a concurrent claim of
 /// the same key and re-checks, so across nodes exactly one event per key is stored; within
 /// the batch the first event with a key claims it. Duplicates are then counted on their
 /// originals.
 async fn append_batch(
     pool: &Pool,
-    events: Vec<(NewEvent, Millis, Millis, bool)>,
+    appends: Vec<PendingAppend>,
 ) -> Result<Vec<Appended>, StoreError> {
-    let n = events.len();
+    let n = appends.len();
     let mut ids = Vec::with_capacity(n);
     let (mut routes, mut received, mut headers, mut bodies) = (
         Vec::with_capacity(n),
@@ -127,7 +124,13 @@ async fn append_batch(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    for (event, lease_until, cut_off, tell) in events {
+    for PendingAppend {
+        event,
+        lease_until,
+        since: cut_off,
+        announce: tell,
+    } in appends
+    {
         headers.push(headers_to_json(&event.headers));
         ids.push(event.id);
         routes.push(event.route);
@@ -724,10 +727,12 @@ impl Store for PostgresStore {
     ) -> Result<Appended, StoreError> {
         let (reply, answer) = oneshot::channel();
         let job = AppendJob {
-            since: event.received_at - dedup_window.as_millis() as Millis,
-            lease_until: lease_end(lease),
-            announce: lease.is_zero(),
-            event,
+            append: PendingAppend {
+                since: event.received_at - dedup_window.as_millis() as Millis,
+                lease_until: lease_end(lease),
+                announce: lease.is_zero(),
+                event,
+            },
             reply,
         };
         self.appends
@@ -779,15 +784,10 @@ impl Store for PostgresStore {
         );
         let mut d = DeliveryColumns::default();
         for FinishedEvent { id, outcome, run } in finished {
-            let (status, error) = match outcome {
-                EventOutcome::Processed(deliveries) => {
-                    for delivery in deliveries {
-                        d.push(delivery);
-                    }
-                    (EventStatus::Processed, None)
-                }
-                EventOutcome::Failed(e) => (EventStatus::Failed, Some(e)),
-            };
+            let (status, error, deliveries) = outcome.into_parts();
+            for delivery in deliveries {
+                d.push(delivery);
+            }
             ids.push(id);
             statuses.push(status.as_str());
             errors.push(error);

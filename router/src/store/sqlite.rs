@@ -428,10 +428,7 @@ impl Store for SqliteStore {
             )?;
             let now = now_ms();
             for FinishedEvent { id, outcome, run } in finished {
-                let (status, error, deliveries) = match outcome {
-                    EventOutcome::Processed(d) => (EventStatus::Processed, None, d),
-                    EventOutcome::Failed(e) => (EventStatus::Failed, Some(e), Vec::new()),
-                };
+                let (status, error, deliveries) = outcome.into_parts();
                 let changed = update.execute(params![
                     id,
                     status.as_str(),
