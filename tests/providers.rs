@@ -374,7 +374,7 @@ to = ["sink"]
     );
     // Credentials are never journaled.
     let journaled: i64 = router.count(
-        "SELECT COUNT(*) FROM events WHERE headers LIKE '%s3cret%' OR headers LIKE '%old-token%'",
+        "SELECT COUNT(*) FROM event_payloads WHERE headers LIKE '%s3cret%' OR headers LIKE '%old-token%'",
     );
     assert_eq!(journaled, 0);
     receiver.wait_for(4, Duration::from_secs(20)).await;

@@ -12,13 +12,17 @@
 //! 10 s at light load (4 connections), unless `HOOKYARD_BENCH_SQLITE=0`; PostgreSQL (a server
 //! this bench starts) with one node and with two nodes on one database, unless
 //! `HOOKYARD_BENCH_PG=0` or PostgreSQL is not installed. Delivered/s counts from the first request to the last delivery; "missing" is
-//! acknowledged events not delivered within 60 s of the load's end.
+//! acknowledged events not delivered within 60 s of the load's end. "Router CPU/event" is the
+//! CPU time the router processes used during the load and drain (from `/proc`), divided by the
+//! events delivered: unlike rates it hardly moves with the machine's noise. A second table
+//! splits it by thread: the store writer, the plugin workers, and the async workers that
+//! serve requests and make deliveries.
 
 #[path = "../../tests/support/postgres.rs"]
 #[allow(dead_code)]
 mod postgres;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -72,9 +76,10 @@ fn main() {
     let receiver = rt.block_on(Receiver::start());
 
     println!(
-        "| load | acked/s | delivered/s end to end | missing | p99 ack | commits/event | acked vs bare hyper | delivered vs bare hyper |"
+        "| load | acked/s | delivered/s end to end | missing | p99 ack | commits/event | router CPU/event | acked vs bare hyper | delivered vs bare hyper |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    let mut breakdowns: Vec<(String, BTreeMap<String, f64>)> = Vec::new();
     let base = wrk(
         &work,
         &[bare.addr],
@@ -86,7 +91,7 @@ fn main() {
         "bare",
     );
     println!(
-        "| bare hyper answering 202, {CONNECTIONS} connections, 10 s | {:.0} | - | - | {} | - | 1.00x | - |",
+        "| bare hyper answering 202, {CONNECTIONS} connections, 10 s | {:.0} | - | - | {} | - | - | 1.00x | - |",
         base.per_sec(),
         base.p99
     );
@@ -115,17 +120,16 @@ fn main() {
                 secs,
                 prefix,
             );
-            row.print(
-                &format!("SQLite, {connections} connections{what}, {secs} s"),
-                base_rate,
-            );
+            let what = format!("SQLite, {connections} connections{what}, {secs} s");
+            row.print(&what, base_rate);
+            breakdowns.push((what, row.cpu_split()));
         }
         drop(sqlite);
     }
 
     if with_pg {
         match postgres::PgCluster::start() {
-            Err(e) => println!("| PostgreSQL: not measured ({e:#}) | | | | | | | |"),
+            Err(e) => println!("| PostgreSQL: not measured ({e:#}) | | | | | | | | |"),
             Ok(cluster) => {
                 let pg_secs = secs.min(15);
                 let url = rt.block_on(cluster.new_database());
@@ -141,10 +145,9 @@ fn main() {
                     pg_secs,
                     "pg",
                 );
-                row.print(
-                    &format!("PostgreSQL, 1 node, {CONNECTIONS} connections, {pg_secs} s"),
-                    base_rate,
-                );
+                let what = format!("PostgreSQL, 1 node, {CONNECTIONS} connections, {pg_secs} s");
+                row.print(&what, base_rate);
+                breakdowns.push((what, row.cpu_split()));
                 drop(one);
                 let url = rt.block_on(cluster.new_database());
                 let a = Node::start(&root, &work, "pg2a", &url, receiver.addr);
@@ -160,13 +163,124 @@ fn main() {
                     pg_secs,
                     "pgb",
                 );
-                row.print(
-                    &format!("PostgreSQL, 2 nodes on one database, {CONNECTIONS} connections in all, {pg_secs} s"),
-                    base_rate,
+                let what = format!(
+                    "PostgreSQL, 2 nodes on one database, {CONNECTIONS} connections in all, {pg_secs} s"
                 );
+                row.print(&what, base_rate);
+                breakdowns.push((what, row.cpu_split()));
             }
         }
     }
+    print_breakdowns(&breakdowns);
+}
+
+/// The second table: router CPU per delivered event, by thread kind.
+fn print_breakdowns(rows: &[(String, BTreeMap<String, f64>)]) {
+    if rows.is_empty() {
+        return;
+    }
+    let kinds: Vec<&String> = rows
+        .iter()
+        .flat_map(|(_, split)| split.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    println!();
+    print!("| router CPU per delivered event, by thread |");
+    for kind in &kinds {
+        print!(" {kind} |");
+    }
+    println!();
+    println!("|{}", " --- |".repeat(kinds.len() + 1));
+    for (what, split) in rows {
+        print!("| {what} |");
+        for kind in &kinds {
+            print!(" {:.0} us |", split.get(*kind).copied().unwrap_or(0.0));
+        }
+        println!();
+    }
+}
+
+/// CPU time (clock ticks) of a router process: in all, and by thread kind.
+#[derive(Default, Clone)]
+struct Cpu {
+    total: u64,
+    threads: BTreeMap<String, u64>,
+}
+
+impl Cpu {
+    /// Reads `/proc/<pid>/stat` and each `/proc/<pid>/task/*/stat`. Threads that already ended
+    /// count in the total but in no kind.
+    fn of(pid: u32) -> Cpu {
+        let mut cpu = Cpu {
+            total: std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| stat_ticks(&s))
+                .map_or(0, |(_, t)| t),
+            ..Cpu::default()
+        };
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return cpu;
+        };
+        for task in tasks.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            if let Some((name, ticks)) = stat_ticks(&stat) {
+                *cpu.threads.entry(thread_kind(&name)).or_default() += ticks;
+            }
+        }
+        cpu
+    }
+
+    fn add(&mut self, other: &Cpu) {
+        self.total += other.total;
+        for (k, v) in &other.threads {
+            *self.threads.entry(k.clone()).or_default() += v;
+        }
+    }
+
+    fn since(&self, before: &Cpu) -> Cpu {
+        Cpu {
+            total: self.total.saturating_sub(before.total),
+            threads: self
+                .threads
+                .iter()
+                .map(|(k, v)| {
+                    let b = before.threads.get(k).copied().unwrap_or(0);
+                    (k.clone(), v.saturating_sub(b))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A thread's name and user + system ticks from a `stat` line.
+fn stat_ticks(stat: &str) -> Option<(String, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?.to_string();
+    let fields: Vec<&str> = stat.get(close + 2..)?.split(' ').collect();
+    // After the name: state is field 3 of the line, utime 14 and stime 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((name, utime + stime))
+}
+
+fn thread_kind(name: &str) -> String {
+    match name {
+        n if n.starts_with("hookyard-store") => "store writer",
+        n if n.starts_with("hookyard-plugin") => "plugins",
+        n if n.starts_with("tokio-runtime-w") || n.starts_with("tokio-rt") => "async workers",
+        _ => "other",
+    }
+    .to_string()
+}
+
+fn cpu_of(nodes: &[&Node]) -> Cpu {
+    let mut all = Cpu::default();
+    for node in nodes {
+        all.add(&Cpu::of(node.child.id()));
+    }
+    all
 }
 
 /// One measured load: what was acknowledged and what arrived.
@@ -176,6 +290,7 @@ struct Row {
     delivered_twice: u64,
     first_to_last: Duration,
     commits: Option<u64>,
+    cpu: Cpu,
 }
 
 impl Row {
@@ -191,14 +306,35 @@ impl Row {
             String::new()
         };
         println!(
-            "| {what} | {:.0} | {:.0} | {}{twice} | {} | {commits} | {:.2}x | {:.2}x |",
+            "| {what} | {:.0} | {:.0} | {}{twice} | {} | {commits} | {:.0} us | {:.2}x | {:.2}x |",
             self.load.per_sec(),
             delivered_rate,
             acked.saturating_sub(self.delivered),
             self.load.p99,
+            self.cpu_per_event(self.cpu.total),
             self.load.per_sec() / base_rate,
             delivered_rate / base_rate,
         );
+    }
+
+    /// Microseconds of CPU per delivered event for `ticks` clock ticks.
+    fn cpu_per_event(&self, ticks: u64) -> f64 {
+        // Linux reports `stat` times in USER_HZ, which is 100 on every architecture it runs on.
+        ticks as f64 * 10_000.0 / self.delivered.max(1) as f64
+    }
+
+    /// The router's CPU per delivered event by thread kind, in microseconds.
+    fn cpu_split(&self) -> BTreeMap<String, f64> {
+        let mut split: BTreeMap<String, f64> = self
+            .cpu
+            .threads
+            .iter()
+            .map(|(k, v)| (k.clone(), self.cpu_per_event(*v)))
+            .collect();
+        let named: u64 = self.cpu.threads.values().sum();
+        *split.entry("other".into()).or_default() +=
+            self.cpu_per_event(self.cpu.total.saturating_sub(named));
+        split
     }
 }
 
@@ -216,6 +352,7 @@ fn measure(
 ) -> Row {
     receiver.reset();
     let commits_before = rt.block_on(nodes[0].commits());
+    let cpu_before = cpu_of(nodes);
     let started = Instant::now();
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.hooks).collect();
     let load = wrk(
@@ -247,6 +384,7 @@ fn measure(
         std::thread::sleep(Duration::from_millis(20));
     }
     let commits_after = rt.block_on(nodes[0].commits());
+    let cpu = cpu_of(nodes).since(&cpu_before);
     let last = receiver.last().unwrap_or(started);
     Row {
         load,
@@ -256,6 +394,7 @@ fn measure(
         commits: commits_before
             .zip(commits_after)
             .map(|(b, a)| a.saturating_sub(b)),
+        cpu,
     }
 }
 

@@ -565,6 +565,18 @@ async fn skipped_and_paused_destinations_are_not_claimed<S: Store>(s: &S) {
         s.paused_destinations().await.unwrap(),
         [("chat".to_string(), "answered 410 Gone".to_string())]
     );
+    let names = |n: &[&str]| n.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        s.next_delivery_due(&names(&["crm", "mail"])).await.unwrap(),
+        None
+    );
+    assert!(
+        s.next_delivery_due(&names(&["cr", "mai", "crm mail"]))
+            .await
+            .unwrap()
+            .is_some(),
+        "a skipped name matches whole names only"
+    );
     let claimed = s
         .claim_deliveries(LONG, 10, &["crm".to_string()])
         .await

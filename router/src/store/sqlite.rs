@@ -50,8 +50,6 @@ CREATE TABLE IF NOT EXISTS events (
     id           TEXT NOT NULL UNIQUE,
     route        TEXT NOT NULL,
     received_at  INTEGER NOT NULL,
-    headers      TEXT NOT NULL,
-    body         BLOB NOT NULL,
     event_type   TEXT,
     dedup_key    TEXT,
     status       TEXT NOT NULL,
@@ -61,6 +59,11 @@ CREATE TABLE IF NOT EXISTS events (
     run_us       INTEGER NOT NULL DEFAULT 0,
     run_fuel     INTEGER NOT NULL DEFAULT 0,
     dropped      TEXT
+);
+CREATE TABLE IF NOT EXISTS event_payloads (
+    seq          INTEGER PRIMARY KEY,
+    headers      TEXT NOT NULL,
+    body         BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_dedup ON events(dedup_key, received_at) WHERE dedup_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_waiting ON events(lease_until) WHERE status = 'received';
@@ -114,10 +117,24 @@ CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts(delivery_id);
 "#;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
-/// Creates the schema in a new file, or checks an existing file's version. Later schema
-/// changes add a step here from each older version.
+/// Version 1 kept an event's headers and body in its `events` row. SQLite rewrites a whole
+/// row (overflow pages included) on every update, so each claim and each finish wrote the
+/// 8 KB body again; version 2 keeps them in `event_payloads`, written once.
+const V1_TO_V2: &str = r#"
+CREATE TABLE event_payloads (
+    seq          INTEGER PRIMARY KEY,
+    headers      TEXT NOT NULL,
+    body         BLOB NOT NULL
+);
+INSERT INTO event_payloads (seq, headers, body) SELECT seq, headers, body FROM events;
+ALTER TABLE events DROP COLUMN headers;
+ALTER TABLE events DROP COLUMN body;
+"#;
+
+/// Creates the schema in a new file, or brings an existing file up to this version, one
+/// step per older version, in one transaction.
 fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let tables: i64 = conn.query_row(
@@ -133,6 +150,16 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             Ok(())
         }
         SCHEMA_VERSION => Ok(()),
+        1 => {
+            tracing::info!(path = %path.display(), "store: moving event bodies out of the events table (schema 1 -> 2)");
+            conn.execute_batch(&format!(
+                "BEGIN; {V1_TO_V2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .inspect_err(|_| {
+                let _ = conn.execute_batch("ROLLBACK");
+            })?;
+            Ok(())
+        }
         0 => Err(StoreError::Database(format!(
             "{} holds tables but no hookyard schema version: it was not created by this hookyard; move it aside",
             path.display()
@@ -154,6 +181,10 @@ fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Savepoint journals and sorts stay in memory; a 64 MiB page cache keeps the hot pages
+    // (tail of each table and index) from being re-read from the file at every batch.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -65536)?;
     Ok(conn)
 }
 
@@ -367,19 +398,21 @@ impl Store for SqliteStore {
                 }
             }
             conn.prepare_cached(
-                "INSERT INTO events (id, route, received_at, headers, body, event_type, dedup_key, status, lease_until)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'received', ?8)",
+                "INSERT INTO events (id, route, received_at, event_type, dedup_key, status, lease_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'received', ?6)",
             )?
             .execute(params![
                 event.id,
                 event.route,
                 event.received_at,
-                headers_to_json(&event.headers),
-                event.body,
                 event.event_type,
                 event.dedup_key,
                 lease_end(lease),
             ])?;
+            conn.prepare_cached(
+                "INSERT INTO event_payloads (seq, headers, body) VALUES (last_insert_rowid(), ?1, ?2)",
+            )?
+            .execute(params![headers_to_json(&event.headers), event.body])?;
             Ok(Appended::Stored)
         })
         .await
@@ -395,18 +428,25 @@ impl Store for SqliteStore {
             // Without the index named, the planner walks the whole table in `seq` order (the
             // LIMIT tempts it), reading every finished event's body on the way. In lease
             // order the index is read in order, and unleased events are in arrival order.
-            let mut stmt = conn.prepare_cached(&format!(
+            let mut claim = conn.prepare_cached(
                 "UPDATE events SET lease_until = ?1 WHERE seq IN (
                     SELECT seq FROM events INDEXED BY events_waiting
                     WHERE status = 'received' AND lease_until <= ?2
                     ORDER BY lease_until, seq LIMIT ?3)
-                 RETURNING {EVENT_COLUMNS}"
-            ))?;
-            collect(
-                &mut stmt,
+                 RETURNING seq",
+            )?;
+            let mut seqs: Vec<i64> = collect(
+                &mut claim,
                 params![lease_end(lease), now, limit as i64],
-                event_from_row,
-            )
+                |row| Ok(row.get(0)?),
+            )?;
+            seqs.sort_unstable();
+            let mut read = conn.prepare_cached(&format!("{SELECT_EVENT} WHERE e.seq = ?1"))?;
+            let mut claimed = Vec::with_capacity(seqs.len());
+            for seq in seqs {
+                claimed.extend(collect(&mut read, [seq], event_from_row)?);
+            }
+            Ok(claimed)
         })
         .await
     }
@@ -466,7 +506,7 @@ impl Store for SqliteStore {
         limit: usize,
         skip: &[String],
     ) -> Result<Vec<Delivery>, StoreError> {
-        let skip = serde_json::to_string(skip).unwrap_or_else(|_| "[]".into());
+        let skip = skip_list(skip);
         self.write(move |conn| {
             let now = now_ms();
             // An ordered delivery waits while an earlier one with its key is unfinished;
@@ -475,7 +515,7 @@ impl Store for SqliteStore {
                 "UPDATE deliveries SET lease_until = ?1 WHERE seq IN (
                     SELECT d.seq FROM deliveries d
                     WHERE d.status IN ('pending', 'retrying') AND d.next_attempt_at <= ?2 AND d.lease_until <= ?2
-                      AND d.destination NOT IN (SELECT value FROM json_each(?4))
+                      AND instr(?4, char(10) || json_quote(d.destination) || char(10)) = 0
                       AND d.destination NOT IN (SELECT name FROM paused_destinations)
                       AND (d.ordering_key IS NULL OR NOT EXISTS (
                           SELECT 1 FROM deliveries e
@@ -572,13 +612,13 @@ impl Store for SqliteStore {
     }
 
     async fn next_delivery_due(&self, skip: &[String]) -> Result<Option<Millis>, StoreError> {
-        let skip = serde_json::to_string(skip).unwrap_or_else(|_| "[]".into());
+        let skip = skip_list(skip);
         self.read(move |conn| {
             Ok(conn
                 .prepare_cached(
                     "SELECT MIN(MAX(next_attempt_at, lease_until)) FROM deliveries
                      WHERE status IN ('pending', 'retrying')
-                       AND destination NOT IN (SELECT value FROM json_each(?1))
+                       AND instr(?1, char(10) || json_quote(destination) || char(10)) = 0
                        AND destination NOT IN (SELECT name FROM paused_destinations)",
                 )?
                 .query_row([skip], |r| r.get::<_, Option<Millis>>(0))?)
@@ -589,8 +629,7 @@ impl Store for SqliteStore {
     async fn event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
         let id = id.to_string();
         self.read(move |conn| {
-            let mut stmt =
-                conn.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"))?;
+            let mut stmt = conn.prepare_cached(&format!("{SELECT_EVENT} WHERE e.id = ?1"))?;
             Ok(collect(&mut stmt, [id], event_from_row)?.pop())
         })
         .await
@@ -643,8 +682,9 @@ impl Store for SqliteStore {
     async fn events(&self, filter: EventFilter) -> Result<Vec<EventSummary>, StoreError> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT seq, id, route, received_at, event_type, status, error, length(body), duplicates,
-                        run_us, run_fuel, dropped
+                "SELECT seq, id, route, received_at, event_type, status, error,
+                        (SELECT length(body) FROM event_payloads p WHERE p.seq = events.seq),
+                        duplicates, run_us, run_fuel, dropped
                  FROM events WHERE {EVENT_WHERE} ORDER BY seq DESC LIMIT ?6"
             ))?;
             collect(
@@ -865,10 +905,14 @@ impl Store for SqliteStore {
                 "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = ?1)",
             )?;
             let mut deliveries = conn.prepare_cached("DELETE FROM deliveries WHERE event_id = ?1")?;
+            let mut payloads = conn.prepare_cached(
+                "DELETE FROM event_payloads WHERE seq = (SELECT seq FROM events WHERE id = ?1)",
+            )?;
             let mut events = conn.prepare_cached("DELETE FROM events WHERE id = ?1")?;
             for id in &ids {
                 attempts.execute([id])?;
                 deliveries.execute([id])?;
+                payloads.execute([id])?;
                 events.execute([id])?;
             }
             Ok(ids.len())
@@ -885,6 +929,22 @@ impl Store for SqliteStore {
         .await
     }
 }
+
+/// Destination names for `instr(list, char(10) || json_quote(destination) || char(10))`:
+/// each JSON-quoted (so no name can contain the separator) between newlines. `json_each` on
+/// a bound list would do, but SQLite re-plans such a statement at every run, and the claim
+/// runs hundreds of times a second.
+fn skip_list(names: &[String]) -> String {
+    let mut list = String::from("\n");
+    for name in names {
+        list.push_str(&serde_json::Value::from(name.as_str()).to_string());
+        list.push('\n');
+    }
+    list
+}
+
+/// An event with its payload, to which a `WHERE` on `events` is appended.
+const SELECT_EVENT: &str = "SELECT e.id, e.route, e.received_at, p.headers, p.body, e.event_type, e.dedup_key, e.status, e.error, e.seq, e.duplicates, e.run_us, e.run_fuel, e.dropped FROM events e JOIN event_payloads p ON p.seq = e.seq";
 
 /// The WHERE clause shared by delivery listings and requeues; parameters ?1-?8, limit ?9.
 const DELIVERY_WHERE: &str = "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR event_id = ?2)
@@ -983,8 +1043,61 @@ mod tests {
             .expect("refused")
             .to_string();
         assert!(
-            err.contains("schema version 99, newer than this hookyard's 1"),
+            err.contains("schema version 99, newer than this hookyard's 2"),
             "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_version_1_file_keeps_its_events_when_bodies_move_to_their_own_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hookyard.db");
+        let mut sample = conformance::sample_event("old", None);
+        sample.body = vec![7u8; 9000];
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store
+                .append_event(sample.clone(), Duration::ZERO, Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+        // Put the file back in the version 1 shape: headers and body in the events row.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "ALTER TABLE events ADD COLUMN headers TEXT NOT NULL DEFAULT '';
+                 ALTER TABLE events ADD COLUMN body BLOB NOT NULL DEFAULT x'';
+                 UPDATE events SET headers = p.headers, body = p.body
+                     FROM event_payloads p WHERE p.seq = events.seq;
+                 DROP TABLE event_payloads;
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        let store = SqliteStore::open(&path).unwrap();
+        let event = store.event("old").await.unwrap().expect("kept");
+        assert_eq!(event.event.body, sample.body);
+        assert_eq!(event.event.headers, sample.headers);
+        let listed = store
+            .events(EventFilter {
+                limit: 10,
+                ..EventFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(listed[0].body_size, 9000);
+        let columns: Vec<String> = {
+            let conn = Connection::open(&path).unwrap();
+            let mut stmt = conn
+                .prepare("SELECT name FROM pragma_table_info('events')")
+                .unwrap();
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert!(
+            !columns.iter().any(|c| c == "body" || c == "headers"),
+            "{columns:?}"
         );
     }
 
