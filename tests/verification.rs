@@ -88,6 +88,23 @@ async fn bad_missing_and_stale_signatures_are_401_and_nothing_is_stored() {
         garbage.1
     );
 
+    // 500 candidates used to mean 500 HMACs over the whole body, per request, unauthenticated.
+    let big = vec![b' '; 60 * 1024];
+    let mut stuffed = standard_webhooks_headers(SECRET, "msg_f", now, &big);
+    for (name, value) in stuffed.iter_mut() {
+        if name == "webhook-signature" {
+            *value = format!("{} {value}", vec!["v1,AA=="; 499].join(" "));
+        }
+    }
+    let stuffed = post(&router, "sw", &stuffed, &big).await;
+    assert_eq!(
+        stuffed,
+        (
+            401,
+            "{\"error\":\"webhook-signature header offers more than 8 signatures\"}\n".to_string()
+        )
+    );
+
     let hmac_bad = vec![("x-signature".to_string(), "sha256=AAAA".to_string())];
     assert_eq!(post(&router, "signed", &hmac_bad, body).await.0, 401);
 

@@ -2,7 +2,9 @@
 //!
 //! One file per family of schemes; all compare in constant time (`Mac::verify_slice`,
 //! `subtle`), try every configured secret (rotation), and enforce timestamp tolerance in both
-//! directions where the scheme signs a timestamp. A failure is a [`VerifyError`] whose
+//! directions where the scheme signs a timestamp. Where a request may offer several
+//! signatures, each key's tag is computed once and compared with every candidate, and more
+//! than `mac::MAX_SIGNATURES` candidates are refused unread. A failure is a [`VerifyError`] whose
 //! message is short, safe to send to the caller as a 401 body, and never contains a secret.
 //!
 //! - [`standard_webhooks`]: Standard Webhooks and Svix.
@@ -49,6 +51,9 @@ pub enum VerifyError {
     /// A header is present but not in the scheme's format.
     #[error("malformed {0} header")]
     MalformedHeader(HeaderName),
+    /// The header offers more signatures than any provider sends (the limit is the second field).
+    #[error("{0} header offers more than {1} signatures")]
+    TooManySignatures(HeaderName, usize),
     /// The signed timestamp is outside the tolerance.
     #[error("timestamp outside the allowed tolerance")]
     StaleTimestamp,

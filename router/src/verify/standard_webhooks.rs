@@ -107,27 +107,38 @@ impl StandardWebhooks {
             return Err(VerifyError::MalformedHeader(self.id.clone()));
         }
         check_timestamp(timestamp, &self.timestamp, req.now, self.tolerance)?;
-        let parts: [&[u8]; 5] = [id.as_bytes(), b".", timestamp.as_bytes(), b".", req.body];
-        let mut saw_v1 = false;
-        for entry in signatures.split(' ').filter(|s| !s.is_empty()) {
+        let entries: Vec<&str> = signatures.split(' ').filter(|s| !s.is_empty()).collect();
+        if entries.len() > mac::MAX_SIGNATURES {
+            return Err(VerifyError::TooManySignatures(
+                self.signature.clone(),
+                mac::MAX_SIGNATURES,
+            ));
+        }
+        let mut candidates = Vec::with_capacity(entries.len());
+        for entry in entries {
             let Some((version, sig)) = entry.split_once(',') else {
                 return Err(VerifyError::MalformedHeader(self.signature.clone()));
             };
-            if version != "v1" {
-                continue; // other versions (e.g. v1a, asymmetric) are not ours to check
-            }
-            saw_v1 = true;
-            let Ok(sig) = B64.decode(sig) else { continue };
-            if mac::any_matches(HmacAlgorithm::Sha256, &self.keys, &parts, &sig) {
-                return Ok(Verified {
-                    delivery_id: Some(id.to_string()),
-                });
+            // Other versions (e.g. v1a, asymmetric) are not ours to check.
+            if version == "v1" {
+                candidates.push(B64.decode(sig).ok());
             }
         }
-        if saw_v1 {
-            Err(VerifyError::BadSignature)
+        if candidates.is_empty() {
+            return Err(VerifyError::MalformedHeader(self.signature.clone()));
+        }
+        let parts: [&[u8]; 5] = [id.as_bytes(), b".", timestamp.as_bytes(), b".", req.body];
+        let tags = mac::tags(HmacAlgorithm::Sha256, &self.keys, &parts);
+        let matched = candidates
+            .iter()
+            .flatten()
+            .fold(false, |found, sig| mac::is_any_of(&tags, sig) | found);
+        if matched {
+            Ok(Verified {
+                delivery_id: Some(id.to_string()),
+            })
         } else {
-            Err(VerifyError::MalformedHeader(self.signature.clone()))
+            Err(VerifyError::BadSignature)
         }
     }
 }
@@ -237,6 +248,33 @@ mod tests {
                 TS
             )
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_header_stuffed_with_signatures_is_refused_before_any_hashing() {
+        let v = verifier(&[SECRET]);
+        let stuffed = |n: usize| {
+            let mut sigs = vec!["v1,AA=="; n - 1];
+            sigs.push(SIG);
+            sigs.join(" ")
+        };
+        let at_limit = headers(
+            "webhook",
+            ID,
+            &TS.to_string(),
+            &stuffed(mac::MAX_SIGNATURES),
+        );
+        assert!(check(&v, &at_limit, BODY, TS).is_ok());
+        let over = headers("webhook", ID, &TS.to_string(), &stuffed(500));
+        let err = check(&v, &over, BODY, TS).unwrap_err();
+        assert!(
+            matches!(err, VerifyError::TooManySignatures(_, mac::MAX_SIGNATURES)),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "webhook-signature header offers more than 8 signatures"
         );
     }
 

@@ -49,6 +49,9 @@ pub fn parse_header(value: &str) -> Result<ParsedHeader<'_>, VerifyError> {
                 if sig.len() != 32 {
                     return Err(malformed());
                 }
+                if v1.len() == mac::MAX_SIGNATURES {
+                    return Err(VerifyError::TooManySignatures(HEADER, mac::MAX_SIGNATURES));
+                }
                 v1.push(sig);
             }
             _ => {} // v0 (test mode's legacy scheme) and future versions are ignored
@@ -83,9 +86,11 @@ impl Stripe {
         check_timestamp(parsed.t, &HEADER, req.now, self.tolerance)?;
         let parts: [&[u8]; 3] = [parsed.t.as_bytes(), b".", req.body];
         // Every candidate is checked, so timing does not reveal which matched.
-        let ok = parsed.v1.iter().fold(false, |found, sig| {
-            mac::any_matches(HmacAlgorithm::Sha256, &self.keys, &parts, sig) | found
-        });
+        let tags = mac::tags(HmacAlgorithm::Sha256, &self.keys, &parts);
+        let ok = parsed
+            .v1
+            .iter()
+            .fold(false, |found, sig| mac::is_any_of(&tags, sig) | found);
         if !ok {
             return Err(VerifyError::BadSignature);
         }
@@ -163,6 +168,29 @@ mod tests {
         ));
         let rotated = format!("t=1700000000,v1={},v1={good_v1},v0=00", "ab".repeat(32));
         assert!(check(&stripe(), &rotated, b"{}", 1700000000).is_ok());
+    }
+
+    #[test]
+    fn a_header_stuffed_with_signatures_is_refused() {
+        let good = stripe().sign_header(1700000000, b"{}");
+        let good_v1 = good.split_once(",v1=").unwrap().1;
+        let stuffed = |n: usize| {
+            let mut header = "t=1700000000".to_string();
+            for _ in 1..n {
+                header.push_str(&format!(",v1={}", "00".repeat(32)));
+            }
+            header.push_str(&format!(",v1={good_v1}"));
+            header
+        };
+        assert!(check(&stripe(), &stuffed(mac::MAX_SIGNATURES), b"{}", 1700000000).is_ok());
+        // 59 candidates still fit the 4 KiB header limit; each used to cost a pass over the body.
+        for n in [mac::MAX_SIGNATURES + 1, 59] {
+            assert!(stuffed(n).len() <= 4096);
+            assert!(matches!(
+                check(&stripe(), &stuffed(n), b"{}", 1700000000).unwrap_err(),
+                VerifyError::TooManySignatures(_, mac::MAX_SIGNATURES)
+            ));
+        }
     }
 
     #[test]
