@@ -186,3 +186,37 @@ async fn the_sdk_allocator_keeps_every_value_intact() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_outputs_cannot_set_host_framing_credentials_or_router_headers() {
+    for header in [
+        "Host",
+        "Content-Length",
+        "Transfer-Encoding",
+        "Authorization",
+        "webhook-signature",
+        "Hookyard-Event-Id",
+    ] {
+        let receiver = Receiver::start().await;
+        let keys = format!(
+            r#"[[plugins.shape.config.outputs]]
+headers = {{ "{header}" = "evil.example" }}
+[plugins.shape.config.outputs.body]
+id = "{{{{ body.id }}}}""#
+        );
+        let config = route_through("shape", "template", &keys, &receiver);
+        let router = Router::start(&config).expect("router starts");
+        assert_eq!(post(&router, "in", &[], br#"{"id":"1"}"#).await.0, 202);
+        let errors = failed_events(&router, 1).await;
+        assert!(
+            errors[0].contains(&format!(
+                "plugin \"shape\" set the header \"{header}\", which plugins may not set"
+            )),
+            "{header}: {errors:?}"
+        );
+        assert!(
+            receiver.received().is_empty(),
+            "{header}: something was sent"
+        );
+    }
+}

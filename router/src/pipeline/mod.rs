@@ -106,6 +106,15 @@ pub enum StepError {
         /// The limit.
         limit: usize,
     },
+    /// An output sets a header that only the router may set (framing, routing, credentials,
+    /// or the router's own and signature headers).
+    #[error("plugin {plugin:?} set the header {header:?}, which plugins may not set")]
+    ForbiddenHeader {
+        /// Plugin name.
+        plugin: String,
+        /// The header, as the plugin wrote it.
+        header: String,
+    },
     /// The plugin's outputs added up to more than `max_output_bytes`.
     #[error("plugin {plugin:?} exceeded its output size limit of {limit}")]
     OutputTooLarge {
@@ -322,6 +331,16 @@ impl Plugin {
                 limit: self.max_outputs,
             });
         }
+        if let Some((header, _)) = outputs
+            .iter()
+            .flat_map(|o| &o.headers)
+            .find(|(name, _)| !plugin_may_set(name))
+        {
+            return Err(StepError::ForbiddenHeader {
+                plugin: self.name.to_string(),
+                header: header.clone(),
+            });
+        }
         let bytes: u64 = outputs.iter().map(|o| o.body.len() as u64).sum();
         if bytes > self.max_output_bytes.0 {
             return Err(StepError::OutputTooLarge {
@@ -501,6 +520,32 @@ fn level_name(level: Level) -> &'static str {
 
 /// The event the next step sees: the original's identity and headers, the output's body,
 /// with the output's headers and content type layered on top.
+/// Whether a plugin's output may carry a header with this name. Framing and connection
+/// headers would let a plugin smuggle a second request or reach another virtual host with the
+/// destination's credentials; `authorization` and cookies are the destination's `auth`; the
+/// router's own and signature headers (`hookyard-*`, `webhook-*`, `svix-*`) vouch for what the
+/// router sent and must not be forgeable.
+pub fn plugin_may_set(name: &str) -> bool {
+    const FORBIDDEN: &[&str] = &[
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "expect",
+        "proxy-authorization",
+        "proxy-connection",
+        "authorization",
+        "cookie",
+    ];
+    const FORBIDDEN_PREFIXES: &[&str] = &["hookyard-", "webhook-", "svix-", "proxy-"];
+    let name = name.trim().to_ascii_lowercase();
+    !FORBIDDEN.contains(&name.as_str()) && !FORBIDDEN_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
 fn next_input(original: &Event, output: &Output) -> Event {
     let mut headers: Vec<(String, String)> = original
         .headers
