@@ -3,7 +3,7 @@
 //! writes many attempts per store call.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
@@ -280,6 +280,26 @@ fn gate_view(gate: &Gate) -> Gate {
     gate.clone()
 }
 
+/// The destination slot an admitted attempt holds. It is given back when dropped, so an
+/// attempt that panics or is cancelled still frees it (counted as a failure) instead of
+/// leaving the destination one slot short until a reload.
+struct Slot {
+    gates: Arc<Mutex<Gates>>,
+    destination: String,
+    /// Whether the attempt succeeded, for the breaker.
+    ok: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // A lock poisoned by a panic elsewhere still holds valid counts.
+        let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(gate) = gates.by_name.get_mut(&self.destination) {
+            gate.finish(self.ok, Instant::now());
+        }
+    }
+}
+
 /// What one attempt needs.
 struct Job {
     store: Arc<dyn Store>,
@@ -312,12 +332,14 @@ impl Job {
                 .await;
             return;
         };
+        let mut slot = Slot {
+            gates: self.gates.clone(),
+            destination: dest_name.clone(),
+            ok: false,
+        };
         let result = dest.attempt(&self.snapshot.client, &delivery).await;
-        if let Ok(mut gates) = self.gates.lock()
-            && let Some(gate) = gates.by_name.get_mut(&dest_name)
-        {
-            gate.finish(result.error.is_none(), Instant::now());
-        }
+        slot.ok = result.error.is_none();
+        drop(slot);
         let gone = result.status == Some(410)
             && dest.policy.gone == GonePolicy::Pause
             && matches!(dest.kind, destination::Kind::Http(_));
@@ -410,5 +432,46 @@ async fn record_attempts(
             tracing::error!(attempts = n, error = %e, "cannot record attempts");
         }
         wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BreakerConfig;
+
+    #[tokio::test]
+    async fn an_attempt_that_panics_gives_its_destination_slot_back() {
+        let gates = Arc::new(Mutex::new(Gates {
+            generation: 0,
+            by_name: HashMap::from([(
+                "crm".to_string(),
+                Gate::new(1, None, BreakerConfig::default()),
+            )]),
+        }));
+        let full = |gates: &Arc<Mutex<Gates>>| {
+            let mut gates = gates.lock().unwrap_or_else(PoisonError::into_inner);
+            let gate = gates.by_name.get_mut("crm").expect("gate");
+            gate.check(Instant::now()) != Admission::Go
+        };
+        gates
+            .lock()
+            .unwrap()
+            .by_name
+            .get_mut("crm")
+            .unwrap()
+            .start(Instant::now());
+        assert!(full(&gates), "the only slot is taken");
+        let held = gates.clone();
+        let attempt = tokio::spawn(async move {
+            let _slot = Slot {
+                gates: held,
+                destination: "crm".into(),
+                ok: false,
+            };
+            panic!("a destination's code panicked mid-attempt");
+        });
+        assert!(attempt.await.is_err());
+        assert!(!full(&gates), "the slot came back");
     }
 }
