@@ -448,3 +448,70 @@ to = ["sales"]
         .unwrap();
     assert_eq!(dropped, "lead-alert: lead has no email");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_fetch_cannot_set_host_or_framing_headers_but_may_send_a_token() {
+    let api = Receiver::start().await;
+    let sink = Receiver::start().await;
+    let config = format!(
+        r#"{SERVER}
+[plugins.probe]
+path = "{}"
+allow_http = ["127.0.0.1:{}"]
+
+[destinations.sink]
+url = "{}"
+
+[[routes]]
+name = "in"
+verify = {{ scheme = "none" }}
+steps = ["probe"]
+to = ["sink"]
+"#,
+        plugin("misbehave").display(),
+        api.addr.port(),
+        sink.url("/")
+    );
+    let router = Router::start(&config).expect("router starts");
+    let fetch = |headers: &str| {
+        format!(
+            r#"{{"mode":"fetch","url":"{}","headers":{headers}}}"#,
+            api.url("/x")
+        )
+    };
+    for header in [
+        "Host",
+        "Transfer-Encoding",
+        "Content-Length",
+        "Hookyard-Event-Id",
+    ] {
+        let body = fetch(&format!(r#"{{"{header}":"1"}}"#));
+        assert_eq!(post(&router, "in", &[], body.as_bytes()).await.0, 202);
+    }
+    let errors = failed_events(&router, 4).await;
+    for (error, header) in errors.iter().zip([
+        "Host",
+        "Transfer-Encoding",
+        "Content-Length",
+        "Hookyard-Event-Id",
+    ]) {
+        assert!(
+            error.contains(&format!(
+                "fetch denied: plugins may not set the header \"{header}\""
+            )),
+            "{error}"
+        );
+    }
+    assert!(api.received().is_empty(), "nothing left the sandbox");
+    // A token of the plugin's own is still allowed.
+    let body = fetch(r#"{"Authorization":"Bearer tok"}"#);
+    assert_eq!(post(&router, "in", &[], body.as_bytes()).await.0, 202);
+    let calls = api.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(
+        calls[0]
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer tok")
+    );
+}

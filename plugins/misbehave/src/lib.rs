@@ -2,7 +2,7 @@
 //!
 //! The event body picks the behaviour: `{"mode": "loop"}` spins forever, `"grow"` allocates
 //! until memory runs out, `"trap"` panics, `"many"` returns 500 outputs, `"big"` one output of
-//! 2 MiB, `"fetch"` fetches the body's `url`, `"route"` outputs `payload` with the body's
+//! 2 MiB, `"fetch"` fetches the body's `url` (with the body's `headers` object as request headers), `"route"` outputs `payload` with the body's
 //! `method` and `path`, `"email"` outputs the body's `email` object as an email, `"print"`
 //! writes to stdout and stderr and echoes, `"alloc"` runs the SDK allocator through every
 //! pattern it handles and reports what it checked, `"slow"` keeps busy for the body's `ms`
@@ -63,7 +63,13 @@ fn handle(event: Event) -> Result<Vec<Output>> {
         #[cfg(feature = "io")]
         Some("fetch") => {
             let url = doc["url"].as_str().unwrap_or_default();
-            let response = http::get(url)?;
+            let mut request = http::Request::get(url);
+            if let Some(headers) = doc["headers"].as_object() {
+                for (name, value) in headers {
+                    request = request.header(name, value.as_str().unwrap_or_default());
+                }
+            }
+            let response = request.send()?;
             Ok(vec![Output::bytes(response.body, "application/json")])
         }
         Some("alloc") => Ok(vec![Output::json(&allocations())?]),

@@ -366,6 +366,13 @@ impl bindings::HttpHost for HostState {
                 request.url
             ))));
         };
+        if let Some((name, _)) = request.headers.iter().find(|(name, _)| {
+            !super::plugin_may_set(name) && !name.eq_ignore_ascii_case("authorization")
+        }) {
+            return Ok(Err(FetchError::Denied(format!(
+                "plugins may not set the header {name:?}"
+            ))));
+        }
         if !host_allowed(&url, &caps.allow_http) {
             let host = url.host_str().unwrap_or("").to_string();
             return Ok(Err(FetchError::Denied(format!(
