@@ -271,6 +271,11 @@ to = ["sink"]
 name = "basic"
 verify = {{ scheme = "basic", username = "hooks", secret = "s3cret-pass" }}
 to = ["sink"]
+
+[[routes]]
+name = "form-header"
+verify = {{ scheme = "token", header = "X-Form-Token", secret = "s3cret-form-token" }}
+to = ["sink"]
 "#,
         receiver.url("/")
     );
@@ -372,12 +377,23 @@ to = ["sink"]
             .0,
         401
     );
-    // Credentials are never journaled.
+    assert_eq!(
+        post(
+            &router,
+            "form-header",
+            &h("x-form-token", "s3cret-form-token"),
+            b"{}"
+        )
+        .await
+        .0,
+        202
+    );
+    // Credentials are never journaled, whatever header carries them.
     let journaled: i64 = router.count(
         "SELECT COUNT(*) FROM event_payloads WHERE headers LIKE '%s3cret%' OR headers LIKE '%old-token%'",
     );
     assert_eq!(journaled, 0);
-    receiver.wait_for(4, Duration::from_secs(20)).await;
+    receiver.wait_for(5, Duration::from_secs(20)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -14,7 +14,7 @@ use ipnet::IpNet;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt, Limited};
@@ -226,7 +226,7 @@ async fn handle_hook(
         id: new_id("evt"),
         route: route_name.clone(),
         received_at: now_ms(),
-        headers: journaled_headers(&parts.headers),
+        headers: journaled_headers(&parts.headers, route.verifier.credential_header()),
         event_type: event_type(&parts.headers, &body),
         dedup_key: delivery_id.map(|d| format!("{route_name}:{d}")),
         body: body.to_vec(),
@@ -275,10 +275,15 @@ async fn handle_hook(
     }
 }
 
-fn journaled_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+/// The headers to journal: all but [`UNSTORED_HEADERS`] and the route's own credential.
+fn journaled_headers(
+    headers: &HeaderMap,
+    credential: Option<&HeaderName>,
+) -> Vec<(String, String)> {
     headers
         .iter()
         .filter(|(name, _)| !UNSTORED_HEADERS.contains(&name.as_str()))
+        .filter(|(name, _)| Some(*name) != credential)
         .filter_map(|(name, value)| {
             Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
         })
@@ -351,7 +356,8 @@ mod tests {
         h.insert("content-length", "2".parse().unwrap());
         h.insert("connection", "keep-alive".parse().unwrap());
         h.insert("x-hub-signature-256", "sha256=00".parse().unwrap());
-        let kept = journaled_headers(&h);
+        h.insert("x-form-token", "form-secret".parse().unwrap());
+        let kept = journaled_headers(&h, Some(&HeaderName::from_static("x-form-token")));
         assert_eq!(
             kept,
             vec![("x-hub-signature-256".to_string(), "sha256=00".to_string())]

@@ -29,6 +29,16 @@ pub struct Token {
     secrets: Vec<Vec<u8>>,
 }
 
+impl Token {
+    /// The header the token travels in, if it travels in one.
+    pub fn header(&self) -> Option<&HeaderName> {
+        match &self.place {
+            Place::Header { name, .. } => Some(name),
+            Place::Query(_) => None,
+        }
+    }
+}
+
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Token")

@@ -214,6 +214,15 @@ impl Verifier {
         })
     }
 
+    /// The header that carries this route's own credential, if the scheme puts one in a
+    /// header other than `Authorization`: it is a secret and must never be journaled.
+    pub fn credential_header(&self) -> Option<&HeaderName> {
+        match self {
+            Verifier::Token(v) => v.header(),
+            _ => None,
+        }
+    }
+
     /// Checks one request against this scheme.
     pub fn verify(&self, req: &Request<'_>) -> Result<Verified, VerifyError> {
         match self {
