@@ -518,8 +518,6 @@ fn level_name(level: Level) -> &'static str {
     }
 }
 
-/// The event the next step sees: the original's identity and headers, the output's body,
-/// with the output's headers and content type layered on top.
 /// Whether a plugin's output may carry a header with this name. Framing and connection
 /// headers would let a plugin smuggle a second request or reach another virtual host with the
 /// destination's credentials; `authorization` and cookies are the destination's `auth`; the
@@ -546,6 +544,8 @@ pub fn plugin_may_set(name: &str) -> bool {
     !FORBIDDEN.contains(&name.as_str()) && !FORBIDDEN_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
+/// The event the next step sees: the original's identity and headers, the output's body,
+/// with the output's headers and content type layered on top.
 fn next_input(original: &Event, output: &Output) -> Event {
     let mut headers: Vec<(String, String)> = original
         .headers

@@ -60,11 +60,6 @@ CREATE TABLE IF NOT EXISTS events (
     run_fuel     INTEGER NOT NULL DEFAULT 0,
     dropped      TEXT
 );
-CREATE TABLE IF NOT EXISTS event_payloads (
-    seq          INTEGER PRIMARY KEY,
-    headers      TEXT NOT NULL,
-    body         BLOB NOT NULL
-);
 CREATE INDEX IF NOT EXISTS events_dedup ON events(dedup_key, received_at) WHERE dedup_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_waiting ON events(lease_until) WHERE status = 'received';
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -116,18 +111,23 @@ CREATE TABLE IF NOT EXISTS attempts (
 CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts(delivery_id);
 "#;
 
+/// Each event's headers and body, keyed by the event's `seq`: part of [`SCHEMA`] since
+/// version 2, and what the step from version 1 creates.
+const EVENT_PAYLOADS: &str = r#"
+CREATE TABLE IF NOT EXISTS event_payloads (
+    seq          INTEGER PRIMARY KEY,
+    headers      TEXT NOT NULL,
+    body         BLOB NOT NULL
+);
+"#;
+
 /// The schema version this build writes (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 2;
 
 /// Version 1 kept an event's headers and body in its `events` row. SQLite rewrites a whole
 /// row (overflow pages included) on every update, so each claim and each finish wrote the
-/// 8 KB body again; version 2 keeps them in `event_payloads`, written once.
+/// 8 KB body again; version 2 keeps them in [`EVENT_PAYLOADS`], written once. Runs after it.
 const V1_TO_V2: &str = r#"
-CREATE TABLE event_payloads (
-    seq          INTEGER PRIMARY KEY,
-    headers      TEXT NOT NULL,
-    body         BLOB NOT NULL
-);
 INSERT INTO event_payloads (seq, headers, body) SELECT seq, headers, body FROM events;
 ALTER TABLE events DROP COLUMN headers;
 ALTER TABLE events DROP COLUMN body;
@@ -145,7 +145,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     match version {
         0 if tables == 0 => {
             conn.execute_batch(&format!(
-                "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN; {SCHEMA} {EVENT_PAYLOADS} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))?;
             Ok(())
         }
@@ -153,7 +153,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
         1 => {
             tracing::info!(path = %path.display(), "store: moving event bodies out of the events table (schema 1 -> 2)");
             conn.execute_batch(&format!(
-                "BEGIN; {V1_TO_V2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN; {EVENT_PAYLOADS} {V1_TO_V2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
             .inspect_err(|_| {
                 let _ = conn.execute_batch("ROLLBACK");
