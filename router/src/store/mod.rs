@@ -184,6 +184,14 @@ impl EventOutcome {
         }
     }
 
+    /// The same as [`EventOutcome::into_parts`], borrowed.
+    pub fn parts(&self) -> (EventStatus, Option<&str>, &[NewDelivery]) {
+        match self {
+            EventOutcome::Processed(d) => (EventStatus::Processed, None, d),
+            EventOutcome::Failed(e) => (EventStatus::Failed, Some(e), &[]),
+        }
+    }
+
     /// Whether it creates at least one delivery.
     pub fn has_deliveries(&self) -> bool {
         matches!(self, EventOutcome::Processed(d) if !d.is_empty())
