@@ -169,3 +169,59 @@ to = ["salesforce"]
         "the plugin's path \"@evil.example/steal\" must start with '/' or '?'"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn template_path_cannot_leave_the_destination_base() {
+    let crm = Receiver::start().await;
+    let config = format!(
+        r#"{SERVER}
+[plugins.contacts]
+path = "{}"
+[[plugins.contacts.config.outputs]]
+when = "{{{{ body.op == 'urlencode' }}}}"
+method = "DELETE"
+path = "/contacts/{{{{ body.id | urlencode }}}}"
+body = {{}}
+[[plugins.contacts.config.outputs]]
+when = "{{{{ body.op == 'path_segment' }}}}"
+method = "DELETE"
+path = "/contacts/{{{{ body.id | path_segment }}}}"
+body = {{}}
+
+[destinations.crm]
+url = "{}"
+auth = {{ bearer = "crm-token-123" }}
+retry = {{ schedule = ["100ms"] }}
+
+[[routes]]
+name = "in"
+verify = {{ scheme = "none" }}
+steps = ["contacts"]
+to = ["crm"]
+"#,
+        plugin("template").display(),
+        crm.url("/api/v1")
+    );
+    let router = Router::start(&config).expect("router starts");
+
+    // `urlencode` keeps `/` and `.`: the path would climb to /admin/users/1 with the token.
+    let climb = br#"{"op":"urlencode","id":"../../../admin/users/1"}"#;
+    assert_eq!(post(&router, "in", &[], climb).await.0, 202);
+    let reason = dead_letter_reason(&router).await;
+    assert!(
+        reason.contains("has a '.' or '..' segment"),
+        "the refusal names the reason: {reason}"
+    );
+    assert!(!reason.contains("crm-token-123"), "{reason}");
+
+    // `path_segment` keeps the same id inside one segment under the base path.
+    let encoded = br#"{"op":"path_segment","id":"../../../admin/users/1"}"#;
+    assert_eq!(post(&router, "in", &[], encoded).await.0, 202);
+    let got = crm.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(got[0].method, "DELETE");
+    assert_eq!(
+        got[0].path,
+        "/api/v1/contacts/%2E%2E%2F%2E%2E%2F%2E%2E%2Fadmin%2Fusers%2F1"
+    );
+    assert_eq!(crm.received().len(), 1, "nothing reached /admin");
+}

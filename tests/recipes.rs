@@ -65,14 +65,9 @@ async fn lead_capture_upserts_the_contact_emails_a_welcome_and_tells_sales() {
     .expect("router starts");
 
     let form = "name=Ada+Lovelace&email=ada%40example.com&company=Analytical+%22Engines%22%0ALtd";
-    let resp = reqwest::Client::new()
-        .post(format!("{}/hooks/lead-form?token=form-tok", router.base()))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
+    let hostile =
+        "name=%3Ca+href%3Dhttps%3A%2F%2Fevil.example%3EReset%3C%2Fa%3E&email=eve%40example.com";
+    assert_eq!(post_lead(&router, "form-tok", form).await, 202);
 
     // HubSpot: rate-limited once, then the upsert in HubSpot's shape, with the token.
     let calls = hubspot.wait_for(2, Duration::from_secs(30)).await;
@@ -118,27 +113,51 @@ async fn lead_capture_upserts_the_contact_emails_a_welcome_and_tells_sales() {
         "New lead: Ada Lovelace <ada@example.com> from Analytical \"Engines\"\nLtd"
     );
 
+    // A name that is markup arrives in the HTML part as text, not as a live link.
+    assert_eq!(post_lead(&router, "form-tok", hostile).await, 202);
+    let mail = smtp.wait_for(2).await;
+    let html = mail[1]["html"].as_str().expect("an html part");
+    assert!(
+        html.contains(
+            "<p>Hi &lt;a href=https:&#x2f;&#x2f;evil.example&gt;Reset&lt;&#x2f;a&gt;,</p>"
+        ),
+        "{html}"
+    );
+    assert!(!html.contains("<a "), "{html}");
+    assert!(
+        mail[1]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("Hi <a href=https://evil.example>Reset</a>,"),
+        "the text part is plain text: {}",
+        mail[1]["text"]
+    );
+
     // A wrong form token is refused; a lead without email only reaches Slack.
-    let bad = reqwest::Client::new()
-        .post(format!("{}/hooks/lead-form?token=nope", router.base()))
-        .body("name=Eve")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), 401);
-    let no_email = reqwest::Client::new()
-        .post(format!("{}/hooks/lead-form?token=form-tok", router.base()))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("name=Grace")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(no_email.status(), 202);
-    let posted = slack.wait_for(3, Duration::from_secs(20)).await;
-    assert_eq!(posted[2].json()["text"], "New lead: Grace <no email>");
+    assert_eq!(post_lead(&router, "nope", "name=Eve").await, 401);
+    assert_eq!(post_lead(&router, "form-tok", "name=Grace").await, 202);
+    eventually("Grace reaches Slack", Duration::from_secs(20), || {
+        slack
+            .received()
+            .iter()
+            .any(|p| p.json()["text"] == "New lead: Grace <no email>")
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(hubspot.received().len(), 2);
-    assert_eq!(smtp.messages().len(), 1);
+    assert_eq!(smtp.messages().len(), 2, "no mail without an email");
+}
+
+/// Posts a form to the lead-capture route with this token; the response status.
+async fn post_lead(router: &Router, token: &str, form: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{}/hooks/lead-form?token={token}", router.base()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_string())
+        .send()
+        .await
+        .expect("post the form")
+        .status()
+        .as_u16()
 }
 
 /// Stripe's documented Checkout Session, with `line_items` expanded.

@@ -64,7 +64,8 @@ pub type Result<T, E = Error> = core::result::Result<T, E>;
 /// Everything a plugin usually needs, in one `use`.
 pub mod prelude {
     pub use crate::{
-        Email, Error, Event, Output, Result, config, drop_event, http, kv, log, plugin, secret,
+        Email, Error, Event, Output, Result, config, drop_event, http, kv, log, path_segment,
+        plugin, secret,
     };
     pub use serde_json::{Value, json};
 }
@@ -307,6 +308,37 @@ pub fn secret(name: &str) -> Result<String> {
         .ok_or_else(|| Error::new(format!("secret {name:?} is not granted to this plugin")))
 }
 
+/// `value` encoded as one URL path segment, for building an output's `path` or an
+/// [`http`] URL from event data: everything but ASCII letters, digits, `-`, `_` and `~` is
+/// percent-encoded, `/` and `.` included, so `"../admin"` stays one segment
+/// (`%2E%2E%2Fadmin`). A value that is empty, `.` or `..` is an error: no encoding keeps such
+/// a segment from meaning "this" or "the parent" directory, and the router refuses a path
+/// that would leave its destination's base path anyway.
+///
+/// ```ignore
+/// Output::json(&body)?.method("DELETE").path(format!("/contacts/{}", path_segment(id)?))
+/// ```
+pub fn path_segment(value: &str) -> Result<String> {
+    if value.is_empty() || value == "." || value == ".." {
+        return Err(Error::new(format!(
+            "{value:?} cannot be a path segment (empty, '.' or '..')"
+        )));
+    }
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'~' => out.push(b as char),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                out.push('%');
+                out.push(HEX[usize::from(b >> 4)] as char);
+                out.push(HEX[usize::from(b & 15)] as char);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Drops the event, recording why (visible in the admin view).
 pub fn drop_event(reason: &str) -> Result<Vec<Output>> {
     host::drop_reason(reason);
@@ -481,5 +513,30 @@ pub mod kv {
     /// ```
     pub fn set_if_absent(key: &str, value: &[u8], ttl: Option<Duration>) -> Result<bool> {
         host::kv_set_if_absent(key, value, ttl.map(|d| d.as_millis() as u64)).map_err(Error::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segment_encodes_slashes_and_dots_and_refuses_dot_segments() {
+        assert_eq!(path_segment("ord_1001").unwrap(), "ord_1001");
+        assert_eq!(
+            path_segment("../../../admin/users/1").unwrap(),
+            "%2E%2E%2F%2E%2E%2F%2E%2E%2Fadmin%2Fusers%2F1"
+        );
+        assert_eq!(
+            path_segment("ada@example.com").unwrap(),
+            "ada%40example%2Ecom"
+        );
+        assert_eq!(
+            path_segment("a\\b?c#d é").unwrap(),
+            "a%5Cb%3Fc%23d%20%C3%A9"
+        );
+        for bad in ["", ".", ".."] {
+            assert!(path_segment(bad).is_err(), "{bad:?}");
+        }
     }
 }

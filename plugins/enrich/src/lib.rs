@@ -9,7 +9,8 @@
 //! config = { url = "https://api.example.com/orders/{/data/object/id}", token_secret = "api_token", count_key = "orders-seen" }
 //! ```
 //!
-//! `{/json/pointer}` in `url` is replaced by that value of the event body, percent-encoded.
+//! `{/json/pointer}` in `url` is replaced by that value of the event body, encoded as one path
+//! segment (`/` and `.` too, see [`path_segment`]; a value `.` or `..` fails the event).
 //! With `token_secret`, the request carries `Authorization: Bearer <secret>`. With
 //! `count_key`, a counter in the plugin's kv store goes up by one per event (atomically, so
 //! concurrent events never lose a count) and is included.
@@ -29,18 +30,6 @@ pub struct Config {
     pub token_secret: Option<String>,
     /// A kv key counting events seen.
     pub count_key: Option<String>,
-}
-
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// `template` with each `{/pointer}` replaced by that value of `doc`.
@@ -63,7 +52,7 @@ pub fn expand(template: &str, doc: &Value) -> Result<String> {
                 )));
             }
         };
-        out.push_str(&encode(&value));
+        out.push_str(&path_segment(&value)?);
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
@@ -117,6 +106,29 @@ mod tests {
             sent.headers
                 .contains(&("authorization".into(), "Bearer tok".into()))
         );
+    }
+
+    #[test]
+    fn an_id_cannot_climb_out_of_the_url_path() {
+        let host = FakeHost::new()
+            .config(json!({"url": "https://api.example.com/orders/{/id}", "token_secret": "t"}))
+            .secret("t", "tok")
+            .respond(
+                "GET",
+                "https://api.example.com/orders/%2E%2E%2Fadmin",
+                404,
+                "{}",
+            )
+            .install();
+        let err = handle(Event::new(r#"{"id": "../admin"}"#, &[], None)).unwrap_err();
+        assert_eq!(err.message, "lookup answered 404");
+        assert_eq!(
+            host.requests()[0].url,
+            "https://api.example.com/orders/%2E%2E%2Fadmin"
+        );
+        let err = handle(Event::new(r#"{"id": ".."}"#, &[], None)).unwrap_err();
+        assert!(err.message.contains("cannot be a path segment"), "{err}");
+        assert_eq!(host.requests().len(), 1, "nothing fetched for '..'");
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub fn outputs(config: &Config, session: &Value) -> Result<Vec<Output>> {
         Output::json(&update)?
             .to(&config.shop)
             .method("PATCH")
-            .path(format!("/orders/{order_id}")),
+            .path(format!("/orders/{}", path_segment(order_id)?)),
     ];
     if let Some(email) = session["customer_details"]["email"].as_str() {
         let name = session["customer_details"]["name"]
@@ -130,8 +130,9 @@ fn handle(event: Event) -> Result<Vec<Output>> {
         .as_str()
         .ok_or_else(|| Error::new("the event has no data.object.id"))?;
     let url = format!(
-        "{}/v1/checkout/sessions/{id}?expand[]=line_items",
-        config.stripe_api
+        "{}/v1/checkout/sessions/{}?expand[]=line_items",
+        config.stripe_api,
+        path_segment(id)?
     );
     let response = http::Request::get(url)
         .bearer(&secret("stripe_key")?)

@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 
 use hookyard_sdk::prelude::*;
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use serde::Deserialize;
 
 /// The plugin's configuration.
@@ -93,10 +93,24 @@ pub fn context(event: &Event) -> Value {
     })
 }
 
-fn environment(fuel: u64) -> Environment<'static> {
+/// The content type of an email output, whose `html` leaf is escaped.
+const EMAIL: &str = "application/vnd.hookyard.email+json";
+
+/// The templates' environment. `html` escapes every value a template prints (for an email's
+/// `html` leaf: a form field must not become markup); `|safe` opts a trusted value out.
+fn environment(fuel: u64, html: bool) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(fuel));
+    // `urlencode` keeps `/` and `.`, so an id of `../admin` would climb out of a path:
+    // `path_segment` encodes both and refuses `.` and `..`.
+    env.add_filter("path_segment", |value: minijinja::Value| {
+        hookyard_sdk::path_segment(&value.to_string())
+            .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.message))
+    });
+    if html {
+        env.set_auto_escape_callback(|_| AutoEscape::Html);
+    }
     env
 }
 
@@ -154,7 +168,8 @@ fn render_tree(env: &Environment<'_>, tree: &Value, ctx: &Value, at: &str) -> Re
 /// Makes the outputs `config` describes for `event`.
 pub fn render(config: &Config, event: &Event) -> Result<Vec<Output>> {
     let ctx = context(event);
-    let env = environment(config.fuel);
+    let env = environment(config.fuel, false);
+    let html_env = environment(config.fuel, true);
     let mut outputs = Vec::new();
     for (i, spec) in config.outputs.iter().enumerate() {
         let at = format!("output {}", i + 1);
@@ -177,11 +192,31 @@ pub fn render(config: &Config, event: &Event) -> Result<Vec<Output>> {
                 continue;
             }
         }
-        let body = render_tree(&env, &spec.body, &ctx, &format!("{at}.body"))?;
         let content_type = spec
             .content_type
             .clone()
             .unwrap_or_else(|| "application/json".into());
+        let body = match (&spec.body, content_type == EMAIL) {
+            // An email's `html` leaf always renders as escaped text, even when it is one
+            // expression (which elsewhere keeps its type).
+            (Value::Object(fields), true) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| {
+                        let place = format!("{at}.body.{k}");
+                        let rendered = match (k.as_str(), v) {
+                            ("html", Value::String(t)) => html_env
+                                .render_str(t, &ctx)
+                                .map(Value::String)
+                                .map_err(|e| Error::new(format!("{place}: {}", describe(&e))))?,
+                            _ => render_tree(&env, v, &ctx, &place)?,
+                        };
+                        Ok((k.clone(), rendered))
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+            _ => render_tree(&env, &spec.body, &ctx, &format!("{at}.body"))?,
+        };
         let mut out = Output::bytes(serde_json::to_vec(&body)?, &content_type);
         if let Some(d) = &spec.destination {
             out = out.to(d.clone());
@@ -210,7 +245,7 @@ pub fn render(config: &Config, event: &Event) -> Result<Vec<Output>> {
 /// Parses the config and compiles every template, so `hookyard check` and a reload refuse a
 /// broken one before any event meets it.
 pub fn check(config: &Config) -> Result<()> {
-    let env = environment(config.fuel);
+    let env = environment(config.fuel, false);
     let compile = |t: &str, at: &str| -> Result<()> {
         let result = match sole_expression(t) {
             Some(expr) => env.compile_expression(expr).map(|_| ()),
@@ -271,6 +306,49 @@ mod tests {
 
     fn config(v: Value) -> Config {
         serde_json::from_value(v).expect("config")
+    }
+
+    #[test]
+    fn email_html_escapes_fields_unless_marked_safe_and_text_stays_plain() {
+        let c = config(json!({"outputs": [{"content_type": EMAIL, "body": {
+            "to": "{{ body.email }}",
+            "subject": "Hello {{ body.name }}",
+            "text": "Hello {{ body.name }}",
+            "html": "<p>Hello {{ body.name }}</p>{{ '<hr>' | safe }}"
+        }}, {"content_type": EMAIL, "body": {"to": "x@example.com", "subject": "s", "html": "{{ body.name }}"}}]}));
+        let e = Event::new(
+            r#"{"email":"ada@example.com","name":"<a href=https://evil.example>Reset</a>"}"#,
+            &[("content-type", "application/json")],
+            None,
+        );
+        let out = render(&c, &e).unwrap();
+        let mail = out[0].body_json().unwrap();
+        assert_eq!(
+            mail["html"],
+            "<p>Hello &lt;a href=https:&#x2f;&#x2f;evil.example&gt;Reset&lt;&#x2f;a&gt;</p><hr>"
+        );
+        assert_eq!(mail["text"], "Hello <a href=https://evil.example>Reset</a>");
+        let sole = out[1].body_json().unwrap();
+        assert!(
+            sole["html"].as_str().unwrap().starts_with("&lt;a href"),
+            "a sole expression is escaped too: {sole}"
+        );
+    }
+
+    #[test]
+    fn path_segment_keeps_an_id_inside_one_segment() {
+        let c = config(
+            json!({"outputs": [{"method": "DELETE", "path": "/contacts/{{ body.id | path_segment }}", "body": {}}]}),
+        );
+        let e = |id: &str| Event::new(json!({ "id": id }).to_string(), &[], None);
+        let out = render(&c, &e("../../../admin/users/1")).unwrap();
+        assert_eq!(
+            out[0].path.as_deref(),
+            Some("/contacts/%2E%2E%2F%2E%2E%2F%2E%2E%2Fadmin%2Fusers%2F1")
+        );
+        let err = render(&c, &e("..")).unwrap_err();
+        assert!(err.message.contains("output 1.path"), "{err}");
+        assert!(err.message.contains("cannot be a path segment"), "{err}");
     }
 
     #[test]

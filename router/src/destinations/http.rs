@@ -194,31 +194,12 @@ impl HttpDestination {
         result
     }
 
-    /// The destination URL with a plugin's `path` appended; the host must not change.
+    /// The destination URL with a plugin's `path` appended (see [`join_plugin_path`]).
     fn target(&self, path: Option<&str>) -> Result<reqwest::Url, String> {
-        let Some(path) = path else {
-            return Ok(self.url.clone());
-        };
-        if !(path.starts_with('/') || path.starts_with('?')) {
-            return Err(format!(
-                "the plugin's path {path:?} must start with '/' or '?'"
-            ));
+        match path {
+            None => Ok(self.url.clone()),
+            Some(path) => join_plugin_path(&self.url, path),
         }
-        let base = self.url.as_str();
-        let joined = if path.starts_with('/') && base.ends_with('/') {
-            format!("{}{path}", &base[..base.len() - 1])
-        } else {
-            format!("{base}{path}")
-        };
-        let url = reqwest::Url::parse(&joined)
-            .map_err(|e| format!("the plugin's path makes an invalid URL ({e})"))?;
-        if url.host() != self.url.host()
-            || url.port_or_known_default() != self.url.port_or_known_default()
-            || url.scheme() != self.url.scheme()
-        {
-            return Err("the plugin's path would change the destination's host".into());
-        }
-        Ok(url)
     }
 
     async fn send(
@@ -331,6 +312,68 @@ impl HttpDestination {
     }
 }
 
+/// `base` with a plugin's `path` appended, refused (as a permanent error, with the reason)
+/// unless the result stays under `base`: same scheme, host and port, and a path inside the
+/// base path. The request carries the destination's credentials, so a plugin-chosen path
+/// such as `/contacts/../../admin/users/1` must not reach another endpoint of the same host.
+///
+/// URL parsers resolve `.` and `..` segments, also percent-encoded (`%2e%2E`), treat `\` as
+/// `/` and drop tabs and newlines, so those are refused in the plugin's path before it is
+/// parsed; the containment check after parsing stands behind that. Errors never quote the
+/// base URL, whose path or query may hold a secret (Slack webhook URLs do).
+pub fn join_plugin_path(base: &reqwest::Url, path: &str) -> Result<reqwest::Url, String> {
+    if !(path.starts_with('/') || path.starts_with('?')) {
+        return Err(format!(
+            "the plugin's path {path:?} must start with '/' or '?'"
+        ));
+    }
+    if path.chars().any(|c| c.is_control()) {
+        return Err(format!(
+            "the plugin's path {path:?} contains a control character"
+        ));
+    }
+    let path_part = path.split(['?', '#']).next().unwrap_or_default();
+    if path_part.contains('\\') || path_part.to_ascii_lowercase().contains("%5c") {
+        return Err(format!("the plugin's path {path:?} contains a backslash"));
+    }
+    let dot_segment = path_part.split('/').any(|segment| {
+        let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+        decoded == "." || decoded == ".."
+    });
+    if dot_segment {
+        return Err(format!(
+            "the plugin's path {path:?} has a '.' or '..' segment, which would leave the \
+             destination's base path; encode values with path_segment"
+        ));
+    }
+    let raw = base.as_str();
+    let joined = if path.starts_with('/') && raw.ends_with('/') {
+        format!("{}{path}", &raw[..raw.len() - 1])
+    } else {
+        format!("{raw}{path}")
+    };
+    let url = reqwest::Url::parse(&joined)
+        .map_err(|e| format!("the plugin's path makes an invalid URL ({e})"))?;
+    if url.host() != base.host()
+        || url.port_or_known_default() != base.port_or_known_default()
+        || url.scheme() != base.scheme()
+    {
+        return Err("the plugin's path would change the destination's host".into());
+    }
+    let base_path = base.path().trim_end_matches('/');
+    let inside = url.path() == base.path()
+        || url
+            .path()
+            .strip_prefix(base_path)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    if !inside {
+        return Err(format!(
+            "the plugin's path {path:?} resolves outside the destination's base path"
+        ));
+    }
+    Ok(url)
+}
+
 /// Parses `Retry-After` as seconds or an HTTP date.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
@@ -369,6 +412,65 @@ pub fn client(egress: Arc<EgressPolicy>) -> reqwest::Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn base(url: &str) -> reqwest::Url {
+        reqwest::Url::parse(url).expect("base url")
+    }
+
+    #[test]
+    fn plugin_paths_stay_under_the_destination_base_path() {
+        let crm = base("https://crm.example/api/v1");
+        let ok = |p: &str| join_plugin_path(&crm, p).map(|u| u.to_string());
+        assert_eq!(
+            ok("/contacts/42").unwrap(),
+            "https://crm.example/api/v1/contacts/42"
+        );
+        assert_eq!(
+            ok("/contacts/a%2F..%2Fb?x=1").unwrap(),
+            "https://crm.example/api/v1/contacts/a%2F..%2Fb?x=1"
+        );
+        assert_eq!(ok("?page=2").unwrap(), "https://crm.example/api/v1?page=2");
+        assert_eq!(
+            ok("/v1.2/file.json").unwrap(),
+            "https://crm.example/api/v1/v1.2/file.json"
+        );
+        for escape in [
+            "/contacts/../../../admin/users/1",
+            "/contacts/%2e%2E/%2E%2e/admin",
+            "/contacts/.%2e/admin",
+            "/./x",
+            "/..",
+            "/contacts/..\\..\\admin",
+            "/contacts/%5C..%5cadmin",
+            "/contacts/.\t./admin",
+            "/contacts/.\n./admin",
+        ] {
+            let err = join_plugin_path(&crm, escape).expect_err(escape);
+            assert!(
+                err.contains("segment") || err.contains("backslash") || err.contains("control"),
+                "{escape}: {err}"
+            );
+            assert!(!err.contains("crm.example"), "{err}");
+        }
+        // A query or fragment may mention dots: only the path is resolved.
+        assert!(ok("/search?q=../x").is_ok());
+    }
+
+    #[test]
+    fn a_base_with_a_trailing_slash_keeps_its_paths_inside() {
+        let hook = base("https://hooks.example/services/T0/B0/secret/");
+        assert_eq!(
+            join_plugin_path(&hook, "/thread").unwrap().as_str(),
+            "https://hooks.example/services/T0/B0/secret/thread"
+        );
+        let err = join_plugin_path(&hook, "/../other").unwrap_err();
+        assert!(!err.contains("secret"), "{err}");
+        let root = base("http://127.0.0.1:9000");
+        assert_eq!(
+            join_plugin_path(&root, "/any/where").unwrap().as_str(),
+            "http://127.0.0.1:9000/any/where"
+        );
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_http_dates() {
