@@ -225,3 +225,79 @@ to = ["crm"]
     );
     assert_eq!(crm.received().len(), 1, "nothing reached /admin");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oauth2_token_url_obeys_the_egress_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |token_url: &str| {
+        with_destination(
+            "http://127.0.0.1:9/api",
+            &format!(
+                "auth = {{ oauth2 = {{ token_url = \"{token_url}\", client_id = \"hookyard\", client_secret = \"cs_123\" }} }}"
+            ),
+        )
+        .replace(
+            "allow_private = [\"127.0.0.0/8\"]",
+            "allow_private = [\"127.0.0.1/32\"]",
+        )
+        .replace("{PORT}", "8080")
+        .replace("{ADMIN_PORT}", "8081")
+    };
+    let (ok, err) = check_config(dir.path(), &config("http://127.0.0.1:9/token"));
+    assert!(ok, "an allowed token_url passes: {err}");
+    for blocked in [
+        "http://127.0.0.2:9/token",
+        "http://169.254.169.254/latest/meta-data/iam",
+        "http://[::1]:9/token",
+        "file:///etc/passwd",
+    ] {
+        let (ok, err) = check_config(dir.path(), &config(blocked));
+        assert!(!ok, "{blocked} was accepted");
+        assert!(
+            err.contains("destination \"api\": oauth2.token_url"),
+            "{blocked}: {err}"
+        );
+        assert!(!err.contains("cs_123"), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_expires_in_is_capped_and_an_oversized_token_response_is_refused() {
+    let token_endpoint = Receiver::start().await;
+    token_endpoint.reply(Reply {
+        status: 200,
+        body: Some(format!(
+            r#"{{"access_token":"tok-1","token_type":"Bearer","expires_in":{}}}"#,
+            u64::MAX
+        )),
+        ..Default::default()
+    });
+    let api = Receiver::start().await;
+    let auth = format!(
+        "auth = {{ oauth2 = {{ token_url = \"{}\", client_id = \"hookyard\", client_secret = \"cs_123\" }} }}",
+        token_endpoint.url("/oauth2/token")
+    );
+    let router = Router::start(&with_destination(&api.url("/v1"), &auth)).expect("router starts");
+    assert_eq!(post(&router, "in", &[], br#"{"n":1}"#).await.0, 202);
+    let calls = api.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(calls[0].header("authorization"), Some("Bearer tok-1"));
+
+    let big = Receiver::start().await;
+    big.body_all(&format!(
+        r#"{{"access_token":"tok-2","pad":"{}"}}"#,
+        "x".repeat(100 * 1024)
+    ));
+    let auth = format!(
+        "auth = {{ oauth2 = {{ token_url = \"{}\", client_id = \"hookyard\", client_secret = \"cs_123\" }} }}",
+        big.url("/oauth2/token")
+    );
+    let api = Receiver::start().await;
+    let router = Router::start(&with_destination(&api.url("/v1"), &auth)).expect("router starts");
+    assert_eq!(post(&router, "in", &[], br#"{"n":2}"#).await.0, 202);
+    let reason = dead_letter_reason(&router).await;
+    assert_eq!(
+        reason,
+        "gave up after 4 attempts; last: oauth2: token response is larger than 64 KiB"
+    );
+    assert!(api.received().is_empty());
+}

@@ -152,3 +152,101 @@ async fn an_invalid_new_config_is_rejected_and_the_old_one_keeps_serving() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(colors(&receiver), ["red"]);
 }
+
+/// GET `path` on the admin listener with this bearer token and cookie; the status.
+async fn admin_status(router: &Router, path: &str, token: &str, cookie: Option<&str>) -> u16 {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let mut req = client
+        .get(format!("{}{path}", router.admin_base()))
+        .bearer_auth(token);
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    req.send().await.expect("admin request").status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_admin_token_applies_on_reload_and_ends_ui_sessions() {
+    let receiver = Receiver::start().await;
+    let old = config(&receiver, "red");
+    let router = Router::start(&old).expect("router starts");
+    let login = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .post(format!("{}/ui/login", router.admin_base()))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .expect("sign in");
+    let session = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    assert_eq!(
+        admin_status(&router, "/ui/events", "", Some(&session)).await,
+        200
+    );
+
+    let rotated = "rotated-admin-token-9876543210";
+    router.rewrite_config(&old.replace(ADMIN_TOKEN, rotated));
+    router.hup();
+    wait_for_log(&router, "reloaded", 1).await;
+    assert_eq!(
+        admin_status(&router, "/admin/events", ADMIN_TOKEN, None).await,
+        401
+    );
+    assert_eq!(
+        admin_status(&router, "/admin/events", rotated, None).await,
+        200
+    );
+    assert_eq!(
+        admin_status(&router, "/ui/events", "", Some(&session)).await,
+        303,
+        "the old token's UI session ended"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_that_changes_restart_only_settings_is_refused_naming_each() {
+    let receiver = Receiver::start().await;
+    let red = config(&receiver, "red");
+    let router = Router::start(&red).expect("router starts");
+    let changed = config(&receiver, "blue")
+        .replace("max_body = \"64KiB\"", "max_body = \"1MiB\"")
+        .replace("header_timeout = \"1s\"", "header_timeout = \"2s\"")
+        .replace(
+            "allow_private = [\"127.0.0.0/8\"]",
+            "allow_private = [\"127.0.0.0/8\"]\n\n[runtime]\nmemory_queue = 7",
+        )
+        .replace(
+            "[server]\n",
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+        );
+    router.rewrite_config(&changed);
+    router.hup();
+    wait_for_log(&router, "reload rejected", 1).await;
+    let log = router.log();
+    assert!(
+        log.contains(
+            "server.max_body, server.header_timeout, server.trusted_proxies, runtime.memory_queue \
+             changed, which takes effect only at start-up"
+        ),
+        "{log}"
+    );
+    // Nothing of the new version applies: the running one keeps its routes.
+    assert_eq!(
+        post(&router, "in", &[], br#"{"color":"blue"}"#).await.0,
+        202
+    );
+    assert_eq!(post(&router, "in", &[], br#"{"color":"red"}"#).await.0, 202);
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(colors(&receiver), ["red"]);
+}

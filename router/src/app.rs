@@ -123,7 +123,6 @@ pub async fn run(
     let admin_serving = listeners.admin.map(|admin_listener| {
         let admin = Arc::new(Admin {
             store: store.clone(),
-            token: config.server.admin_token.clone(),
             live: live.clone(),
             delivery_wake: wake.clone(),
             metrics: metrics.clone(),

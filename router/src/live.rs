@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Secret};
 use crate::destinations::Destination;
 use crate::destinations::http::DestinationError;
 use crate::egress::EgressPolicy;
@@ -40,6 +40,11 @@ pub enum BuildError {
     /// A destination is unusable.
     #[error(transparent)]
     Destination(#[from] DestinationError),
+    /// A reload changes settings that only take effect at start-up (named, comma-separated).
+    #[error(
+        "{0} changed, which takes effect only at start-up: restart hookyard to apply this config"
+    )]
+    NeedsRestart(String),
     /// The build was cut short (its thread stopped).
     #[error("building the new version stopped: {0}")]
     Interrupted(String),
@@ -297,6 +302,9 @@ pub struct Snapshot {
     pub client: reqwest::Client,
     /// The compiled plugins and their engine, kept alive while this version is in use.
     pub plugins: LoadedPlugins,
+    /// The token the admin API and UI require (`server.admin_token`); `None` only where the
+    /// config serves them without one. Part of the version so that a reload rotates it.
+    pub admin_token: Option<Secret>,
 }
 
 impl Snapshot {
@@ -321,6 +329,7 @@ impl Snapshot {
             destinations,
             client,
             plugins,
+            admin_token: config.server.admin_token.clone(),
         })
     }
 }

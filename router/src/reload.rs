@@ -3,14 +3,17 @@
 //! once. Requests and events already running finish on the version they started with. An
 //! invalid config or plugin is rejected with a log line and the running version keeps serving.
 //!
-//! Reloadable: routes, verification, plugins and their grants, destinations, egress rules.
-//! Listener addresses, the store and `[runtime]` need a restart (a change is logged).
+//! Reloadable: routes, verification, plugins and their grants, destinations, egress rules,
+//! and `server.admin_token` (which also ends UI sessions). A new config that changes a setting
+//! read only at start-up (listeners, body and header limits, `trusted_proxies`,
+//! `max_backlog`, `[store]`, `[runtime]`) is refused as a whole, naming each such setting:
+//! applying the rest would leave the running router differ silently from its file.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::config::Config;
+use crate::config::{Config, RuntimeConfig, ServerConfig, StoreConfig};
 use crate::live::{BuildError, Live, Snapshot};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
@@ -86,6 +89,67 @@ pub async fn watch(
     }
 }
 
+/// The settings that differ between `old` and `new` but are read only at start-up. The
+/// structs are taken apart field by field, so a new setting cannot be forgotten here: it
+/// must be named either as restart-only or as applied by a reload.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let ServerConfig {
+        listen,
+        max_body,
+        header_timeout,
+        body_timeout,
+        admin_listen,
+        admin_token: _,
+        admin_without_token: _,
+        trusted_proxies,
+        max_backlog,
+    } = &new.server;
+    let StoreConfig {
+        url,
+        max_connections,
+        listen: store_listen,
+        retention,
+    } = &new.store;
+    let RuntimeConfig {
+        cache_dir,
+        concurrency,
+        event_lease,
+        memory_queue,
+        max_deliveries_in_flight,
+    } = &new.runtime;
+    let (s, st, r) = (&old.server, &old.store, &old.runtime);
+    [
+        ("server.listen", s.listen != *listen),
+        ("server.admin_listen", s.admin_listen != *admin_listen),
+        ("server.max_body", s.max_body != *max_body),
+        ("server.header_timeout", s.header_timeout != *header_timeout),
+        ("server.body_timeout", s.body_timeout != *body_timeout),
+        (
+            "server.trusted_proxies",
+            s.trusted_proxies != *trusted_proxies,
+        ),
+        ("server.max_backlog", s.max_backlog != *max_backlog),
+        ("store.url", st.url != *url),
+        (
+            "store.max_connections",
+            st.max_connections != *max_connections,
+        ),
+        ("store.listen", st.listen != *store_listen),
+        ("store.retention", st.retention != *retention),
+        ("runtime.cache_dir", r.cache_dir != *cache_dir),
+        ("runtime.concurrency", r.concurrency != *concurrency),
+        ("runtime.event_lease", r.event_lease != *event_lease),
+        ("runtime.memory_queue", r.memory_queue != *memory_queue),
+        (
+            "runtime.max_deliveries_in_flight",
+            r.max_deliveries_in_flight != *max_deliveries_in_flight,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect()
+}
+
 async fn reload(
     live: &Live,
     old: &Config,
@@ -93,20 +157,9 @@ async fn reload(
     store: &Arc<dyn Store>,
 ) -> Result<Config, BuildError> {
     let new = Config::load(path)?;
-    for (what, changed) in [
-        ("server.listen", new.server.listen != old.server.listen),
-        (
-            "server.admin_listen",
-            new.server.admin_listen != old.server.admin_listen,
-        ),
-        ("store.url", new.store.url != old.store.url),
-    ] {
-        if changed {
-            tracing::warn!(
-                setting = what,
-                "changed in the config; takes effect after a restart"
-            );
-        }
+    let frozen = restart_only_changes(old, &new);
+    if !frozen.is_empty() {
+        return Err(BuildError::NeedsRestart(frozen.join(", ")));
     }
     let generation = live.get().generation + 1;
     let (store, config) = (store.clone(), new);

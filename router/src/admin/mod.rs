@@ -42,14 +42,20 @@ pub use views::{AttemptView, DeliveryView, EventDetail, EventView, Page};
 pub struct Admin {
     /// The journal.
     pub store: Arc<dyn Store>,
-    /// The token every request must carry; `None` only when the config allows it.
-    pub token: Option<Secret>,
-    /// The running version, for destination names.
+    /// The running version: destination names, and the admin token (see [`Admin::token`]).
     pub live: Arc<crate::live::Live>,
     /// Wakes the delivery worker after a retry or resume.
     pub delivery_wake: Arc<Notify>,
     /// The router's counters.
     pub metrics: Arc<crate::telemetry::Metrics>,
+}
+
+impl Admin {
+    /// The token every request must carry, from the running version: a reload that changes
+    /// `admin_token` takes effect at the next request (and ends UI sessions, derived from it).
+    pub fn token(&self) -> Option<Secret> {
+        self.live.get().admin_token.clone()
+    }
 }
 
 /// Largest page a listing returns.
@@ -108,7 +114,7 @@ fn internal(e: StoreError) -> Response {
 }
 
 async fn require_token(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
-    if let Some(token) = &admin.token {
+    if let Some(token) = &admin.token() {
         let presented = request
             .headers()
             .get(header::AUTHORIZATION)

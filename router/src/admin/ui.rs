@@ -99,7 +99,7 @@ async fn check_session(admin: &Admin, request: Request, next: Next) -> Response 
     if path == "/ui/login" {
         return next.run(request).await;
     }
-    if let Some(token) = &admin.token {
+    if let Some(token) = &admin.token() {
         let presented = cookie(request.headers(), COOKIE).unwrap_or_default();
         let expected = session_value(token.expose());
         if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
@@ -208,7 +208,7 @@ struct LoginForm {
 }
 
 async fn login(State(admin): State<Arc<Admin>>, Form(form): Form<LoginForm>) -> Response {
-    let Some(token) = &admin.token else {
+    let Some(token) = &admin.token() else {
         return Redirect::to("/ui/events").into_response();
     };
     if !bool::from(form.token.as_bytes().ct_eq(token.expose().as_bytes())) {

@@ -3,7 +3,7 @@
 use super::*;
 
 /// `[server]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Provider-facing address, e.g. `127.0.0.1:8080`.
@@ -75,7 +75,7 @@ fn default_body_timeout() -> Dur {
 }
 
 /// `[store]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// `sqlite://path/to/file.db` (relative to the config file), or
@@ -94,7 +94,7 @@ pub struct StoreConfig {
 }
 
 /// `[runtime]`: the plugin engine.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
     /// Where compiled plugins are cached; default `$XDG_CACHE_HOME/hookyard` or `~/.cache/hookyard`.

@@ -97,8 +97,19 @@ pub struct OAuth2 {
 
 /// Tokens are renewed this long before they expire.
 const EARLY: Duration = Duration::from_secs(30);
+/// The longest a token is kept, whatever its `expires_in` says (a huge value must neither
+/// overflow the clock nor pin a token forever).
+const LONGEST: Duration = Duration::from_secs(24 * 3600);
+/// The most of a token response read: a token endpoint cannot fill memory.
+const TOKEN_RESPONSE_LIMIT: usize = 64 * 1024;
 
 impl OAuth2 {
+    /// Where tokens are fetched, for the egress check at config time (an IP literal never
+    /// meets the resolver that checks host names).
+    pub fn token_url(&self) -> &reqwest::Url {
+        &self.token_url
+    }
+
     /// A valid access token: the cached one, or a new one when it is missing, expiring, or
     /// `refresh` is set (the API refused the cached one).
     pub async fn token(&self, client: &reqwest::Client, refresh: bool) -> Result<String, String> {
@@ -141,13 +152,24 @@ impl OAuth2 {
             access_token: String,
             expires_in: Option<u64>,
         }
-        let text = resp
-            .text()
+        let mut resp = resp;
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|e| format!("token response: {e}"))?;
-        let parsed: TokenResponse = serde_json::from_str(&text)
+            .map_err(|e| format!("token response: {}", super::transport::describe(&e)))?
+        {
+            if body.len() + chunk.len() > TOKEN_RESPONSE_LIMIT {
+                return Err(format!(
+                    "token response is larger than {} KiB",
+                    TOKEN_RESPONSE_LIMIT / 1024
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let parsed: TokenResponse = serde_json::from_slice(&body)
             .map_err(|_| "token response has no access_token".to_string())?;
-        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(300));
+        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(300)).min(LONGEST);
         *cached = Some((
             parsed.access_token.clone(),
             Instant::now() + lifetime.saturating_sub(EARLY),

@@ -95,6 +95,17 @@ impl HttpDestination {
             value.set_sensitive(true);
             headers.push((name, value));
         }
+        let auth = config
+            .auth
+            .as_ref()
+            .map(Auth::new)
+            .transpose()
+            .map_err(err)?;
+        if let Some(Auth::OAuth2(o)) = &auth {
+            egress
+                .check_url(o.token_url())
+                .map_err(|e| err(format!("oauth2.token_url: {e}")))?;
+        }
         Ok(HttpDestination {
             name: name.to_string(),
             url,
@@ -112,12 +123,7 @@ impl HttpDestination {
                 ),
                 None => None,
             },
-            auth: config
-                .auth
-                .as_ref()
-                .map(Auth::new)
-                .transpose()
-                .map_err(err)?,
+            auth,
             idempotency_key: config.idempotency_key,
         })
     }
