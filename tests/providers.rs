@@ -436,8 +436,47 @@ to = ["sink"]
         403,
         "the right-most untrusted hop counts"
     );
+    assert_eq!(
+        post(&router, "office", &xff("10.20.3.4:5555"), b"{}")
+            .await
+            .0,
+        202,
+        "an entry with a port is read"
+    );
+    for forged in [
+        "10.20.3.4, 192.0.2.1:4711",
+        "10.20.3.4, [2001:db8::1]:4711",
+        "10.20.3.4, unknown",
+    ] {
+        assert_eq!(
+            post(&router, "office", &xff(forged), b"{}").await.0,
+            403,
+            "the sender's own left-hand entry must not decide: {forged}"
+        );
+    }
     assert_eq!(post(&router, "local", &[], b"{}").await.0, 202);
-    assert_eq!(router.count("SELECT COUNT(*) FROM events"), 2);
+    assert_eq!(router.count("SELECT COUNT(*) FROM events"), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ipv4_clients_of_a_dual_stack_listener_match_ipv4_allow_ips() {
+    let receiver = Receiver::start().await;
+    let config = format!(
+        r#"{}
+[destinations.sink]
+url = "{}"
+
+[[routes]]
+name = "local"
+verify = {{ scheme = "none" }}
+allow_ips = ["127.0.0.0/8"]
+to = ["sink"]
+"#,
+        SERVER.replace("listen = \"127.0.0.1:{PORT}\"", "listen = \"[::]:{PORT}\""),
+        receiver.url("/")
+    );
+    let router = Router::start(&config).expect("router starts");
+    assert_eq!(post(&router, "local", &[], b"{}").await.0, 202);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -56,26 +56,50 @@ pub struct Ingress {
 pub struct PeerAddr(pub SocketAddr);
 
 /// The client's address: the peer, or, when the peer is a trusted proxy, the right-most
-/// address in `X-Forwarded-For` that is not itself a trusted proxy.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+/// address in `X-Forwarded-For` that is not itself a trusted proxy. `None` when that cannot
+/// be told: an entry the walk reaches that is not an address (`unknown`, garbage) ends it,
+/// since everything to its left was written by someone no trusted proxy vouches for.
+///
+/// Entries may carry a port (`203.0.113.9:4711`, `[2001:db8::1]:4711`), as some proxies
+/// write them; IPv4-mapped IPv6 addresses (`::ffff:203.0.113.9`, what a `[::]` listener sees
+/// for IPv4 peers) are read as the IPv4 address, so IPv4 CIDRs match them.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
+    let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
-        return peer;
+        return Some(peer);
     }
-    let forwarded: Vec<IpAddr> = headers
+    let entries: Vec<Option<IpAddr>> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|a| a.trim().parse().ok())
+        .flat_map(|v| match v.to_str() {
+            Ok(text) => text.split(',').map(forwarded_addr).collect(),
+            Err(_) => vec![None],
+        })
         .collect();
-    forwarded
-        .iter()
-        .rev()
-        .find(|ip| !is_trusted(ip))
-        .or(forwarded.first())
-        .copied()
-        .unwrap_or(peer)
+    let mut nearest = peer;
+    for entry in entries.iter().rev() {
+        let ip = (*entry)?;
+        if !is_trusted(&ip) {
+            return Some(ip);
+        }
+        nearest = ip;
+    }
+    // Every hop is a trusted proxy: the request started at the left-most of them.
+    Some(nearest)
+}
+
+/// One `X-Forwarded-For` entry as an address: `ip`, `ip:port`, `[ipv6]` or `[ipv6]:port`.
+fn forwarded_addr(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    let ip = if let Ok(ip) = entry.parse::<IpAddr>() {
+        ip
+    } else if let Ok(sock) = entry.parse::<SocketAddr>() {
+        sock.ip()
+    } else {
+        entry.strip_prefix('[')?.strip_suffix(']')?.parse().ok()?
+    };
+    Some(ip.to_canonical())
 }
 
 /// Headers never journaled: they may carry credentials (the first three), or they describe
@@ -167,7 +191,7 @@ async fn handle_hook(
         let client = parts
             .extensions
             .get::<PeerAddr>()
-            .map(|p| client_ip(p.0.ip(), &parts.headers, &ingress.trusted_proxies));
+            .and_then(|p| client_ip(p.0.ip(), &parts.headers, &ingress.trusted_proxies));
         if !client.is_some_and(|ip| allowed.iter().any(|net| net.contains(&ip))) {
             tracing::info!(route = %route_name, client = ?client, "rejected request from a network not in allow_ips");
             return reply(StatusCode::FORBIDDEN, "client address not allowed");
@@ -338,15 +362,71 @@ mod tests {
         let proxy: IpAddr = "10.0.0.1".parse().unwrap();
         assert_eq!(
             client_ip(proxy, &h, &trusted),
-            "198.51.100.7".parse::<IpAddr>().unwrap()
+            Some("198.51.100.7".parse::<IpAddr>().unwrap())
         );
         let stranger: IpAddr = "192.0.2.1".parse().unwrap();
         assert_eq!(
             client_ip(stranger, &h, &trusted),
-            stranger,
+            Some(stranger),
             "a forged header from an untrusted peer is ignored"
         );
-        assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), Some(proxy));
+    }
+
+    fn forwarded(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn forwarded_entries_with_ports_are_read_and_unknown_ones_end_the_walk() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // The attacker writes the left-hand entry; the proxy appends the real client with
+        // its port. Dropping that entry used to hand the decision to the attacker's entry.
+        let h = forwarded("192.168.1.50, 203.0.113.9:4711");
+        assert_eq!(client_ip(proxy, &h, &trusted), ip("203.0.113.9"));
+        let h = forwarded("192.168.1.50, [2001:db8::7]:4711, 10.0.0.3");
+        assert_eq!(client_ip(proxy, &h, &trusted), ip("2001:db8::7"));
+        assert_eq!(
+            client_ip(proxy, &forwarded("[2001:db8::8]"), &trusted),
+            ip("2001:db8::8")
+        );
+        for unreadable in ["192.168.1.50, unknown", "192.168.1.50, 10.0.0.3, garbage:x"] {
+            assert_eq!(
+                client_ip(proxy, &forwarded(unreadable), &trusted),
+                None,
+                "{unreadable}"
+            );
+        }
+        // Entries left of the client do not matter, whatever they are.
+        assert_eq!(
+            client_ip(proxy, &forwarded("unknown, 203.0.113.9"), &trusted),
+            ip("203.0.113.9")
+        );
+        // All hops trusted: the left-most started it.
+        assert_eq!(
+            client_ip(proxy, &forwarded("10.0.0.7, 10.0.0.3"), &trusted),
+            ip("10.0.0.7")
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_peers_match_ipv4_networks() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mapped: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
+        assert_eq!(
+            client_ip(mapped, &HeaderMap::new(), &trusted),
+            Some("198.51.100.7".parse().unwrap())
+        );
+        let mapped_proxy: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_ip(mapped_proxy, &forwarded("::ffff:203.0.113.9"), &trusted),
+            Some("203.0.113.9".parse().unwrap()),
+            "a mapped proxy is trusted and a mapped entry is read as IPv4"
+        );
     }
 
     #[test]
