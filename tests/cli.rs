@@ -145,3 +145,24 @@ fn check_asks_each_plugin_to_validate_its_config() {
         "{err}"
     );
 }
+
+#[test]
+fn check_refuses_permanent_statuses_that_retrying_or_gone_decide() {
+    let dir = tempfile::tempdir().unwrap();
+    for (list, reason) in [
+        ("[429]", "a rate limit is always waited out"),
+        ("[410]", "`gone` decides what it does"),
+        ("[302]", "302 is not an error status"),
+    ] {
+        let text = format!(
+            "{}\n[destinations.chat]\nurl = \"http://127.0.0.1:9\"\npermanent_statuses = {list}\n",
+            server()
+        );
+        let (ok, err) = check_config(dir.path(), &text);
+        assert!(!ok, "{list} accepted");
+        assert!(
+            err.contains("destination \"chat\"") && err.contains(reason),
+            "{list}: {err}"
+        );
+    }
+}

@@ -206,3 +206,53 @@ to = ["stuck"]
     );
     assert!(router.log().contains("pruned old events"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn permanent_client_errors_dead_letter_at_once_without_opening_the_breaker() {
+    let receiver = Receiver::start().await;
+    receiver.answer(&[422, 400, 404]);
+    let config = config(&receiver.url("/hook"), 5).replace(
+        "timeout = \"2s\"",
+        "timeout = \"2s\"\nbreaker = { failures = 2, cooldown = \"1h\" }",
+    );
+    let router = Router::start(&config).expect("router starts");
+    for n in 1..=3 {
+        let body = format!("{{\"n\":{n}}}");
+        assert_eq!(post(&router, "in", &[], body.as_bytes()).await.0, 202);
+        eventually("the delivery is dead", Duration::from_secs(20), || {
+            router.count("SELECT COUNT(*) FROM deliveries WHERE status = 'dead'") == n
+        })
+        .await;
+    }
+    let recorded = attempts(&router);
+    assert_eq!(
+        recorded.len(),
+        3,
+        "one attempt each, no retries: {recorded:?}"
+    );
+    assert_eq!(
+        recorded[0].2.as_deref(),
+        Some("HTTP 422 Unprocessable Entity (in permanent_statuses: not retried)")
+    );
+    // Three failures in a row, but the destination answered: the breaker stays closed.
+    assert_eq!(post(&router, "in", &[], b"{\"n\":4}").await.0, 202);
+    let got = receiver.wait_for(4, Duration::from_secs(20)).await;
+    assert_eq!(got[3].json()["n"], 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_permanent_statuses_retries_client_errors() {
+    let receiver = Receiver::start().await;
+    receiver.answer(&[400]);
+    let config = config(&receiver.url("/hook"), 5).replace(
+        "timeout = \"2s\"",
+        "timeout = \"2s\"\npermanent_statuses = []",
+    );
+    let router = Router::start(&config).expect("router starts");
+    assert_eq!(post(&router, "in", &[], b"{\"n\":1}").await.0, 202);
+    receiver.wait_for(2, Duration::from_secs(20)).await;
+    eventually("delivered on the retry", Duration::from_secs(20), || {
+        router.count("SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'") == 1
+    })
+    .await;
+}

@@ -18,10 +18,10 @@ async fn lead_capture_upserts_the_contact_emails_a_welcome_and_tells_sales() {
     });
     hubspot.body_all(r#"{"status":"COMPLETE","results":[{"id":"512","properties":{"email":"ada@example.com"}}]}"#);
     let slack = Receiver::start().await;
-    // Slack's answer to a payload it cannot read, once; then its usual "ok".
+    // Slack's answer when it fails on its side, once; then its usual "ok".
     slack.reply(Reply {
-        status: 400,
-        body: Some("invalid_payload".into()),
+        status: 500,
+        body: Some("rollup_error".into()),
         ..Default::default()
     });
     slack.body_all("ok");
@@ -102,12 +102,12 @@ async fn lead_capture_upserts_the_contact_emails_a_welcome_and_tells_sales() {
     let recorded: String = router
         .db()
         .query_row(
-            "SELECT CAST(response AS TEXT) FROM attempts WHERE status_code = 400",
+            "SELECT CAST(response AS TEXT) FROM attempts WHERE status_code = 500",
             [],
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(recorded, "invalid_payload");
+    assert_eq!(recorded, "rollup_error");
     assert_eq!(
         posted[1].json()["text"],
         "New lead: Ada Lovelace <ada@example.com> from Analytical \"Engines\"\nLtd"

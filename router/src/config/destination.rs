@@ -50,6 +50,11 @@ pub struct DestinationConfig {
     /// What a `410 Gone` answer does: `"pause"` the destination (default) or `"retry"`.
     #[serde(default)]
     pub gone: GonePolicy,
+    /// Answers that retrying will not change (the request itself is wrong): the delivery
+    /// becomes a dead letter at once, and the breaker does not count it against the
+    /// destination. Default 400, 401, 403, 404, 422; `[]` retries every non-2xx.
+    #[serde(default = "default_permanent_statuses")]
+    pub permanent_statuses: Vec<u16>,
     /// Sign every request so the receiver can verify it came from this router.
     pub sign: Option<SignConfig>,
     /// How requests authenticate to the destination's API.
@@ -61,6 +66,10 @@ pub struct DestinationConfig {
 
 fn default_true() -> bool {
     true
+}
+
+fn default_permanent_statuses() -> Vec<u16> {
+    vec![400, 401, 403, 404, 422]
 }
 
 fn default_max_message() -> ByteSize {

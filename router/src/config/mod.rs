@@ -225,6 +225,28 @@ impl Config {
                 return Err(fail(format!("{:?} is not an HTTP method", dest.method)));
             }
             dest.retry.validate().map_err(fail)?;
+            for status in &dest.permanent_statuses {
+                match status {
+                    410 => {
+                        return Err(fail(
+                            "permanent_statuses cannot hold 410: `gone` decides what it does"
+                                .into(),
+                        ));
+                    }
+                    429 => {
+                        return Err(fail(
+                            "permanent_statuses cannot hold 429: a rate limit is always waited out"
+                                .into(),
+                        ));
+                    }
+                    400..=599 => {}
+                    other => {
+                        return Err(fail(format!(
+                            "permanent_statuses: {other} is not an error status (400-599)"
+                        )));
+                    }
+                }
+            }
             if let Some(auth) = &dest.auth {
                 auth.validate().map_err(fail)?;
             }

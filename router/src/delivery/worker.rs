@@ -286,7 +286,9 @@ fn gate_view(gate: &Gate) -> Gate {
 struct Slot {
     gates: Arc<Mutex<Gates>>,
     destination: String,
-    /// Whether the attempt succeeded, for the breaker.
+    /// Whether the destination answered as a healthy one does, for the breaker: a success,
+    /// or a permanent error that is the delivery's fault (a 422, a malformed address), which
+    /// must not stop every other delivery to it.
     ok: bool,
 }
 
@@ -338,7 +340,7 @@ impl Job {
             ok: false,
         };
         let result = dest.attempt(&self.snapshot.client, &delivery).await;
-        slot.ok = result.error.is_none();
+        slot.ok = result.error.is_none() || result.permanent;
         drop(slot);
         let gone = result.status == Some(410)
             && dest.policy.gone == GonePolicy::Pause

@@ -31,6 +31,8 @@ pub struct HttpDestination {
     auth: Option<Auth>,
     /// Whether requests carry `Idempotency-Key`.
     idempotency_key: bool,
+    /// Answers that make the delivery a dead letter at once (`permanent_statuses`).
+    permanent_statuses: Vec<u16>,
 }
 
 /// Why a destination's config is unusable.
@@ -125,6 +127,7 @@ impl HttpDestination {
             },
             auth,
             idempotency_key: config.idempotency_key,
+            permanent_statuses: config.permanent_statuses.clone(),
         })
     }
 
@@ -291,13 +294,17 @@ impl HttpDestination {
                     }
                 })
                 .await;
+                let permanent = self.permanent_statuses.contains(&status.as_u16());
                 AttemptResult {
                     status: Some(status.as_u16()),
                     latency: started.elapsed(),
-                    error: (!status.is_success()).then(|| format!("HTTP {status}")),
+                    error: (!status.is_success()).then(|| match permanent {
+                        true => format!("HTTP {status} (in permanent_statuses: not retried)"),
+                        false => format!("HTTP {status}"),
+                    }),
                     response_body: Some(body),
                     retry_after,
-                    permanent: false,
+                    permanent,
                 }
             }
             Err(e) => {
