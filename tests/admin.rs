@@ -485,3 +485,67 @@ async fn the_admin_ui_escapes_what_providers_send_and_refuses_cross_site_actions
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rebound_hosts_and_cross_site_posts_are_refused_with_or_without_a_token() {
+    let receiver = Receiver::start().await;
+    let tokenless = config(&receiver, 1).replace(
+        &format!("admin_token = \"{ADMIN_TOKEN}\""),
+        "admin_without_token = true",
+    );
+    let router = Router::start(&tokenless).expect("router starts");
+    let client = reqwest::Client::new();
+    let base = router.admin_base();
+    let port = base.rsplit(':').next().unwrap().to_string();
+    let get = |host: String| {
+        client
+            .get(format!("{base}/admin/events"))
+            .header("host", host)
+            .send()
+    };
+    assert_eq!(
+        get(format!("127.0.0.1:{port}")).await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        get(format!("localhost:{port}")).await.unwrap().status(),
+        200
+    );
+    let rebound = get(format!("evil.example:{port}")).await.unwrap();
+    assert_eq!(
+        rebound.status(),
+        403,
+        "a DNS-rebinding page cannot read the journal"
+    );
+    assert!(rebound.text().await.unwrap().contains("Host header"));
+
+    let resume = format!("{base}/admin/destinations/chat/resume");
+    let cross = client
+        .post(&resume)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 403, "another site's page cannot act");
+    let same = client
+        .post(&resume)
+        .header("origin", &base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same.status(), 200, "{}", same.text().await.unwrap());
+
+    // With a token, the token does not make a cross-site POST acceptable either.
+    let router = Router::start(&config(&receiver, 1)).expect("router starts");
+    let cross = client
+        .post(format!(
+            "{}/admin/destinations/chat/resume",
+            router.admin_base()
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 403);
+}

@@ -122,6 +122,7 @@ pub async fn run(
 
     let admin_serving = listeners.admin.map(|admin_listener| {
         let admin = Arc::new(Admin {
+            listen: admin_listener.local_addr().ok(),
             store: store.clone(),
             live: live.clone(),
             delivery_wake: wake.clone(),

@@ -20,6 +20,7 @@
 pub mod ui;
 mod views;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -42,6 +43,9 @@ pub use views::{AttemptView, DeliveryView, EventDetail, EventView, Page};
 pub struct Admin {
     /// The journal.
     pub store: Arc<dyn Store>,
+    /// The admin listener's address (for the `Host` check on loopback; see
+    /// [`guard_host_and_origin`]).
+    pub listen: Option<SocketAddr>,
     /// The running version: destination names, and the admin token (see [`Admin::token`]).
     pub live: Arc<crate::live::Live>,
     /// Wakes the delivery worker after a retry or resume.
@@ -64,7 +68,74 @@ const MAX_LIMIT: usize = 1000;
 /// The admin HTTP app: the JSON API under `/admin` (bearer token) and the UI under `/ui`
 /// (session cookie; see [`ui`]).
 pub fn router(admin: Arc<Admin>) -> Router {
-    api(admin.clone()).merge(ui::router(admin))
+    api(admin.clone())
+        .merge(ui::router(admin.clone()))
+        .layer(middleware::from_fn_with_state(admin, guard_host_and_origin))
+}
+
+/// Refuses what a hostile web page in the operator's browser could send, token or not:
+///
+/// - on a loopback listener, a `Host` that is not this listener's own address: a DNS
+///   rebinding page reaches `127.0.0.1` under its own name, and could otherwise read the
+///   journal of a router served without a token;
+/// - a state-changing request (`POST` and other unsafe methods) whose `Origin` is another
+///   site: a form or `fetch` from any page could otherwise replay, retry or resume.
+async fn guard_host_and_origin(
+    State(admin): State<Arc<Admin>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers();
+    let ui = request.uri().path().starts_with("/ui");
+    let refuse = |reason: &str| match ui {
+        true => ui::page_response(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            &format!("<p>{reason}</p>"),
+        ),
+        false => error(StatusCode::FORBIDDEN, reason),
+    };
+    if let Some(listen) = admin.listen
+        && listen.ip().is_loopback()
+        && !names_loopback_listener(headers, listen)
+    {
+        return refuse("The Host header does not name this admin listener.");
+    }
+    if !request.method().is_safe() && cross_origin(headers) {
+        return refuse("This action came from another site and was refused.");
+    }
+    next.run(request).await
+}
+
+/// Whether `Host` is one of the names of loopback listener `listen`.
+fn names_loopback_listener(headers: &header::HeaderMap, listen: SocketAddr) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let host = host.to_ascii_lowercase();
+    let port = listen.port();
+    let mut names = vec![
+        listen.to_string(),
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+    ];
+    if port == 80 {
+        names.extend(["localhost".into(), "127.0.0.1".into(), "[::1]".into()]);
+    }
+    names.contains(&host)
+}
+
+/// Whether the browser says this request comes from a page of another origin.
+fn cross_origin(headers: &header::HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    origin != format!("http://{host}") && origin != format!("https://{host}")
 }
 
 fn api(admin: Arc<Admin>) -> Router {
@@ -464,6 +535,49 @@ async fn resume_destination(State(admin): State<Arc<Admin>>, Path(name): Path<St
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn only_a_foreign_origin_is_cross_origin() {
+        let mut h = header::HeaderMap::new();
+        h.insert(header::HOST, "127.0.0.1:8081".parse().unwrap());
+        assert!(
+            !cross_origin(&h),
+            "no Origin header: a form post from an old browser or curl"
+        );
+        h.insert(header::ORIGIN, "http://127.0.0.1:8081".parse().unwrap());
+        assert!(!cross_origin(&h));
+        h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+        assert!(cross_origin(&h));
+    }
+
+    #[test]
+    fn a_loopback_listener_answers_only_to_its_own_names() {
+        let listen: SocketAddr = "127.0.0.1:8081".parse().unwrap();
+        let with_host = |host: &str| {
+            let mut h = header::HeaderMap::new();
+            h.insert(header::HOST, host.parse().unwrap());
+            h
+        };
+        for ok in [
+            "127.0.0.1:8081",
+            "localhost:8081",
+            "LOCALHOST:8081",
+            "[::1]:8081",
+        ] {
+            assert!(names_loopback_listener(&with_host(ok), listen), "{ok}");
+        }
+        for rebound in [
+            "evil.example:8081",
+            "127.0.0.1:9999",
+            "localhost",
+            "127.0.0.1.nip.io:8081",
+        ] {
+            assert!(
+                !names_loopback_listener(&with_host(rebound), listen),
+                "{rebound}"
+            );
+        }
+        assert!(!names_loopback_listener(&header::HeaderMap::new(), listen));
+    }
 
     #[test]
     fn times_parse_in_three_forms() {

@@ -106,26 +106,7 @@ async fn check_session(admin: &Admin, request: Request, next: Next) -> Response 
             return Redirect::to("/ui/login").into_response();
         }
     }
-    if request.method() == axum::http::Method::POST && cross_origin(request.headers()) {
-        return page_response(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            "<p>This action came from another site and was refused.</p>",
-        );
-    }
     next.run(request).await
-}
-
-/// Whether the browser says this request comes from a page of another origin.
-fn cross_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    origin != format!("http://{host}") && origin != format!("https://{host}")
 }
 
 /// Escapes text for HTML content and attribute values.
@@ -174,7 +155,7 @@ fn page(title: &str, body: &str) -> Html<String> {
     ))
 }
 
-fn page_response(status: StatusCode, title: &str, body: &str) -> Response {
+pub(super) fn page_response(status: StatusCode, title: &str, body: &str) -> Response {
     (status, page(title, body)).into_response()
 }
 
@@ -698,19 +679,5 @@ mod tests {
         assert_eq!(session_value("a-token"), session_value("a-token"));
         assert_ne!(session_value("a-token"), session_value("another-token"));
         assert_eq!(session_value("a-token").len(), 64);
-    }
-
-    #[test]
-    fn only_a_foreign_origin_is_cross_origin() {
-        let mut h = HeaderMap::new();
-        h.insert(header::HOST, "127.0.0.1:8081".parse().unwrap());
-        assert!(
-            !cross_origin(&h),
-            "no Origin header: a form post from an old browser or curl"
-        );
-        h.insert(header::ORIGIN, "http://127.0.0.1:8081".parse().unwrap());
-        assert!(!cross_origin(&h));
-        h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
-        assert!(cross_origin(&h));
     }
 }
