@@ -166,3 +166,57 @@ fn check_refuses_permanent_statuses_that_retrying_or_gone_decide() {
         );
     }
 }
+
+#[test]
+fn check_refuses_config_that_silently_disables_a_protection() {
+    let dir = tempfile::tempdir().unwrap();
+    let route = |verify: &str, dedup: &str| {
+        format!(
+            "{}\n[destinations.chat]\nurl = \"http://127.0.0.1:9\"\n\n[[routes]]\nname = \"in\"\nverify = {verify}\n{dedup}\nto = [\"chat\"]\n",
+            server()
+        )
+    };
+    let cases = [
+        (
+            route(r#"{ scheme = "none" }"#, r#"dedup = { pointer = "id" }"#),
+            "dedup.pointer \"id\" must start with '/'",
+        ),
+        (
+            route(
+                r#"{ scheme = "hmac", secret = "s3cret-s3cret", header = "X-Sig", timestamp_header = "X-Ts", signed_content = "{body}" }"#,
+                "",
+            ),
+            "the timestamp would not be signed",
+        ),
+        (
+            route(
+                r#"{ scheme = "standard-webhooks", secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", tolerance = "2h" }"#,
+                r#"dedup = { window = "1h" }"#,
+            ),
+            "verify.tolerance (2h) is longer than dedup.window (1h)",
+        ),
+        (
+            route(r#"{ scheme = "github", secret = "s3cret-s3cret" }"#, "")
+                .replace("[store]\n", "[store]\nretention = \"1d\"\n"),
+            "store.retention (1day) is shorter than dedup.window (7days)",
+        ),
+        (
+            route(
+                r#"{ scheme = "none" }"#,
+                r#"dedup = { header = "X-Id", window = "900000000y" }"#,
+            ),
+            "is too long (at most 100 years)",
+        ),
+    ];
+    for (text, reason) in cases {
+        let (ok, err) = check_config(dir.path(), &text);
+        assert!(!ok, "accepted:\n{text}");
+        assert!(err.contains(reason), "want {reason:?}, got: {err}");
+    }
+    // Without dedup there is nothing for a short retention to forget.
+    let (ok, err) = check_config(
+        dir.path(),
+        &route(r#"{ scheme = "none" }"#, "").replace("[store]\n", "[store]\nretention = \"1d\"\n"),
+    );
+    assert!(ok, "{err}");
+}

@@ -81,9 +81,6 @@ pub struct Dedup {
 }
 
 impl Dedup {
-    /// The default window: a week, longer than any provider's retry schedule.
-    pub const DEFAULT_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
-
     /// The configured delivery id of a request, if the route configures one and it is there.
     pub fn delivery_id(&self, headers: &http::HeaderMap, body: &[u8]) -> Option<String> {
         let from_header = self
@@ -259,7 +256,7 @@ pub fn build_routes(config: &Config, plugins: &LoadedPlugins) -> Result<Routes, 
                 })
                 .transpose()?,
             pointer: rc.dedup.pointer.clone(),
-            window: rc.dedup.window.map_or(Dedup::DEFAULT_WINDOW, |w| w.0),
+            window: rc.dedup.window(),
         };
         let route = Route {
             name: name.clone(),

@@ -130,6 +130,75 @@ impl Config {
         Ok(config)
     }
 
+    /// Settings of `route` that would silently switch a protection off: a replay or a
+    /// duplicate that should be refused would get through. Said at `hookyard check` and
+    /// start-up rather than found out in production.
+    fn weakened_protection(&self, route: &RouteConfig) -> Option<String> {
+        let v = &route.verify;
+        if let Some(pointer) = &route.dedup.pointer
+            && !pointer.is_empty()
+            && !pointer.starts_with('/')
+        {
+            return Some(format!(
+                "dedup.pointer {pointer:?} must start with '/' (a JSON pointer such as \"/{pointer}\"); \
+                 as written it never matches and no duplicate is ever dropped"
+            ));
+        }
+        if v.scheme == Scheme::Hmac
+            && v.timestamp_header.is_some()
+            && v.signed_content
+                .as_ref()
+                .is_some_and(|c| !c.contains("{timestamp}"))
+        {
+            return Some(
+                "verify.timestamp_header is set but verify.signed_content has no {timestamp}: \
+                 the timestamp would not be signed, so old requests could be replayed with a new one"
+                    .into(),
+            );
+        }
+        let dedups = route.dedup.header.is_some()
+            || route.dedup.pointer.is_some()
+            || matches!(
+                v.scheme,
+                Scheme::Github
+                    | Scheme::Shopify
+                    | Scheme::Stripe
+                    | Scheme::StandardWebhooks
+                    | Scheme::Svix
+            );
+        if !dedups {
+            return None;
+        }
+        let window = route.dedup.window();
+        let timestamped = matches!(
+            v.scheme,
+            Scheme::Stripe | Scheme::StandardWebhooks | Scheme::Svix | Scheme::Slack
+        ) || (v.scheme == Scheme::Hmac && v.timestamp_header.is_some());
+        if let Some(tolerance) = v.tolerance
+            && timestamped
+            && tolerance.0 > window
+        {
+            return Some(format!(
+                "verify.tolerance ({}) is longer than dedup.window ({}): a signed request could \
+                 be replayed once its delivery id is forgotten and still be in time",
+                humantime::format_duration(tolerance.0),
+                humantime::format_duration(window)
+            ));
+        }
+        if let Some(retention) = self.store.retention
+            && retention.0 < window
+        {
+            return Some(format!(
+                "store.retention ({}) is shorter than dedup.window ({}): delivery ids are \
+                 forgotten with their events, and duplicates would get through; lengthen the \
+                 retention or shorten the window",
+                humantime::format_duration(retention.0),
+                humantime::format_duration(window)
+            ));
+        }
+        None
+    }
+
     fn check(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
         let invalid = |span: std::ops::Range<usize>, message: String| ConfigError::Invalid {
             path: path.to_path_buf(),
@@ -155,6 +224,12 @@ impl Config {
                 return Err(invalid(
                     route.name.span(),
                     format!("route {name:?} is defined twice"),
+                ));
+            }
+            if let Some(message) = self.weakened_protection(route) {
+                return Err(invalid(
+                    route.name.span(),
+                    format!("route {name:?}: {message}"),
                 ));
             }
             for step in &route.steps {

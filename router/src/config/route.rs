@@ -106,6 +106,16 @@ pub struct DedupConfig {
     pub window: Option<Dur>,
 }
 
+impl DedupConfig {
+    /// The default window: a week, longer than any provider's retry schedule.
+    pub const DEFAULT_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
+    /// How long delivery ids are remembered: `window`, or [`Self::DEFAULT_WINDOW`].
+    pub fn window(&self) -> Duration {
+        self.window.map_or(Self::DEFAULT_WINDOW, |w| w.0)
+    }
+}
+
 /// Digest of the generic HMAC scheme.
 #[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

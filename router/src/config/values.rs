@@ -6,14 +6,26 @@ use super::*;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dur(pub Duration);
 
+impl Dur {
+    /// The longest duration a config may give.
+    pub const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+}
+
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map(Dur).map_err(|e| {
+        let d = humantime::parse_duration(&s).map_err(|e| {
             serde::de::Error::custom(format!(
                 "invalid duration {s:?} ({e}); write e.g. \"250ms\", \"10s\", \"1h\""
             ))
-        })
+        })?;
+        // Durations become millisecond timestamps and deadlines; past this they overflow.
+        if d > Dur::LONGEST {
+            return Err(serde::de::Error::custom(format!(
+                "duration {s:?} is too long (at most 100 years)"
+            )));
+        }
+        Ok(Dur(d))
     }
 }
 
