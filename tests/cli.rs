@@ -220,3 +220,35 @@ fn check_refuses_config_that_silently_disables_a_protection() {
     );
     assert!(ok, "{err}");
 }
+
+#[test]
+fn send_never_prints_a_query_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[destinations.chat]\nurl = \"http://127.0.0.1:9\"\n\n[[routes]]\nname = \"form\"\nverify = {{ scheme = \"token\", query = \"token\", secret = \"form-secret-4242\" }}\nto = [\"chat\"]\n",
+        SERVER
+            .replace("{PORT}", &free_port().to_string())
+            .replace("{ADMIN_PORT}", "0")
+    );
+    let path = dir.path().join("router.toml");
+    std::fs::write(&path, config).unwrap();
+    let payload = dir.path().join("lead.txt");
+    std::fs::write(&payload, "name=Ada").unwrap();
+    // Nothing listens: the error names the URL, without the token.
+    let out = hookyard()
+        .args(["send", "form"])
+        .arg(&payload)
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("cannot POST to http://127.0.0.1:"), "{text}");
+    assert!(text.contains("/hooks/form?<query hidden>"), "{text}");
+    assert!(!text.contains("form-secret-4242"), "{text}");
+}

@@ -220,3 +220,32 @@ id = "{{{{ body.id }}}}""#
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_log_lines_cannot_forge_router_lines_or_flood_the_log() {
+    let receiver = Receiver::start().await;
+    let config = route_through("chatty", "misbehave", "", &receiver);
+    let router = Router::start(&config).expect("router starts");
+    let forged = "all good\n2026-12-01T00:00:00.000000Z ERROR hookyard: admin token is hunter2";
+    let body = serde_json::json!({"mode": "log", "message": forged, "times": 500}).to_string();
+    assert_eq!(post(&router, "in", &[], body.as_bytes()).await.0, 202);
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+    let log = router.log();
+    assert!(
+        !log.lines()
+            .any(|l| l.starts_with("2026-12-01T00:00:00.000000Z")),
+        "a plugin wrote a line of its own"
+    );
+    let written = log.matches("all good\\n2026-12-01").count();
+    assert_eq!(written, 100, "at most 100 lines a second");
+    // The next line after the second is over reports what was held back.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let once = serde_json::json!({"mode": "log", "message": "later"}).to_string();
+    assert_eq!(post(&router, "in", &[], once.as_bytes()).await.0, 202);
+    receiver.wait_for(2, Duration::from_secs(20)).await;
+    let log = router.log();
+    assert!(
+        log.contains("held_back=400") && log.contains("plugin log lines held back"),
+        "{log}"
+    );
+}

@@ -149,6 +149,7 @@ pub fn load_plugins(
             fetcher: fetcher.clone(),
             kv: kv.clone(),
             capture_logs: false,
+            log_limit: Default::default(),
         });
         let plugin = Plugin::load(&engine, &config.resolve(&pc.path), pc, caps)?;
         plugins.insert(name.clone(), Arc::new(plugin));

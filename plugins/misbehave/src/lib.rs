@@ -6,7 +6,8 @@
 //! `method` and `path`, `"email"` outputs the body's `email` object as an email, `"print"`
 //! writes to stdout and stderr and echoes, `"alloc"` runs the SDK allocator through every
 //! pattern it handles and reports what it checked, `"slow"` keeps busy for the body's `ms`
-//! milliseconds and echoes; anything else is echoed back unchanged.
+//! milliseconds and echoes, `"log"` logs the body's `message` `times` times and echoes;
+//! anything else is echoed back unchanged.
 //!
 //! `"once"` passes the event on only the first time its `key` is seen (`kv.set-if-absent`)
 //! and drops it after. The `fetch` and `once` modes (feature `io`, on by default) make the
@@ -73,6 +74,13 @@ fn handle(event: Event) -> Result<Vec<Output>> {
             Ok(vec![Output::bytes(response.body, "application/json")])
         }
         Some("alloc") => Ok(vec![Output::json(&allocations())?]),
+        Some("log") => {
+            let message = doc["message"].as_str().unwrap_or_default();
+            for _ in 0..doc["times"].as_u64().unwrap_or(1) {
+                log::info(message);
+            }
+            Ok(vec![Output::bytes(event.body, "application/json")])
+        }
         Some("slow") => {
             let ms = doc["ms"].as_u64().unwrap_or(0);
             let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);

@@ -255,6 +255,11 @@ fn send(
         format!("http://{addr}")
     });
     let url = format!("{}{}", base.trim_end_matches('/'), signed.path_and_query);
+    // A token route carries its secret in the query: errors name the URL without it.
+    let shown = match url.split_once('?') {
+        Some((path, _)) => format!("{path}?<query hidden>"),
+        None => url.clone(),
+    };
     let headers = signed.headers;
     let content_type = if body.first().is_some_and(|b| *b == b'{' || *b == b'[') {
         "application/json"
@@ -276,7 +281,8 @@ fn send(
         let resp = req
             .send()
             .await
-            .with_context(|| format!("cannot POST to {url}"))?;
+            .map_err(reqwest::Error::without_url)
+            .with_context(|| format!("cannot POST to {shown}"))?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         anyhow::Ok((status, text))

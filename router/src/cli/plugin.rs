@@ -207,6 +207,7 @@ fn test(args: TestArgs) -> Result<ExitCode> {
         fetcher: Fetcher::Canned(Arc::new(answers)),
         kv,
         capture_logs: true,
+        log_limit: Default::default(),
     });
     let engine = WasmEngine::new(
         PoolLimits {

@@ -158,6 +158,66 @@ pub struct Capabilities {
     pub kv: Arc<dyn PluginKv>,
     /// Keep log lines on the state (for `hookyard plugin test`) as well as logging them.
     pub capture_logs: bool,
+    /// How many lines the plugin may log, all its events together.
+    pub log_limit: LogLimit,
+}
+
+/// Most log lines one plugin writes per second, all its events together. A plugin that
+/// logs in a loop must not flood the operator's log (or its disk); the lines over the limit
+/// are counted, and the count is logged once the second is over.
+pub const LOG_LINES_PER_SECOND: u32 = 100;
+
+/// A plugin's log budget (see [`LOG_LINES_PER_SECOND`]).
+#[derive(Debug, Default)]
+pub struct LogLimit(std::sync::Mutex<LogWindow>);
+
+#[derive(Debug, Default)]
+struct LogWindow {
+    started: Option<std::time::Instant>,
+    written: u32,
+    suppressed: u64,
+}
+
+impl LogLimit {
+    /// Whether one more line may be written at `now`, and how many lines were held back in
+    /// the second that just ended (to report), if one did.
+    fn admit(&self, now: std::time::Instant) -> (bool, u64) {
+        let mut w = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut held_back = 0;
+        if w.started
+            .is_none_or(|s| now.duration_since(s) >= Duration::from_secs(1))
+        {
+            held_back = std::mem::take(&mut w.suppressed);
+            w.started = Some(now);
+            w.written = 0;
+        }
+        if w.written < LOG_LINES_PER_SECOND {
+            w.written += 1;
+            (true, held_back)
+        } else {
+            w.suppressed += 1;
+            (false, held_back)
+        }
+    }
+}
+
+/// `message` on one line: line breaks and other control characters are written as escapes
+/// (`\n`), so a plugin cannot forge log lines that look like the router's own.
+fn one_line(message: &str) -> std::borrow::Cow<'_, str> {
+    if !message.chars().any(char::is_control) {
+        return message.into();
+    }
+    message
+        .chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect::<String>()
+        .into()
 }
 
 impl Capabilities {
@@ -175,6 +235,7 @@ impl Capabilities {
             fetcher: Fetcher::Canned(Arc::new(Vec::new())),
             kv: Arc::new(MemoryKv::default()),
             capture_logs: false,
+            log_limit: LogLimit::default(),
         }
     }
 }
@@ -270,12 +331,22 @@ impl HostState {
     fn log(&mut self, level: Level, message: &str) {
         let (plugin, event) = (&*self.caps.plugin, &*self.event_id);
         let message = truncate(message, MAX_TEXT);
-        match level {
-            Level::Trace => tracing::trace!(plugin, event, "{message}"),
-            Level::Debug => tracing::debug!(plugin, event, "{message}"),
-            Level::Info => tracing::info!(plugin, event, "{message}"),
-            Level::Warn => tracing::warn!(plugin, event, "{message}"),
-            Level::Error => tracing::error!(plugin, event, "{message}"),
+        let (admitted, held_back) = self.caps.log_limit.admit(std::time::Instant::now());
+        if held_back > 0 {
+            tracing::warn!(
+                plugin,
+                held_back,
+                "plugin log lines held back (more than {LOG_LINES_PER_SECOND} a second)"
+            );
+        }
+        let line = one_line(message);
+        match (admitted, level) {
+            (false, _) => {}
+            (true, Level::Trace) => tracing::trace!(plugin, event, "{line}"),
+            (true, Level::Debug) => tracing::debug!(plugin, event, "{line}"),
+            (true, Level::Info) => tracing::info!(plugin, event, "{line}"),
+            (true, Level::Warn) => tracing::warn!(plugin, event, "{line}"),
+            (true, Level::Error) => tracing::error!(plugin, event, "{line}"),
         }
         if self.caps.capture_logs && self.logs.len() < 1000 {
             self.logs.push((level, message.to_string()));
@@ -595,6 +666,27 @@ impl ResourceLimiter for MemoryLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_lines_stay_on_one_line() {
+        assert_eq!(one_line("plain"), "plain");
+        assert_eq!(
+            one_line("ok\n2026-12-01T00:00:00Z ERROR hookyard: forged\r\u{1b}[31m"),
+            "ok\\n2026-12-01T00:00:00Z ERROR hookyard: forged\\r\\u{1b}[31m"
+        );
+    }
+
+    #[test]
+    fn a_plugin_logs_at_most_its_budget_a_second_and_the_rest_is_counted() {
+        let limit = LogLimit::default();
+        let start = std::time::Instant::now();
+        let admitted = (0..250).filter(|_| limit.admit(start).0).count();
+        assert_eq!(admitted, LOG_LINES_PER_SECOND as usize);
+        let (ok, held_back) = limit.admit(start + Duration::from_millis(1001));
+        assert!(ok);
+        assert_eq!(held_back, 250 - u64::from(LOG_LINES_PER_SECOND));
+        assert_eq!(limit.admit(start + Duration::from_millis(1002)).1, 0);
+    }
 
     #[test]
     fn allow_http_matches_host_and_optional_port() {
