@@ -250,3 +250,56 @@ async fn a_reload_that_changes_restart_only_settings_is_refused_naming_each() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(colors(&receiver), ["red"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destination_removed_by_a_reload_parks_its_backlog_until_it_returns() {
+    let receiver = Receiver::start().await;
+    receiver.always(500);
+    let with = |dests: &str, to: &str| {
+        format!(
+            "{SERVER}\n{dests}\n[[routes]]\nname = \"in\"\nverify = {{ scheme = \"none\" }}\nto = [\"{to}\"]\n"
+        )
+    };
+    let old = format!(
+        "[destinations.old]\nurl = \"{}\"\nretry = {{ schedule = [\"300ms\", \"300ms\", \"300ms\", \"300ms\"] }}\nbreaker = {{ failures = 0 }}\n",
+        receiver.url("/old")
+    );
+    let other = format!(
+        "[destinations.other]\nurl = \"{}\"\n",
+        receiver.url("/other")
+    );
+    let router = Router::start(&with(&old, "old")).expect("router starts");
+    assert_eq!(post(&router, "in", &[], br#"{"n":1}"#).await.0, 202);
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+
+    // The destination goes away while its delivery waits for a retry.
+    router.rewrite_config(&with(&other, "other"));
+    router.hup();
+    wait_for_log(&router, "reloaded", 1).await;
+    eventually("old is paused", Duration::from_secs(20), || {
+        router.count("SELECT COUNT(*) FROM paused_destinations WHERE name = 'old'") == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        router.count("SELECT COUNT(*) FROM deliveries WHERE status = 'dead'"),
+        0,
+        "not dead-lettered"
+    );
+    let (_, destinations) = admin(&router, "GET", "/admin/destinations", None).await;
+    assert!(
+        destinations.to_string().contains("not in the config"),
+        "{destinations}"
+    );
+
+    // It comes back: resumed by itself, and the parked delivery goes out.
+    receiver.always(200);
+    router.rewrite_config(&with(&old, "old"));
+    router.hup();
+    wait_for_log(&router, "reloaded", 2).await;
+    eventually("delivered", Duration::from_secs(20), || {
+        router.count("SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'") == 1
+    })
+    .await;
+    assert_eq!(router.count("SELECT COUNT(*) FROM paused_destinations"), 0);
+}

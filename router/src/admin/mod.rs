@@ -503,22 +503,41 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
         .into_response()
 }
 
+/// The destinations to show, sorted: the configured ones, and paused ones a reload removed
+/// (their deliveries wait for them).
+fn destination_names<'a>(
+    snapshot: &'a crate::live::Snapshot,
+    paused: &'a [(String, String)],
+) -> Vec<&'a String> {
+    let mut names: Vec<&String> = snapshot
+        .destinations
+        .keys()
+        .chain(paused.iter().map(|(name, _)| name))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 async fn list_destinations(State(admin): State<Arc<Admin>>) -> Response {
     let paused = match admin.store.paused_destinations().await {
         Ok(p) => p,
         Err(e) => return internal(e),
     };
     let snapshot = admin.live.get();
-    let mut names: Vec<&String> = snapshot.destinations.keys().collect();
-    names.sort();
-    let list: Vec<_> = names
+    let list: Vec<_> = destination_names(&snapshot, &paused)
         .into_iter()
         .map(|name| {
             let reason = paused
                 .iter()
                 .find(|(n, _)| n == name)
                 .map(|(_, r)| r.clone());
-            serde_json::json!({ "name": name, "paused": reason.is_some(), "reason": reason })
+            serde_json::json!({
+                "name": name,
+                "configured": snapshot.destinations.contains_key(name),
+                "paused": reason.is_some(),
+                "reason": reason,
+            })
         })
         .collect();
     json(StatusCode::OK, &serde_json::json!({ "destinations": list }))

@@ -560,8 +560,7 @@ async fn destinations_page(State(admin): State<Arc<Admin>>) -> Response {
             Err(e) => return failure(e),
         };
     let snapshot = admin.live.get();
-    let mut names: Vec<&String> = snapshot.destinations.keys().collect();
-    names.sort();
+    let names = super::destination_names(&snapshot, &paused);
     let now = crate::store::now_ms();
     let age = |oldest: Option<Millis>| {
         oldest.map_or("-".to_string(), |_| {

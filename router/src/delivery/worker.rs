@@ -18,6 +18,10 @@ use crate::store::{Attempt, AttemptOutcome, Delivery, Millis, Store, now_ms};
 use crate::telemetry::Metrics;
 use gate::{Admission, Gate};
 
+/// How the pause reason of a destination that a reload removed begins (see
+/// [`Job::attempt`]); a later version that configures it again resumes it.
+const NOT_CONFIGURED: &str = "not in the config";
+
 /// Most attempts recorded in one store call.
 const RECORD_BATCH: usize = 512;
 
@@ -87,12 +91,37 @@ impl DeliveryWorker {
         }
     }
 
-    /// After a reload, gates start afresh for the new destinations.
-    fn refresh_gates(&self, snapshot: &Snapshot) {
+    /// After a reload, gates start afresh for the new destinations. Whether this is a new
+    /// version.
+    fn refresh_gates(&self, snapshot: &Snapshot) -> bool {
         if let Ok(mut gates) = self.gates.lock()
             && gates.generation != snapshot.generation
         {
             *gates = Gates::for_snapshot(snapshot);
+            return true;
+        }
+        false
+    }
+
+    /// Resumes the destinations that were paused because a reload had removed them and that
+    /// this version configures again: their parked deliveries go out.
+    async fn resume_restored(&self, snapshot: &Snapshot) {
+        let paused = match self.store.paused_destinations().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list paused destinations");
+                return;
+            }
+        };
+        for (name, reason) in paused {
+            if reason.starts_with(NOT_CONFIGURED) && snapshot.destinations.contains_key(&name) {
+                match self.store.set_destination_paused(&name, None).await {
+                    Ok(()) => tracing::info!(destination = %name, "configured again; resumed"),
+                    Err(e) => {
+                        tracing::error!(destination = %name, error = %e, "cannot resume destination")
+                    }
+                }
+            }
         }
     }
 
@@ -113,7 +142,9 @@ impl DeliveryWorker {
         loop {
             while in_flight.try_join_next().is_some() {}
             let snapshot = self.live.get();
-            self.refresh_gates(&snapshot);
+            if self.refresh_gates(&snapshot) {
+                self.resume_restored(&snapshot).await;
+            }
             let now = Instant::now();
             let mut wake_at = now + IDLE_POLL;
             // Start what the gates let through, oldest first.
@@ -159,7 +190,7 @@ impl DeliveryWorker {
             // When no configured destination can take more, a claim could only find deliveries
             // it must skip, and looking costs the store a scan of everything waiting.
             // (With none configured, claims still run: leftovers for removed destinations are
-            // dead-lettered.)
+            // parked, their destination paused.)
             let all_busy = limit == 0
                 || (!snapshot.destinations.is_empty()
                     && snapshot.destinations.keys().all(|name| skip.contains(name)));
@@ -320,17 +351,31 @@ impl Job {
         let id = delivery.new.id.clone();
         let dest_name = delivery.new.destination.clone();
         let Some(dest) = self.snapshot.destinations.get(&dest_name) else {
-            let reason = format!("destination {dest_name:?} is not configured");
+            // A reload removed or renamed it. Its deliveries are parked, not dead-lettered:
+            // the destination is paused, so nothing claims them until it is configured again
+            // (then it resumes by itself) or an operator resumes or replays them.
+            let reason = format!(
+                "{NOT_CONFIGURED} (removed or renamed by a reload): its deliveries wait; \
+                 configure it again to send them"
+            );
+            tracing::warn!(destination = %dest_name, %reason, "pausing destination");
+            if let Err(e) = self
+                .store
+                .set_destination_paused(&dest_name, Some(reason.clone()))
+                .await
+            {
+                tracing::error!(destination = %dest_name, error = %e, "cannot pause destination");
+            }
             let attempt = Attempt {
                 delivery_id: id.clone(),
                 number,
                 started_at,
                 status_code: None,
                 latency_ms: 0,
-                error: Some(reason.clone()),
+                error: Some(format!("destination {dest_name:?} is {reason}")),
                 response_body: None,
             };
-            self.record(&id, &dest_name, attempt, AttemptOutcome::Dead(reason))
+            self.record(&id, &dest_name, attempt, AttemptOutcome::RetryAt(now_ms()))
                 .await;
             return;
         };
