@@ -249,3 +249,75 @@ async fn plugin_log_lines_cannot_forge_router_lines_or_flood_the_log() {
         "{log}"
     );
 }
+
+/// A route whose first step fans out to 500 outputs and whose second step (with `keys`)
+/// runs once per output.
+fn fan_out_into(keys: &str, receiver: &Receiver) -> String {
+    format!(
+        r#"{SERVER}
+[plugins.fan]
+path = "{misbehave}"
+max_outputs = 500
+
+[plugins.each]
+path = "{misbehave}"
+{keys}
+
+[destinations.sink]
+url = "{}"
+
+[[routes]]
+name = "in"
+verify = {{ scheme = "none" }}
+steps = ["fan", "each"]
+to = ["sink"]
+"#,
+        receiver.url("/"),
+        misbehave = plugin("misbehave").display(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_limits_hold_per_event_across_a_fan_out() {
+    // Each call of `each` makes one 2-byte output, well under its limits; the 500 calls
+    // of one event together are not.
+    for (keys, error) in [
+        (
+            "max_outputs = 1000\nmax_output_bytes = \"100B\"",
+            "plugin \"each\" exceeded its output size limit of 100B",
+        ),
+        (
+            "",
+            "plugin \"each\" exceeded its output limit of 100 outputs",
+        ),
+        (
+            "max_outputs = 1000\ntimeout = \"5ms\"",
+            "plugin \"each\" exceeded its timeout of 5ms",
+        ),
+    ] {
+        let receiver = Receiver::start().await;
+        let router = Router::start(&fan_out_into(keys, &receiver)).expect("router starts");
+        assert_eq!(post(&router, "in", &[], br#"{"mode":"many"}"#).await.0, 202);
+        let errors = failed_events(&router, 1).await;
+        assert!(errors[0].contains(error), "{keys}: {errors:?}");
+        assert!(receiver.received().is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn headers_and_paths_count_toward_max_output_bytes() {
+    let receiver = Receiver::start().await;
+    let keys = format!(
+        "max_output_bytes = \"1KiB\"\n[[plugins.shape.config.outputs]]\npath = \"/{}\"\nheaders = {{ x-note = \"{}\" }}\nbody = {{ ok = true }}",
+        "p".repeat(600),
+        "n".repeat(600)
+    );
+    let config = route_through("shape", "template", &keys, &receiver);
+    let router = Router::start(&config).expect("router starts");
+    assert_eq!(post(&router, "in", &[], br#"{"id":"1"}"#).await.0, 202);
+    let errors = failed_events(&router, 1).await;
+    assert!(
+        errors[0].contains("plugin \"shape\" exceeded its output size limit of 1KiB"),
+        "{errors:?}"
+    );
+}

@@ -34,7 +34,7 @@ pub struct PluginConfig {
     /// Most outputs per event.
     #[serde(default = "default_max_outputs")]
     pub max_outputs: usize,
-    /// Most output bytes (bodies added up) per event.
+    /// Most output bytes per event (bodies, headers, paths, methods and content types).
     #[serde(default = "default_max_output_bytes")]
     pub max_output_bytes: ByteSize,
 }

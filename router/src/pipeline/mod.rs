@@ -229,23 +229,52 @@ impl Plugin {
     /// Makes a sync store trap once the plugin's timeout has passed: the deadline is counted
     /// in epoch ticks, plus one for the tick already under way.
     fn trap_after_timeout(&self, store: &mut Store<HostState>) {
-        let ticks = self.timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1;
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(ticks);
+        trap_after(store, self.timeout);
     }
 
-    /// Runs the plugin on one event in a fresh instance. A sync plugin runs on the calling
-    /// thread for at most its timeout; an async one yields to the executor at every epoch
-    /// tick and parks while the host waits on its behalf.
+    /// This plugin's limits for one event, whole: a chain that fans out calls the plugin
+    /// once per input, and all those calls share them.
+    pub fn allowance(&self) -> Allowance {
+        Allowance {
+            time: self.timeout,
+            fuel: self.fuel.unwrap_or(u64::MAX),
+            outputs: self.max_outputs,
+            bytes: self.max_output_bytes.0,
+        }
+    }
+
+    /// Runs the plugin on one event in a fresh instance, with its whole per-event limits.
     pub async fn handle(&self, event: &Event) -> Result<StepRun, StepError> {
+        self.handle_within(event, &mut self.allowance()).await
+    }
+
+    /// Runs the plugin on one input in a fresh instance, within what is `left` of its
+    /// per-event limits, and takes what the run used from `left`. A sync plugin runs on the
+    /// calling thread for at most the time left; an async one yields to the executor at
+    /// every epoch tick and parks while the host waits on its behalf.
+    pub async fn handle_within(
+        &self,
+        event: &Event,
+        left: &mut Allowance,
+    ) -> Result<StepRun, StepError> {
+        if left.time.is_zero() {
+            return Err(StepError::Timeout {
+                plugin: self.name.to_string(),
+                timeout: self.timeout,
+            });
+        }
         let mut store = self
             .store(event.id.as_str().into())
             .map_err(|e| self.trap(format!("{e:#}")))?;
-        let budget = store.get_fuel().unwrap_or(u64::MAX);
+        store
+            .set_fuel(left.fuel)
+            .map_err(|e| self.trap(format!("{e:#}")))?;
+        let budget = left.fuel;
+        let time = left.time;
         let started = Instant::now();
         let result = match &self.pre {
             Pre::Sync(pre) => {
-                self.trap_after_timeout(&mut store);
+                trap_after(&mut store, time);
                 pre.instantiate(&mut store)
                     .and_then(|plugin| plugin.call_handle(&mut store, event))
             }
@@ -255,7 +284,7 @@ impl Plugin {
                     let plugin = pre.instantiate_async(&mut store).await?;
                     plugin.call_handle(&mut store, event).await
                 };
-                match tokio::time::timeout(self.timeout, run).await {
+                match tokio::time::timeout(time, run).await {
                     Ok(result) => result,
                     Err(_) => Err(wasmtime::Error::new(Trap::Interrupt)),
                 }
@@ -263,10 +292,12 @@ impl Plugin {
         };
         let elapsed = started.elapsed();
         let fuel = budget - store.get_fuel().unwrap_or(0);
+        left.time = left.time.saturating_sub(elapsed);
+        left.fuel = left.fuel.saturating_sub(fuel);
         store.data_mut().log_console();
         match result {
             Ok(Ok(outputs)) => {
-                self.check_outputs(&outputs)?;
+                self.check_outputs(&outputs, left)?;
                 let data = store.into_data();
                 Ok(StepRun {
                     outputs,
@@ -324,8 +355,9 @@ impl Plugin {
         }
     }
 
-    fn check_outputs(&self, outputs: &[Output]) -> Result<(), StepError> {
-        if outputs.len() > self.max_outputs {
+    /// Checks `outputs` against what is `left` for this event, and takes them from it.
+    fn check_outputs(&self, outputs: &[Output], left: &mut Allowance) -> Result<(), StepError> {
+        if outputs.len() > left.outputs {
             return Err(StepError::TooManyOutputs {
                 plugin: self.name.to_string(),
                 limit: self.max_outputs,
@@ -341,13 +373,15 @@ impl Plugin {
                 header: header.clone(),
             });
         }
-        let bytes: u64 = outputs.iter().map(|o| o.body.len() as u64).sum();
-        if bytes > self.max_output_bytes.0 {
+        let bytes: u64 = outputs.iter().map(output_size).sum();
+        if bytes > left.bytes {
             return Err(StepError::OutputTooLarge {
                 plugin: self.name.to_string(),
                 limit: self.max_output_bytes,
             });
         }
+        left.outputs -= outputs.len();
+        left.bytes -= bytes;
         Ok(())
     }
 
@@ -427,6 +461,38 @@ pub struct Routed {
     pub destination: Option<String>,
 }
 
+/// What is left of one plugin's per-event limits (`timeout`, `fuel`, `max_outputs`,
+/// `max_output_bytes`) while it runs once per input of a fan-out; see
+/// [`Plugin::handle_within`].
+#[derive(Debug, Clone, Copy)]
+pub struct Allowance {
+    time: Duration,
+    fuel: u64,
+    outputs: usize,
+    bytes: u64,
+}
+
+/// What an output counts against `max_output_bytes`: its body and everything else it asks
+/// the router to send or store (headers, method, path, content type, destination).
+fn output_size(o: &Output) -> u64 {
+    let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    let headers: usize = o.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+    (o.body.len()
+        + headers
+        + text(&o.content_type)
+        + text(&o.destination)
+        + text(&o.method)
+        + text(&o.path)) as u64
+}
+
+/// Makes a sync store trap once `time` has passed: the deadline is counted in epoch ticks,
+/// plus one for the tick already under way.
+fn trap_after(store: &mut Store<HostState>, time: Duration) {
+    let ticks = time.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1;
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(ticks);
+}
+
 /// The outcome of one event's run through its chain, and what it cost either way.
 pub struct ChainRun {
     /// The outputs, or why the run failed.
@@ -478,8 +544,11 @@ async fn run_steps(
                 .collect()
         };
         let mut next = Vec::new();
+        // One timeout, fuel budget and output budget per step and event, however many
+        // inputs the step before fanned out to.
+        let mut left = step.allowance();
         for (input, routed_to) in inputs {
-            let run = step.handle(&input).await?;
+            let run = step.handle_within(&input, &mut left).await?;
             stats.elapsed_us += run.elapsed.as_micros() as u64;
             stats.fuel = stats.fuel.saturating_add(run.fuel);
             if stats.dropped.is_none() && run.outputs.is_empty() {
