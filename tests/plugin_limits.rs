@@ -10,22 +10,28 @@ use crate::support::*;
 /// A config whose route `in` runs one plugin, `name` built from `build` with `keys` added to
 /// its table, and delivers to `receiver`.
 fn route_through(name: &str, build: &str, keys: &str, receiver: &Receiver) -> String {
+    let table = format!(
+        "[plugins.{name}]\npath = \"{}\"\n{keys}\n",
+        plugin(build).display()
+    );
+    route_with(&table, &[name], receiver)
+}
+
+/// A config with these `[plugins]` tables whose route `in` runs `steps` and delivers to
+/// `receiver`.
+fn route_with(plugins: &str, steps: &[&str], receiver: &Receiver) -> String {
     format!(
         r#"{SERVER}
-[plugins.{name}]
-path = "{}"
-{keys}
-
+{plugins}
 [destinations.sink]
 url = "{}"
 
 [[routes]]
 name = "in"
 verify = {{ scheme = "none" }}
-steps = ["{name}"]
+steps = {steps:?}
 to = ["sink"]
 "#,
-        plugin(build).display(),
         receiver.url("/")
     )
 }
@@ -253,28 +259,11 @@ async fn plugin_log_lines_cannot_forge_router_lines_or_flood_the_log() {
 /// A route whose first step fans out to 500 outputs and whose second step (with `keys`)
 /// runs once per output.
 fn fan_out_into(keys: &str, receiver: &Receiver) -> String {
-    format!(
-        r#"{SERVER}
-[plugins.fan]
-path = "{misbehave}"
-max_outputs = 500
-
-[plugins.each]
-path = "{misbehave}"
-{keys}
-
-[destinations.sink]
-url = "{}"
-
-[[routes]]
-name = "in"
-verify = {{ scheme = "none" }}
-steps = ["fan", "each"]
-to = ["sink"]
-"#,
-        receiver.url("/"),
-        misbehave = plugin("misbehave").display(),
-    )
+    let misbehave = plugin("misbehave").display().to_string();
+    let tables = format!(
+        "[plugins.fan]\npath = \"{misbehave}\"\nmax_outputs = 500\n\n[plugins.each]\npath = \"{misbehave}\"\n{keys}\n"
+    );
+    route_with(&tables, &["fan", "each"], receiver)
 }
 
 #[tokio::test(flavor = "multi_thread")]
