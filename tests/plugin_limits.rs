@@ -310,3 +310,96 @@ async fn headers_and_paths_count_toward_max_output_bytes() {
         "{errors:?}"
     );
 }
+
+/// A kv store that fails every call, or (with `stall`) answers only after it.
+struct TroubledKv {
+    stall: Option<Duration>,
+}
+
+#[async_trait::async_trait]
+impl hookyard::pipeline::host::PluginKv for TroubledKv {
+    async fn get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, String> {
+        self.trouble().await.map(|()| None)
+    }
+    async fn set(&self, _: &str, _: &str, _: Vec<u8>, _: Option<i64>) -> Result<(), String> {
+        self.trouble().await
+    }
+    async fn delete(&self, _: &str, _: &str) -> Result<(), String> {
+        self.trouble().await
+    }
+    async fn increment(
+        &self,
+        _: &str,
+        _: &str,
+        _: i64,
+        _: Option<i64>,
+    ) -> Result<Option<i64>, String> {
+        self.trouble().await.map(|()| None)
+    }
+    async fn set_if_absent(
+        &self,
+        _: &str,
+        _: &str,
+        _: Vec<u8>,
+        _: Option<i64>,
+    ) -> Result<bool, String> {
+        self.trouble().await.map(|()| true)
+    }
+}
+
+impl TroubledKv {
+    async fn trouble(&self) -> Result<(), String> {
+        match self.stall {
+            Some(d) => {
+                tokio::time::sleep(d).await;
+                Ok(())
+            }
+            None => Err("database is locked".into()),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kv_store_trouble_is_transient_not_the_plugins_fault() {
+    use hookyard::config::{Dur, PluginConfig};
+    use hookyard::pipeline::engine::{PoolLimits, WasmEngine};
+    use hookyard::pipeline::host::Capabilities;
+    use hookyard::pipeline::{Plugin, StepError};
+    use std::sync::Arc;
+
+    let cache = tempfile::tempdir().expect("tempdir");
+    let limits = PoolLimits {
+        instances: 4,
+        max_memory: 32 << 20,
+    };
+    let engine = WasmEngine::new(limits, cache.path().to_path_buf()).expect("engine");
+    let event = hookyard::pipeline::bindings::Event {
+        id: "evt_1".into(),
+        route: "in".into(),
+        received_at: 0,
+        event_type: None,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: br#"{"mode":"once","key":"k"}"#.to_vec(),
+    };
+    for (stall, want) in [
+        (None, "kv store unavailable: database is locked"),
+        (
+            Some(Duration::from_secs(2)),
+            "still waiting for the kv store when its timeout of 200ms ran out",
+        ),
+    ] {
+        let caps = Arc::new(Capabilities {
+            kv: Arc::new(TroubledKv { stall }),
+            ..Capabilities::none("misbehave", &serde_json::json!({}))
+        });
+        let mut config = PluginConfig::with_defaults(plugin("misbehave"));
+        config.timeout = Dur(Duration::from_millis(200));
+        let loaded = Plugin::load(&engine, &plugin("misbehave"), &config, caps).expect("loads");
+        let Err(err) = loaded.handle(&event).await else {
+            panic!("the store failed, yet the plugin's run succeeded");
+        };
+        assert!(err.is_transient(), "{err}");
+        assert!(matches!(err, StepError::StoreTrouble { .. }), "{err}");
+        assert!(err.to_string().contains(want), "{err}");
+    }
+}

@@ -24,6 +24,8 @@ use crate::store::{EventOutcome, FinishedEvent, NewDelivery, NewEvent, RunRecord
 use crate::telemetry::Metrics;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How long an event whose run met store trouble waits before it runs again.
+const STORE_TROUBLE_RETRY: Duration = Duration::from_secs(5);
 
 /// The runtime plugin chains run on: one worker per event processed at once, so a plugin
 /// running to its timeout never delays ingress, the admin API or deliveries.
@@ -291,18 +293,22 @@ pub async fn run_event(routes: &Routes, metrics: &Metrics, event: NewEvent) -> F
                 fuel: chain.stats.fuel,
                 dropped: chain.stats.dropped,
             };
-            match chain
-                .result
-                .map_err(|e| e.to_string())
-                .and_then(|outputs| deliveries_for(route, &id, outputs))
-            {
-                Ok(deliveries) => EventOutcome::Processed(deliveries),
-                Err(message) => EventOutcome::Failed(message),
+            match chain.result {
+                Err(e) if e.is_transient() => EventOutcome::RetryLater {
+                    reason: format!("{e}; runs again in {}s", STORE_TROUBLE_RETRY.as_secs()),
+                    at: crate::store::now_ms() + STORE_TROUBLE_RETRY.as_millis() as i64,
+                },
+                Err(e) => EventOutcome::Failed(e.to_string()),
+                Ok(outputs) => match deliveries_for(route, &id, outputs) {
+                    Ok(deliveries) => EventOutcome::Processed(deliveries),
+                    Err(message) => EventOutcome::Failed(message),
+                },
             }
         }
     };
     let result = match (&outcome, &run.dropped) {
         (EventOutcome::Failed(_), _) => "failed",
+        (EventOutcome::RetryLater { .. }, _) => "retry",
         (EventOutcome::Processed(_), Some(_)) => "dropped",
         (EventOutcome::Processed(_), None) => "processed",
     };
@@ -322,6 +328,9 @@ pub async fn run_event(routes: &Routes, metrics: &Metrics, event: NewEvent) -> F
             tracing::debug!(event = %id, deliveries = d.len(), fuel = run.fuel, us = run.elapsed_us, "processed")
         }
         EventOutcome::Failed(reason) => tracing::warn!(event = %id, %reason, "event failed"),
+        EventOutcome::RetryLater { reason, .. } => {
+            tracing::warn!(event = %id, %reason, "event not finished; it runs again")
+        }
     }
     FinishedEvent { id, outcome, run }
 }

@@ -255,6 +255,9 @@ pub struct HostState {
     event_id: Arc<str>,
     /// Why the plugin dropped the event, if it said.
     pub dropped: Option<String>,
+    /// Whether a kv call is waiting on the store right now: a timeout then is the store's
+    /// trouble, not the plugin's.
+    pub in_store_call: bool,
     /// Captured log lines (when the capabilities ask for it).
     pub logs: Vec<(Level, String)>,
 }
@@ -273,6 +276,7 @@ impl HostState {
             caps,
             event_id,
             dropped: None,
+            in_store_call: false,
             logs: Vec::new(),
         }
     }
@@ -530,11 +534,11 @@ fn classify_fetch_error(e: &reqwest::Error) -> FetchError {
 
 impl bindings::KvHost for HostState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        self.caps
-            .kv
-            .get(&self.caps.plugin, &key)
-            .await
-            .map_err(kv_unavailable)
+        let caps = self.caps.clone();
+        self.in_store_call = true;
+        let answer = caps.kv.get(&caps.plugin, &key).await;
+        self.in_store_call = false;
+        answer.map_err(kv_unavailable)
     }
 
     async fn set(
@@ -547,20 +551,19 @@ impl bindings::KvHost for HostState {
             return Ok(Err(e));
         }
         let expires_at = expiry(ttl_ms);
-        self.caps
-            .kv
-            .set(&self.caps.plugin, &key, value, expires_at)
-            .await
-            .map(Ok)
-            .map_err(kv_unavailable)
+        let caps = self.caps.clone();
+        self.in_store_call = true;
+        let answer = caps.kv.set(&caps.plugin, &key, value, expires_at).await;
+        self.in_store_call = false;
+        answer.map(Ok).map_err(kv_unavailable)
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
-        self.caps
-            .kv
-            .delete(&self.caps.plugin, &key)
-            .await
-            .map_err(kv_unavailable)
+        let caps = self.caps.clone();
+        self.in_store_call = true;
+        let answer = caps.kv.delete(&caps.plugin, &key).await;
+        self.in_store_call = false;
+        answer.map_err(kv_unavailable)
     }
 
     async fn increment(
@@ -572,12 +575,14 @@ impl bindings::KvHost for HostState {
         if let Err(e) = check_kv_key(&key) {
             return Ok(Err(e));
         }
-        match self
-            .caps
+        let caps = self.caps.clone();
+        self.in_store_call = true;
+        let answer = caps
             .kv
-            .increment(&self.caps.plugin, &key, delta, expiry(ttl_ms))
-            .await
-        {
+            .increment(&caps.plugin, &key, delta, expiry(ttl_ms))
+            .await;
+        self.in_store_call = false;
+        match answer {
             Ok(Some(sum)) => Ok(Ok(sum)),
             Ok(None) => Ok(Err(format!(
                 "kv key {key:?} does not hold an integer, or adding {delta} overflows"
@@ -595,19 +600,26 @@ impl bindings::KvHost for HostState {
         if let Err(e) = check_kv_key(&key).and_then(|()| check_kv_value(&value)) {
             return Ok(Err(e));
         }
-        self.caps
+        let caps = self.caps.clone();
+        self.in_store_call = true;
+        let answer = caps
             .kv
-            .set_if_absent(&self.caps.plugin, &key, value, expiry(ttl_ms))
-            .await
-            .map(Ok)
-            .map_err(kv_unavailable)
+            .set_if_absent(&caps.plugin, &key, value, expiry(ttl_ms))
+            .await;
+        self.in_store_call = false;
+        answer.map(Ok).map_err(kv_unavailable)
     }
 }
 
-/// A store failure behind `kv` ends the event's run (a trap), rather than handing the
-/// plugin an answer it would take for the truth.
+/// A store failure behind a host call. It ends the event's run rather than handing the
+/// plugin an answer it would take for the truth, and the event runs again later: the
+/// trouble is the store's, not the plugin's or the event's.
+#[derive(Debug, thiserror::Error)]
+#[error("kv store unavailable: {0}")]
+pub struct StoreTrouble(pub String);
+
 fn kv_unavailable(e: String) -> wasmtime::Error {
-    wasmtime::Error::msg(format!("kv store unavailable: {e}"))
+    wasmtime::Error::new(StoreTrouble(e))
 }
 
 fn check_kv_key(key: &str) -> Result<(), String> {

@@ -58,6 +58,15 @@ pub enum LoadError {
 /// Why an event's run through the chain failed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum StepError {
+    /// The store behind a host call failed, or kept the plugin waiting past its timeout:
+    /// the event is run again later (see [`StepError::is_transient`]).
+    #[error("plugin {plugin:?} could not use the store: {message}")]
+    StoreTrouble {
+        /// Plugin name.
+        plugin: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The plugin ran past its `timeout`.
     #[error("plugin {plugin:?} exceeded its timeout of {timeout:?}")]
     Timeout {
@@ -123,6 +132,14 @@ pub enum StepError {
         /// The limit.
         limit: ByteSize,
     },
+}
+
+impl StepError {
+    /// Whether the failure is the store's, not the plugin's or the event's: the event is then
+    /// run again later instead of being marked failed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StepError::StoreTrouble { .. })
+    }
 }
 
 /// What one event's run through its plugins cost, and why it was dropped if it was.
@@ -394,7 +411,22 @@ impl Plugin {
 
     fn classify(&self, store: &Store<HostState>, err: wasmtime::Error) -> StepError {
         let plugin = self.name.to_string();
+        if let Some(trouble) = err.downcast_ref::<host::StoreTrouble>() {
+            return StepError::StoreTrouble {
+                plugin,
+                message: trouble.to_string(),
+            };
+        }
         match err.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) if store.data().in_store_call => {
+                return StepError::StoreTrouble {
+                    plugin,
+                    message: format!(
+                        "still waiting for the kv store when its timeout of {:?} ran out",
+                        self.timeout
+                    ),
+                };
+            }
             Some(Trap::Interrupt) => {
                 return StepError::Timeout {
                     plugin,

@@ -97,6 +97,51 @@ where
     unleased_events_are_claimable_at_once_and_in_batches(&s).await;
     let (s, _g) = open().await;
     backlog_counts_waiting_work_by_route_and_destination(&s).await;
+    let (s, _g) = open().await;
+    an_event_to_retry_later_waits_then_is_claimed_again(&s).await;
+}
+
+async fn an_event_to_retry_later_waits_then_is_claimed_again<S: Store>(s: &S) {
+    for id in ["evt_soon", "evt_later"] {
+        s.append_event(sample_event(id, None), NONE, WINDOW)
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.claim_events(LONG, 10).await.unwrap().len(), 2);
+    let retry = |id: &str, at: Millis| FinishedEvent {
+        id: id.into(),
+        outcome: EventOutcome::RetryLater {
+            reason: "plugin \"p\" could not use the store".into(),
+            at,
+        },
+        run: RunRecord::default(),
+    };
+    s.finish_events(vec![
+        retry("evt_soon", now_ms() - 1),
+        retry("evt_later", now_ms() + 3_600_000),
+    ])
+    .await
+    .unwrap();
+    let later = s.event("evt_later").await.unwrap().unwrap();
+    assert_eq!(later.status, EventStatus::Received, "not failed");
+    assert_eq!(
+        later.error.as_deref(),
+        Some("plugin \"p\" could not use the store")
+    );
+    let claimed = s.claim_events(LONG, 10).await.unwrap();
+    let ids: Vec<_> = claimed.iter().map(|e| e.event.id.as_str()).collect();
+    assert_eq!(ids, ["evt_soon"], "only the one whose time has come");
+    // Its next run finishes it for good, and the error goes.
+    s.finish_event(
+        "evt_soon",
+        EventOutcome::Processed(Vec::new()),
+        RunRecord::default(),
+    )
+    .await
+    .unwrap();
+    let soon = s.event("evt_soon").await.unwrap().unwrap();
+    assert_eq!(soon.status, EventStatus::Processed);
+    assert_eq!(soon.error, None);
 }
 
 async fn a_batch_of_outcomes_lands_whole_and_skips_events_already_finished<S: Store>(s: &S) {

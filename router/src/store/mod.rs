@@ -173,22 +173,38 @@ pub enum EventOutcome {
     Processed(Vec<NewDelivery>),
     /// The chain failed; the message names plugin and reason.
     Failed(String),
+    /// The chain could not finish for a reason outside the event and its plugins (the
+    /// store was unavailable to a plugin): the event stays waiting and is claimed again at
+    /// `at`, with `reason` shown meanwhile.
+    RetryLater {
+        /// Why, naming the plugin.
+        reason: String,
+        /// When it may be claimed again.
+        at: Millis,
+    },
 }
 
 impl EventOutcome {
-    /// The event's new status and error, and the deliveries to create (none on failure).
-    pub fn into_parts(self) -> (EventStatus, Option<String>, Vec<NewDelivery>) {
+    /// The event's new status, error and lease (when it may be claimed again; 0 for a
+    /// finished event), and the deliveries to create (none on failure).
+    pub fn into_parts(self) -> (EventStatus, Option<String>, Millis, Vec<NewDelivery>) {
         match self {
-            EventOutcome::Processed(d) => (EventStatus::Processed, None, d),
-            EventOutcome::Failed(e) => (EventStatus::Failed, Some(e), Vec::new()),
+            EventOutcome::Processed(d) => (EventStatus::Processed, None, 0, d),
+            EventOutcome::Failed(e) => (EventStatus::Failed, Some(e), 0, Vec::new()),
+            EventOutcome::RetryLater { reason, at } => {
+                (EventStatus::Received, Some(reason), at, Vec::new())
+            }
         }
     }
 
     /// The same as [`EventOutcome::into_parts`], borrowed.
-    pub fn parts(&self) -> (EventStatus, Option<&str>, &[NewDelivery]) {
+    pub fn parts(&self) -> (EventStatus, Option<&str>, Millis, &[NewDelivery]) {
         match self {
-            EventOutcome::Processed(d) => (EventStatus::Processed, None, d),
-            EventOutcome::Failed(e) => (EventStatus::Failed, Some(e), &[]),
+            EventOutcome::Processed(d) => (EventStatus::Processed, None, 0, d),
+            EventOutcome::Failed(e) => (EventStatus::Failed, Some(e), 0, &[]),
+            EventOutcome::RetryLater { reason, at } => {
+                (EventStatus::Received, Some(reason), *at, &[])
+            }
         }
     }
 

@@ -782,9 +782,11 @@ impl Store for PostgresStore {
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
+        let mut leases: Vec<Millis> = Vec::with_capacity(n);
         let mut d = DeliveryColumns::default();
         for FinishedEvent { id, outcome, run } in finished {
-            let (status, error, deliveries) = outcome.into_parts();
+            let (status, error, lease_until, deliveries) = outcome.into_parts();
+            leases.push(lease_until);
             for delivery in deliveries {
                 d.push(delivery);
             }
@@ -798,10 +800,11 @@ impl Store for PostgresStore {
         let conn = self.pool.get().await?;
         conn.execute(
             "WITH finished AS (
-                UPDATE events e SET status = f.status, error = f.error, lease_until = 0,
+                UPDATE events e SET status = f.status, error = f.error, lease_until = f.lease_until,
                        run_us = f.run_us, run_fuel = f.run_fuel, dropped = f.dropped
-                FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[])
-                     AS f(id, status, error, run_us, run_fuel, dropped)
+                FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[],
+                            $17::bigint[])
+                     AS f(id, status, error, run_us, run_fuel, dropped, lease_until)
                 WHERE e.id = f.id AND e.status = 'received'
                 RETURNING e.id
              ), created AS (
@@ -833,6 +836,7 @@ impl Store for PostgresStore {
                 &d.ordering_key,
                 &d.method,
                 &d.path,
+                &leases,
             ],
         )
         .await?;

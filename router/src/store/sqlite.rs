@@ -73,7 +73,11 @@ where
 /// The SQLite-backed [`Store`].
 pub struct SqliteStore {
     jobs: mpsc::SyncSender<Box<dyn Job>>,
+    /// Reads for the admin API, the UI and the workers.
     reader: Arc<Mutex<Connection>>,
+    /// Plugins' kv reads, on their own connection: a slow admin listing must not hold a
+    /// plugin (which has a timeout) waiting.
+    kv_reader: Arc<Mutex<Connection>>,
     /// Transactions the writer has committed: each is one fsync.
     commits: Arc<AtomicU64>,
 }
@@ -254,6 +258,7 @@ impl SqliteStore {
             [],
         )?;
         let reader = open_conn(path)?;
+        let kv_reader = open_conn(path)?;
         let (jobs, rx) = mpsc::sync_channel::<Box<dyn Job>>(8 * MAX_BATCH);
         let commits = Arc::new(AtomicU64::new(0));
         let counter = commits.clone();
@@ -264,6 +269,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             jobs,
             reader: Arc::new(Mutex::new(reader)),
+            kv_reader: Arc::new(Mutex::new(kv_reader)),
             commits,
         })
     }
@@ -300,14 +306,21 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let reader = self.reader.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = reader.lock().map_err(|_| StoreError::Closed)?;
-            f(&conn)
-        })
-        .await
-        .map_err(|_| StoreError::Closed)?
+        read_on(self.reader.clone(), f).await
     }
+}
+
+/// Runs `f` on `reader`, off the async workers.
+async fn read_on<T: Send + 'static>(
+    reader: Arc<Mutex<Connection>>,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(move || {
+        let conn = reader.lock().map_err(|_| StoreError::Closed)?;
+        f(&conn)
+    })
+    .await
+    .map_err(|_| StoreError::Closed)?
 }
 
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, commits: &AtomicU64) {
@@ -517,7 +530,7 @@ impl Store for SqliteStore {
         }
         self.write(move |conn| {
             let mut update = conn.prepare_cached(
-                "UPDATE events SET status = ?2, error = ?3, lease_until = 0,
+                "UPDATE events SET status = ?2, error = ?3, lease_until = ?7,
                         run_us = ?4, run_fuel = ?5, dropped = ?6
                  WHERE id = ?1 AND status = 'received'",
             )?;
@@ -528,14 +541,15 @@ impl Store for SqliteStore {
             )?;
             let now = now_ms();
             for FinishedEvent { id, outcome, run } in &finished {
-                let (status, error, deliveries) = outcome.parts();
+                let (status, error, lease_until, deliveries) = outcome.parts();
                 let changed = update.execute(params![
                     id,
                     status.as_str(),
                     error,
                     run.elapsed_us.min(i64::MAX as u64) as i64,
                     run.fuel.min(i64::MAX as u64) as i64,
-                    run.dropped
+                    run.dropped,
+                    lease_until,
                 ])?;
                 if changed == 0 {
                     continue;
@@ -838,7 +852,7 @@ impl Store for SqliteStore {
 
     async fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let (plugin, key) = (plugin.to_string(), key.to_string());
-        self.read(move |conn| {
+        read_on(self.kv_reader.clone(), move |conn| {
             Ok(conn
                 .prepare_cached(KV_LIVE_VALUE)?
                 .query_row(params![plugin, key, now_ms()], |r| r.get(0))
