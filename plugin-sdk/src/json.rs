@@ -269,3 +269,47 @@ mod tests {
         );
     }
 }
+
+/// Any document a sender posts and any pointer a config names: never a panic, and on a JSON
+/// document the same answer as `serde_json`'s own `Value::pointer`.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "[a-z/~\"\\\\ é]{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 40, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-c/~0-9]{0,3}", inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn pointers_agree_with_serde_json(
+            doc in json(),
+            steps in proptest::collection::vec("[a-c/~0-9]{0,3}|0|1|2|~0|~1", 0..4),
+        ) {
+            let text = serde_json::to_vec_pretty(&doc).unwrap();
+            let p: String = steps.iter().map(|s| format!("/{s}")).collect();
+            prop_assert_eq!(pointer(&text, &p).unwrap(), doc.pointer(&p).cloned(), "{}", p);
+        }
+
+        #[test]
+        fn any_bytes_and_pointer_never_panic(
+            doc in proptest::collection::vec(any::<u8>(), 0..200),
+            p in "[ -~]{0,12}",
+        ) {
+            let _ = pointers(&doc, &[&p, "/a", ""]);
+        }
+    }
+}

@@ -444,3 +444,60 @@ mod tests {
         );
     }
 }
+
+/// Whatever a sender writes in `X-Forwarded-For` or the body: never a panic, and the client
+/// address is the peer or one of the addresses written there.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entry() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}(:[0-9]{1,6})?",
+            "\\[?[0-9a-f:]{2,40}\\]?(:[0-9]{1,6})?",
+            "10\\.0\\.0\\.[0-9]{1,3}",
+            "(unknown|_hidden|[ -~]{0,20})",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_forwarded_header_gives_the_peer_or_an_address_written_there(
+            entries in proptest::collection::vec(entry(), 0..6),
+            peer_trusted in any::<bool>(),
+        ) {
+            let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+            let peer: IpAddr = if peer_trusted { "10.0.0.1" } else { "192.0.2.1" }.parse().unwrap();
+            let value = entries.join(",");
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = value.parse() {
+                headers.insert("x-forwarded-for", v);
+            }
+            match client_ip(peer, &headers, &trusted) {
+                None => prop_assert!(peer_trusted),
+                Some(ip) if ip == peer => {}
+                Some(ip) => {
+                    prop_assert!(peer_trusted);
+                    prop_assert!(
+                        entries.iter().any(|e| forwarded_addr(e) == Some(ip)),
+                        "{ip} is not in {value:?}"
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn any_body_or_type_header_is_read_without_panicking(
+            body in proptest::collection::vec(any::<u8>(), 0..300),
+            header in "[ -~]{0,40}",
+        ) {
+            let mut headers = HeaderMap::new();
+            let _ = event_type(&headers, &body);
+            if let Ok(v) = header.parse() {
+                headers.insert("x-event-type", v);
+            }
+            let _ = event_type(&headers, &body);
+        }
+    }
+}

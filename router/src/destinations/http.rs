@@ -503,3 +503,35 @@ mod tests {
         assert_eq!(parse_retry_after("soon", now), None);
     }
 }
+
+/// Whatever path a plugin asks for: never a panic, and a URL that is accepted stays on the
+/// destination's host, under its base path, with no dot segment left to resolve.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn an_accepted_plugin_path_stays_under_the_base(
+            path in "[/?]([./%25eEcC\\\\a-z0-9?#@:\t]|%2[eEfF]|%5[cC]|\\.\\.){0,24}",
+        ) {
+            let base = reqwest::Url::parse("https://crm.example/api/v1").unwrap();
+            if let Ok(url) = join_plugin_path(&base, &path) {
+                prop_assert_eq!(url.host_str(), Some("crm.example"));
+                prop_assert_eq!(url.port_or_known_default(), Some(443));
+                prop_assert!(
+                    url.path() == "/api/v1" || url.path().starts_with("/api/v1/"),
+                    "{path:?} reached {url}"
+                );
+                for segment in url.path().split('/') {
+                    let lower = segment.to_ascii_lowercase();
+                    prop_assert!(
+                        !matches!(lower.as_str(), "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e."),
+                        "{path:?} left a dot segment in {url}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -489,8 +489,6 @@ mod properties {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(300))]
-
         #[test]
         fn arbitrary_headers_are_refused_without_panicking(
             values in proptest::collection::vec(header_value(), 3),
