@@ -549,3 +549,31 @@ async fn rebound_hosts_and_cross_site_posts_are_refused_with_or_without_a_token(
         .unwrap();
     assert_eq!(cross.status(), 403);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_now_on_a_delivery_in_flight_is_refused_and_it_is_sent_once() {
+    let receiver = Receiver::start().await;
+    receiver.delay_all(Duration::from_millis(1500));
+    let router = Router::start(&config(&receiver, 3)).expect("router starts");
+    post_push(&router).await;
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+    let delivery: String = router
+        .db()
+        .query_row("SELECT id FROM deliveries", [], |r| r.get(0))
+        .unwrap();
+    let (status, body) = admin(
+        &router,
+        "POST",
+        &format!("/admin/deliveries/{delivery}/retry"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.to_string().contains("in flight"), "{body}");
+    eventually("delivered", Duration::from_secs(20), || {
+        router.count("SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'") == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received().len(), 1, "sent once");
+}

@@ -252,3 +252,18 @@ fn send_never_prints_a_query_token() {
     assert!(text.contains("/hooks/form?<query hidden>"), "{text}");
     assert!(!text.contains("form-secret-4242"), "{text}");
 }
+
+#[test]
+fn check_refuses_a_destination_timeout_that_cannot_fit_in_the_delivery_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\n[destinations.slow]\nurl = \"http://127.0.0.1:9\"\ntimeout = \"5m\"\n",
+        server()
+    );
+    let (ok, err) = check_config(dir.path(), &text);
+    assert!(!ok);
+    assert!(
+        err.contains("destination \"slow\": timeout 5m is too long: at most 120s"),
+        "{err}"
+    );
+}

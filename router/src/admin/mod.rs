@@ -432,6 +432,10 @@ async fn retry_delivery(State(admin): State<Arc<Admin>>, Path(id): Path<String>)
         Ok(Some(d)) if d.status == DeliveryStatus::Delivered => {
             error(StatusCode::CONFLICT, "already delivered")
         }
+        Ok(Some(d)) if d.lease > now_ms() => error(
+            StatusCode::CONFLICT,
+            "an attempt is in flight; its result decides what happens next",
+        ),
         Ok(Some(_)) => json(StatusCode::ACCEPTED, &serde_json::json!({ "requeued": 1 })),
         Err(e) => internal(e),
     }

@@ -96,6 +96,9 @@ pub enum StoreLocation {
     Postgres(String),
 }
 
+/// The longest `timeout` a destination may have (see the delivery worker's lease).
+pub const MAX_DESTINATION_TIMEOUT: Duration = Duration::from_secs(120);
+
 impl Config {
     /// Reads, parses and checks a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -324,6 +327,14 @@ impl Config {
             }
             if let Some(auth) = &dest.auth {
                 auth.validate().map_err(fail)?;
+            }
+            if dest.timeout.0 > MAX_DESTINATION_TIMEOUT {
+                return Err(fail(format!(
+                    "timeout {} is too long: at most {}s, so that an attempt (with an OAuth \
+                     token refresh, two requests) ends well inside the delivery lease",
+                    humantime::format_duration(dest.timeout.0),
+                    MAX_DESTINATION_TIMEOUT.as_secs()
+                )));
             }
             if dest.concurrency == 0 {
                 return Err(fail("concurrency must be at least 1".into()));

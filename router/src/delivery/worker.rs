@@ -26,7 +26,10 @@ const NOT_CONFIGURED: &str = "not in the config";
 const RECORD_BATCH: usize = 512;
 
 /// How long a claimed delivery stays ours before another worker may take it.
-pub const LEASE: Duration = Duration::from_secs(120);
+pub const LEASE: Duration = Duration::from_secs(300);
+/// The longest one attempt may take, OAuth token fetches and the retry after a 401
+/// included: well inside [`LEASE`], so an attempt never outlives the claim it runs under.
+pub const ATTEMPT_DEADLINE: Duration = Duration::from_secs(280);
 /// Longest wait between looks at the store when nothing wakes the worker.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// While attempts are in flight, the least time between two claims that found less than a
@@ -374,6 +377,7 @@ impl Job {
                 latency_ms: 0,
                 error: Some(format!("destination {dest_name:?} is {reason}")),
                 response_body: None,
+                lease: delivery.lease,
             };
             self.record(&id, &dest_name, attempt, AttemptOutcome::RetryAt(now_ms()))
                 .await;
@@ -384,7 +388,22 @@ impl Job {
             destination: dest_name.clone(),
             ok: false,
         };
-        let result = dest.attempt(&self.snapshot.client, &delivery).await;
+        let result = match tokio::time::timeout(
+            ATTEMPT_DEADLINE,
+            dest.attempt(&self.snapshot.client, &delivery),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => destination::http::AttemptResult {
+                error: Some(format!(
+                    "the attempt took longer than {}s and was stopped",
+                    ATTEMPT_DEADLINE.as_secs()
+                )),
+                latency: ATTEMPT_DEADLINE,
+                ..Default::default()
+            },
+        };
         slot.ok = result.error.is_none() || result.permanent;
         drop(slot);
         let gone = result.status == Some(410)
@@ -432,6 +451,7 @@ impl Job {
             latency_ms: result.latency.as_millis() as u64,
             error: result.error,
             response_body: result.response_body,
+            lease: delivery.lease,
         };
         self.record(&id, &dest_name, attempt, outcome).await;
     }

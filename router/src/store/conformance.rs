@@ -43,6 +43,23 @@ fn attempt(id: &str, n: u32, code: Option<u16>, err: Option<&str>) -> Attempt {
         latency_ms: 3,
         error: err.map(str::to_string),
         response_body: code.map(|c| format!("status {c}").into_bytes()),
+        lease: 0,
+    }
+}
+
+/// [`attempt`] made under the lease that holds delivery `id` now, as the worker holding it
+/// would make it.
+async fn attempt_on<S: Store>(
+    s: &S,
+    id: &str,
+    n: u32,
+    code: Option<u16>,
+    err: Option<&str>,
+) -> Attempt {
+    let lease = s.delivery(id).await.unwrap().map_or(0, |d| d.lease);
+    Attempt {
+        lease,
+        ..attempt(id, n, code, err)
     }
 }
 
@@ -99,6 +116,46 @@ where
     backlog_counts_waiting_work_by_route_and_destination(&s).await;
     let (s, _g) = open().await;
     an_event_to_retry_later_waits_then_is_claimed_again(&s).await;
+    let (s, _g) = open().await;
+    only_the_claim_that_holds_a_delivery_records_its_attempt(&s).await;
+}
+
+async fn only_the_claim_that_holds_a_delivery_records_its_attempt<S: Store>(s: &S) {
+    processed_with(s, "evt_f", vec![delivery("dlv_f", "evt_f")]).await;
+    // A first claim whose lease lapses (an attempt that hung), then a second claim.
+    let first = s.claim_deliveries(NONE, 1, &[]).await.unwrap().remove(0);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = s.claim_deliveries(LONG, 1, &[]).await.unwrap().remove(0);
+    assert_ne!(first.lease, second.lease, "each claim has its own lease");
+    // "Retry now" leaves a delivery with an attempt in flight alone.
+    let by_id = DeliveryFilter {
+        id: Some("dlv_f".into()),
+        ..Default::default()
+    };
+    assert_eq!(s.requeue_deliveries(by_id).await.unwrap(), 0);
+    // The second claim's attempt succeeds...
+    let ok = Attempt {
+        lease: second.lease,
+        ..attempt("dlv_f", 1, Some(200), None)
+    };
+    s.record_attempt(ok, AttemptOutcome::Delivered)
+        .await
+        .unwrap();
+    // ...and the first claim's late failure changes nothing.
+    let late = Attempt {
+        lease: first.lease,
+        ..attempt("dlv_f", 1, Some(500), Some("HTTP 500"))
+    };
+    s.record_attempt(late, AttemptOutcome::RetryAt(now_ms()))
+        .await
+        .unwrap();
+    let d = s.delivery("dlv_f").await.unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Delivered);
+    assert_eq!(d.attempts, 1);
+    assert_eq!(d.lease, 0, "released");
+    let recorded = s.attempts("dlv_f").await.unwrap();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].status_code, Some(200));
 }
 
 async fn an_event_to_retry_later_waits_then_is_claimed_again<S: Store>(s: &S) {
@@ -217,13 +274,16 @@ async fn a_batch_of_attempts_moves_each_delivery_on<S: Store>(s: &S) {
     assert_eq!(s.claim_deliveries(LONG, 10, &[]).await.unwrap().len(), 3);
     let retry_at = now_ms() + 60_000;
     s.record_attempts(vec![
-        (attempt("ok", 1, Some(200), None), AttemptOutcome::Delivered),
         (
-            attempt("later", 1, Some(503), Some("503")),
+            attempt_on(s, "ok", 1, Some(200), None).await,
+            AttemptOutcome::Delivered,
+        ),
+        (
+            attempt_on(s, "later", 1, Some(503), Some("503")).await,
             AttemptOutcome::RetryAt(retry_at),
         ),
         (
-            attempt("dead", 1, Some(400), Some("400")),
+            attempt_on(s, "dead", 1, Some(400), Some("400")).await,
             AttemptOutcome::Dead("rejected".into()),
         ),
     ])
@@ -308,7 +368,7 @@ async fn backlog_counts_waiting_work_by_route_and_destination<S: Store>(s: &S) {
     // One chat delivery waits out a retry delay; mail is paused: neither is ready.
     assert_eq!(s.claim_deliveries(LONG, 1, &[]).await.unwrap().len(), 1);
     s.record_attempt(
-        attempt("dlv_1", 1, Some(503), Some("503")),
+        attempt_on(s, "dlv_1", 1, Some(503), Some("503")).await,
         AttemptOutcome::RetryAt(now_ms() + 60_000),
     )
     .await
@@ -475,7 +535,7 @@ async fn deliveries_move_through_retry_to_delivered_and_dead<S: Store>(s: &S) {
     );
     // dlv_ok: fails once, due at once, then delivered.
     s.record_attempt(
-        attempt("dlv_ok", 1, Some(500), Some("HTTP 500")),
+        attempt_on(s, "dlv_ok", 1, Some(500), Some("HTTP 500")).await,
         AttemptOutcome::RetryAt(now_ms() - 1),
     )
     .await
@@ -483,7 +543,7 @@ async fn deliveries_move_through_retry_to_delivered_and_dead<S: Store>(s: &S) {
     // dlv_bad: retry far in the future, so not claimable now.
     let later = now_ms() + 3_600_000;
     s.record_attempt(
-        attempt("dlv_bad", 1, None, Some("refused")),
+        attempt_on(s, "dlv_bad", 1, None, Some("refused")).await,
         AttemptOutcome::RetryAt(later),
     )
     .await
@@ -496,14 +556,14 @@ async fn deliveries_move_through_retry_to_delivered_and_dead<S: Store>(s: &S) {
     assert_eq!(again[0].attempts, 1);
     assert_eq!(again[0].last_error.as_deref(), Some("HTTP 500"));
     s.record_attempt(
-        attempt("dlv_ok", 2, Some(200), None),
+        attempt_on(s, "dlv_ok", 2, Some(200), None).await,
         AttemptOutcome::Delivered,
     )
     .await
     .unwrap();
     assert_eq!(s.next_delivery_due(&[]).await.unwrap(), Some(later));
     s.record_attempt(
-        attempt("dlv_bad", 2, None, Some("refused")),
+        attempt_on(s, "dlv_bad", 2, None, Some("refused")).await,
         AttemptOutcome::Dead("gave up after 2 attempts".into()),
     )
     .await
@@ -573,7 +633,7 @@ async fn ordered_deliveries_wait_for_their_head<S: Store>(s: &S) {
     );
     // a1 fails and is due again later: a2 still waits (its head is unfinished).
     s.record_attempt(
-        attempt("a1", 1, Some(500), Some("HTTP 500")),
+        attempt_on(s, "a1", 1, Some(500), Some("HTTP 500")).await,
         AttemptOutcome::RetryAt(now_ms() + 3_600_000),
     )
     .await
@@ -581,7 +641,7 @@ async fn ordered_deliveries_wait_for_their_head<S: Store>(s: &S) {
     assert!(s.claim_deliveries(LONG, 10, &[]).await.unwrap().is_empty());
     // a1 becomes a dead letter: a2 is released.
     s.record_attempt(
-        attempt("a1", 2, Some(500), Some("HTTP 500")),
+        attempt_on(s, "a1", 2, Some(500), Some("HTTP 500")).await,
         AttemptOutcome::Dead("gave up".into()),
     )
     .await
@@ -659,15 +719,18 @@ async fn requeued_dead_letters_get_a_fresh_budget<S: Store>(s: &S) {
     s.claim_deliveries(LONG, 10, &[]).await.unwrap();
     for id in ["d1", "d2"] {
         s.record_attempt(
-            attempt(id, 1, Some(503), Some("HTTP 503")),
+            attempt_on(s, id, 1, Some(503), Some("HTTP 503")).await,
             AttemptOutcome::Dead("gave up".into()),
         )
         .await
         .unwrap();
     }
-    s.record_attempt(attempt("ok", 1, Some(200), None), AttemptOutcome::Delivered)
-        .await
-        .unwrap();
+    s.record_attempt(
+        attempt_on(s, "ok", 1, Some(200), None).await,
+        AttemptOutcome::Delivered,
+    )
+    .await
+    .unwrap();
     let filter = DeliveryFilter {
         status: Some(DeliveryStatus::Dead),
         destination: Some("crm".into()),
@@ -985,13 +1048,13 @@ async fn pruning_removes_only_old_finished_events_with_their_deliveries<S: Store
     finish("evt_due", vec![delivery("dlv_due", "evt_due")]).await;
     finish("evt_new", vec![]).await;
     s.record_attempt(
-        attempt("dlv_done", 1, Some(200), None),
+        attempt_on(s, "dlv_done", 1, Some(200), None).await,
         AttemptOutcome::Delivered,
     )
     .await
     .unwrap();
     s.record_attempt(
-        attempt("dlv_dead", 1, Some(400), Some("HTTP 400")),
+        attempt_on(s, "dlv_dead", 1, Some(400), Some("HTTP 400")).await,
         AttemptOutcome::Dead("HTTP 400".into()),
     )
     .await

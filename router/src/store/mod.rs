@@ -53,7 +53,7 @@ const PRUNABLE: &str = "e.received_at < ?1 AND e.status IN ('processed', 'failed
 const EVENT_COLUMNS: &str = "id, route, received_at, headers, body, event_type, dedup_key, status, error, seq, duplicates, run_us, run_fuel, dropped";
 
 /// The columns every backend reads a delivery from, in this order.
-const DELIVERY_COLUMNS: &str = "id, event_id, destination, body, headers, content_type, status, attempts, next_attempt_at, last_error, ordering_key, seq, created_at, round_start, method, path";
+const DELIVERY_COLUMNS: &str = "id, event_id, destination, body, headers, content_type, status, attempts, next_attempt_at, last_error, ordering_key, seq, created_at, round_start, method, path, lease_until";
 
 /// The current time in [`Millis`].
 pub fn now_ms() -> Millis {
@@ -291,6 +291,10 @@ pub struct Delivery {
     pub next_attempt_at: Millis,
     /// The last attempt's failure, or why it is dead.
     pub last_error: Option<String>,
+    /// The lease it is held under (`lease_until`; 0 when nobody holds it). A claim sets a
+    /// new one, different from every lease before it, so it also names the claim: see
+    /// [`Attempt::lease`].
+    pub lease: Millis,
 }
 
 /// One attempt to deliver, as recorded.
@@ -310,6 +314,12 @@ pub struct Attempt {
     pub error: Option<String>,
     /// The first bytes of the response body (at most 16 KiB).
     pub response_body: Option<Vec<u8>>,
+    /// The lease of the claim the attempt ran under ([`Delivery::lease`]). Recording it
+    /// moves the delivery on only while that claim still holds it: an attempt that outlived
+    /// its lease, or whose delivery was claimed again meanwhile, is not recorded, so a late
+    /// failure cannot turn a delivered delivery back into a retrying one. 0 in attempts read
+    /// back from the store.
+    pub lease: Millis,
 }
 
 /// Whom [`Store::relay_wake_ups`] wakes.
@@ -509,7 +519,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Delivery>, StoreError>;
 
     /// Records attempts and each delivery's next state, and releases their leases, in one
-    /// transaction.
+    /// transaction; an attempt whose [`Attempt::lease`] no longer holds its delivery is left
+    /// out (see there).
     async fn record_attempts(
         &self,
         attempts: Vec<(Attempt, AttemptOutcome)>,
@@ -562,6 +573,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Puts matching deliveries that are not delivered back in the queue, due now, with a
     /// fresh retry budget. Returns how many.
+    /// Deliveries with an attempt in flight (held under a lease) are left alone: their
+    /// attempt's result decides what happens next.
     async fn requeue_deliveries(&self, filter: DeliveryFilter) -> Result<usize, StoreError>;
 
     /// Marks matching events to run through their plugins again (with the plugins loaded

@@ -515,6 +515,7 @@ fn delivery_from_row(row: &Row) -> Result<Delivery, StoreError> {
         last_error: row.get(9),
         seq: row.get(11),
         created_at: row.get(12),
+        lease: row.get(16),
     })
 }
 
@@ -898,7 +899,9 @@ impl Store for PostgresStore {
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
+        let mut leases: Vec<Millis> = Vec::with_capacity(n);
         for (attempt, outcome) in attempts {
+            leases.push(attempt.lease);
             let (status, at, error) = outcome.next_state(attempt.error.as_deref());
             statuses.push(status.as_str());
             next.push(at);
@@ -913,15 +916,19 @@ impl Store for PostgresStore {
         }
         let conn = self.pool.get().await?;
         conn.execute(
-            "WITH recorded AS (
-                INSERT INTO attempts (delivery_id, number, started_at, status_code, latency_ms, error, response)
-                SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::int[], $5::bigint[],
-                                     $6::text[], $7::bytea[])
+            "WITH moved AS (
+                UPDATE deliveries d SET status = u.status, attempts = d.attempts + 1,
+                       next_attempt_at = u.next, last_error = u.error, lease_until = 0
+                FROM unnest($1::text[], $8::text[], $9::bigint[], $10::text[], $11::bigint[])
+                     AS u(id, status, next, error, lease)
+                WHERE d.id = u.id AND d.lease_until = u.lease
+                RETURNING d.id
              )
-             UPDATE deliveries d SET status = u.status, attempts = d.attempts + 1,
-                    next_attempt_at = u.next, last_error = u.error, lease_until = 0
-             FROM unnest($1::text[], $8::text[], $9::bigint[], $10::text[]) AS u(id, status, next, error)
-             WHERE d.id = u.id",
+             INSERT INTO attempts (delivery_id, number, started_at, status_code, latency_ms, error, response)
+             SELECT a.* FROM unnest($1::text[], $2::int[], $3::bigint[], $4::int[], $5::bigint[],
+                                    $6::text[], $7::bytea[])
+                  AS a(delivery_id, number, started_at, status_code, latency_ms, error, response)
+             WHERE a.delivery_id IN (SELECT id FROM moved)",
             &[
                 &ids,
                 &numbers,
@@ -933,6 +940,7 @@ impl Store for PostgresStore {
                 &statuses,
                 &next,
                 &last_errors,
+                &leases,
             ],
         )
         .await?;
@@ -1099,6 +1107,7 @@ impl Store for PostgresStore {
                     latency_ms: row.get::<_, i64>(4) as u64,
                     error: row.get(5),
                     response_body: row.get(6),
+                    lease: 0,
                 })
             },
         )
@@ -1151,7 +1160,8 @@ impl Store for PostgresStore {
                     "UPDATE deliveries SET status = 'pending', next_attempt_at = $10, round_start = attempts,
                             lease_until = 0
                      WHERE seq IN (SELECT seq FROM deliveries WHERE {DELIVERY_WHERE}
-                                   AND status != 'delivered' ORDER BY seq LIMIT $9)"
+                                   AND status != 'delivered' AND lease_until <= $10
+                                   ORDER BY seq LIMIT $9)"
                 ),
                 &values,
             )

@@ -429,6 +429,7 @@ fn delivery_from_row(row: &Row<'_>) -> Result<Delivery, StoreError> {
         last_error: row.get(9)?,
         seq: row.get(11)?,
         created_at: row.get(12)?,
+        lease: row.get(16)?,
     })
 }
 
@@ -624,11 +625,20 @@ impl Store for SqliteStore {
             let mut update = conn.prepare_cached(
                 "UPDATE deliveries SET status = ?2, attempts = attempts + 1, next_attempt_at = ?3,
                         last_error = ?4, lease_until = 0
-                 WHERE id = ?1",
+                 WHERE id = ?1 AND lease_until = ?5",
             )?;
             for (attempt, outcome) in &attempts {
                 let (status, next, error) = outcome.clone().next_state(attempt.error.as_deref());
-                update.execute(params![attempt.delivery_id, status.as_str(), next, error])?;
+                let held = update.execute(params![
+                    attempt.delivery_id,
+                    status.as_str(),
+                    next,
+                    error,
+                    attempt.lease
+                ])?;
+                if held == 0 {
+                    continue;
+                }
                 insert.execute(params![
                     attempt.delivery_id,
                     attempt.number,
@@ -747,6 +757,7 @@ impl Store for SqliteStore {
                     latency_ms: row.get::<_, i64>(4)? as u64,
                     error: row.get(5)?,
                     response_body: row.get(6)?,
+                    lease: 0,
                 })
             })
         })
@@ -795,7 +806,8 @@ impl Store for SqliteStore {
                 "UPDATE deliveries SET status = 'pending', next_attempt_at = ?10, round_start = attempts,
                         lease_until = 0
                  WHERE seq IN (SELECT seq FROM deliveries WHERE {DELIVERY_WHERE}
-                               AND status != 'delivered' ORDER BY seq LIMIT ?9)"
+                               AND status != 'delivered' AND lease_until <= ?10
+                               ORDER BY seq LIMIT ?9)"
             ))?;
             let p = delivery_params(&filter);
             Ok(stmt.execute(params![p.0, p.1, p.2, p.3, p.4, p.5, p.6, p.7, p.8, now])?)
