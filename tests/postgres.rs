@@ -309,3 +309,46 @@ to = ["sink"]
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.received().len(), 1, "delivered once");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_stops_answering_gets_fast_503s_and_readyz_says_so() {
+    let cluster = PgCluster::start().expect("PostgreSQL starts");
+    let url = cluster.new_database().await;
+    let receiver = Receiver::start().await;
+    let config = format!(
+        "{}\n[destinations.sink]\nurl = \"{}\"\n\n[[routes]]\nname = \"in\"\nverify = {{ scheme = \"none\" }}\nto = [\"sink\"]\n",
+        server_on(&url),
+        receiver.url("/")
+    );
+    let router = Router::start(&config).expect("router starts");
+    assert_eq!(post(&router, "in", &[], br#"{"n":1}"#).await.0, 202);
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+    let ready = format!("{}/readyz", router.base());
+    assert_eq!(raw_http::get_status(&ready).unwrap(), 200);
+
+    cluster.freeze();
+    let started = std::time::Instant::now();
+    let (status, text) = post(&router, "in", &[], br#"{"n":2}"#).await;
+    let waited = started.elapsed();
+    cluster.thaw();
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("event store unavailable"), "{text}");
+    assert!(
+        waited < Duration::from_secs(15),
+        "answered after {waited:?}"
+    );
+    // Readiness followed the store down (checked after the thaw, so the probe that saw it
+    // may be the last failing one), then back up.
+    cluster.freeze();
+    eventually("/readyz says 503", Duration::from_secs(10), || {
+        raw_http::get_status(&ready).ok() == Some(503)
+    })
+    .await;
+    cluster.thaw();
+    eventually("/readyz says 200 again", Duration::from_secs(20), || {
+        raw_http::get_status(&ready).ok() == Some(200)
+    })
+    .await;
+    assert_eq!(post(&router, "in", &[], br#"{"n":3}"#).await.0, 202);
+    receiver.wait_for(2, Duration::from_secs(30)).await;
+}

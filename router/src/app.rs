@@ -146,6 +146,8 @@ pub async fn run(
     let watching_backlog =
         tokio::spawn(backpressure.clone().watch(store.clone(), shutdown.clone()));
     let reload_store = store.clone();
+    let store_health = Arc::new(crate::ingress::StoreHealth::default());
+    let probing = tokio::spawn(store_health.clone().watch(store.clone(), shutdown.clone()));
     let ingress = Arc::new(Ingress {
         live: live.clone(),
         store,
@@ -157,6 +159,7 @@ pub async fn run(
         metrics,
         event_lease: config.runtime.event_lease.0,
         backpressure,
+        store_health: store_health.clone(),
     });
     tracing::info!(
         listen = %listener.local_addr()?,
@@ -180,6 +183,7 @@ pub async fn run(
     }
     let _ = reloading.await;
     let _ = watching_backlog.await;
+    let _ = probing.await;
     let _ = relaying.await;
     if let Some(pruning) = pruning {
         let _ = pruning.await;

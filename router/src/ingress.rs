@@ -49,6 +49,63 @@ pub struct Ingress {
     pub event_lease: Duration,
     /// `server.max_backlog`: refuse new events while this much work waits.
     pub backpressure: Arc<Backpressure>,
+    /// Whether the store answers; `/readyz` says 503 while it does not.
+    pub store_health: Arc<StoreHealth>,
+}
+
+/// The longest a request waits for its event to be journaled before it is answered 503: a
+/// store that hangs (a network partition) must not hold providers' requests for minutes.
+pub const APPEND_DEADLINE: Duration = Duration::from_secs(10);
+/// The longest the health probe waits for the store.
+const PROBE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Whether the store answers, from the appends themselves and a probe every second, so a
+/// load balancer stops sending to a node whose store is gone (`/readyz`).
+#[derive(Debug, Default)]
+pub struct StoreHealth {
+    /// Why the store is failing, if it is.
+    failing: std::sync::Mutex<Option<String>>,
+}
+
+impl StoreHealth {
+    /// Records the outcome of a store call.
+    pub fn record(&self, outcome: Result<(), String>) {
+        if let Ok(mut failing) = self.failing.lock() {
+            match (outcome, failing.is_some()) {
+                (Ok(()), true) => {
+                    tracing::info!("the event store answers again");
+                    *failing = None;
+                }
+                (Err(e), false) => {
+                    tracing::error!(error = %e, "the event store is failing");
+                    *failing = Some(e);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Why the store is failing, if it is.
+    pub fn failing(&self) -> Option<String> {
+        self.failing.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// Probes the store every second until `shutdown`.
+    pub async fn watch(self: Arc<Self>, store: Arc<dyn Store>, mut shutdown: Shutdown) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait() => return,
+            }
+            let outcome = match tokio::time::timeout(PROBE_DEADLINE, store.backlog()).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {}s", PROBE_DEADLINE.as_secs())),
+            };
+            self.record(outcome);
+        }
+    }
 }
 
 /// The TCP peer of a connection, attached to each of its requests.
@@ -133,6 +190,9 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
 async fn ready(State(ingress): State<Arc<Ingress>>) -> Response {
     if ingress.shutdown.is_fired() {
         return reply(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    if ingress.store_health.failing().is_some() {
+        return reply(StatusCode::SERVICE_UNAVAILABLE, "event store unavailable");
     }
     (StatusCode::OK, "ready\n").into_response()
 }
@@ -264,11 +324,22 @@ async fn handle_hook(
         None => (Duration::ZERO, None),
     };
     let id = event.id.clone();
-    match ingress
-        .store
-        .append_event(event, lease, route.dedup.window)
-        .await
-    {
+    let appended = tokio::time::timeout(
+        APPEND_DEADLINE,
+        ingress.store.append_event(event, lease, route.dedup.window),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(crate::store::StoreError::Database(format!(
+            "no answer within {}s",
+            APPEND_DEADLINE.as_secs()
+        )))
+    });
+    ingress.store_health.record(match &appended {
+        Err(e) => Err(e.to_string()),
+        Ok(_) => Ok(()),
+    });
+    match appended {
         Ok(Appended::Stored) => {
             ingress.backpressure.accepted();
             match (slot, copy) {
@@ -291,10 +362,13 @@ async fn handle_hook(
         ),
         Err(e) => {
             tracing::error!(route = %route_name, error = %e, "cannot journal event");
-            reply(
+            let mut resp = reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "event store unavailable; retry later",
-            )
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("30"));
+            resp
         }
     }
 }

@@ -350,7 +350,7 @@ impl Drop for Router {
 }
 
 /// Tiny blocking GET used before the async side is needed.
-mod raw_http {
+pub mod raw_http {
     pub fn get_status(url: &str) -> std::io::Result<u16> {
         use std::io::{Read, Write};
         let rest = url.strip_prefix("http://").unwrap_or(url);

@@ -23,6 +23,44 @@ impl PgCluster {
         PgCluster::start_inner(false)
     }
 
+    /// Stops every process of the server (`SIGSTOP`) without closing a socket: to a client
+    /// it looks like a network partition, where requests hang rather than fail.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server run again (`SIGCONT`).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid_file = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid"))
+            .expect("postmaster.pid");
+        let pid = pid_file
+            .lines()
+            .next()
+            .expect("the postmaster's pid")
+            .trim()
+            .to_string();
+        let children = std::process::Command::new("pgrep")
+            .args(["-P", &pid])
+            .output()
+            .expect("pgrep");
+        let mut pids = vec![pid];
+        pids.extend(
+            String::from_utf8_lossy(&children.stdout)
+                .split_whitespace()
+                .map(str::to_string),
+        );
+        let status = std::process::Command::new("kill")
+            .arg(signal)
+            .args(&pids)
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} {pids:?}");
+    }
+
     /// Like [`PgCluster::start`], also accepting TLS with a certificate for `127.0.0.1` and
     /// `localhost` signed by a CA made for this cluster ([`PgCluster::ca_file`]).
     pub fn start_with_tls() -> Result<PgCluster> {

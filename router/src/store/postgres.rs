@@ -341,6 +341,10 @@ impl PostgresStore {
         };
         let pool = Pool::builder(manager)
             .max_size(max_connections.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(POOL_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(POOL_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Database(format!("cannot build the connection pool: {e}")))?;
         let (appends, queued) = mpsc::channel(APPEND_QUEUE);
@@ -520,6 +524,13 @@ fn delivery_from_row(row: &Row) -> Result<Delivery, StoreError> {
 }
 
 /// The connection settings in `url`, and a TLS connector when it asks for TLS.
+/// The longest a new connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a caller waits for a connection from the pool.
+const POOL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest one statement may run on the server (`statement_timeout`).
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn connect_config(
     url: &str,
 ) -> Result<(tokio_postgres::Config, Option<MakeRustlsConnect>), StoreError> {
@@ -549,9 +560,24 @@ fn connect_config(
         }
         url = parsed.to_string();
     }
-    let config: tokio_postgres::Config = url
+    let mut config: tokio_postgres::Config = url
         .parse()
         .map_err(|e: tokio_postgres::Error| invalid(e.to_string()))?;
+    // Bounds on every wait, unless the URL sets its own: a server that stops answering (a
+    // partition) must turn into errors the router answers 503 with, not requests that hang.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    config.keepalives(true);
+    config.keepalives_idle(Duration::from_secs(30));
+    let options = config.get_options().unwrap_or_default().to_string();
+    if !options.contains("statement_timeout") {
+        let bounded = format!(
+            "{options} -c statement_timeout={}",
+            STATEMENT_TIMEOUT.as_millis()
+        );
+        config.options(bounded.trim());
+    }
     if config.get_ssl_mode() != SslMode::Require {
         if root_file.is_some() {
             return Err(invalid("sslrootcert needs sslmode=require".into()));
