@@ -144,3 +144,23 @@ async fn generic_hmac_route_accepts_a_base64_signature() {
         .wait_for(1, std::time::Duration::from_secs(20))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_signed_body_is_accepted_and_a_forged_one_refused() {
+    let receiver = Receiver::start().await;
+    let config = format!(
+        "{}\n[destinations.sink]\nurl = \"{}\"\n\n[[routes]]\nname = \"gh\"\nverify = {{ scheme = \"github\", secret = \"big-secret\" }}\nto = [\"sink\"]\n",
+        SERVER.replace("max_body = \"64KiB\"", "max_body = \"4MiB\""),
+        receiver.url("/")
+    );
+    let router = Router::start(&config).expect("router starts");
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(3 << 20)).into_bytes();
+    let (status, text) = post_github(&router, "gh", "big-secret", "push", "d-1", &big).await;
+    assert_eq!(status, 202, "{text}");
+    let (status, text) = post_github(&router, "gh", "wrong-secret", "push", "d-2", &big).await;
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("signature does not match"), "{text}");
+    // (Bodies this large are verified on the blocking pool, not on a reactor thread.)
+    let health = format!("{}/healthz", router.base());
+    assert_eq!(raw_http::get_status(&health).unwrap(), 200);
+}

@@ -278,13 +278,7 @@ async fn handle_hook(
         Ok(Err(_)) => return reply(StatusCode::BAD_REQUEST, "body could not be read"),
         Ok(Ok(collected)) => collected.to_bytes(),
     };
-    let request = VerifyRequest {
-        headers: &parts.headers,
-        body: &body,
-        uri: &parts.uri,
-        now: SystemTime::now(),
-    };
-    let verified = match route.verifier.verify(&request) {
+    let verified = match verify_off_reactor_if_large(&route, &parts, &body).await {
         Ok(v) => v,
         Err(e) => {
             tracing::info!(route = %route_name, reason = %e, "rejected unverified request");
@@ -371,6 +365,44 @@ async fn handle_hook(
             resp
         }
     }
+}
+
+/// Bodies at least this large are verified on the blocking pool: hashing a body of several
+/// MiB takes milliseconds, which must not stall the reactor thread that also serves other
+/// requests, the admin API and deliveries.
+const VERIFY_OFF_REACTOR: usize = 256 * 1024;
+
+/// Checks the request against the route's verifier; on a blocking thread for large bodies.
+async fn verify_off_reactor_if_large(
+    route: &Arc<crate::live::Route>,
+    parts: &http::request::Parts,
+    body: &bytes::Bytes,
+) -> Result<crate::verify::Verified, crate::verify::VerifyError> {
+    let now = SystemTime::now();
+    if body.len() < VERIFY_OFF_REACTOR {
+        return route.verifier.verify(&VerifyRequest {
+            headers: &parts.headers,
+            body,
+            uri: &parts.uri,
+            now,
+        });
+    }
+    let (route, headers, uri, body) = (
+        route.clone(),
+        parts.headers.clone(),
+        parts.uri.clone(),
+        body.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        route.verifier.verify(&VerifyRequest {
+            headers: &headers,
+            body: &body,
+            uri: &uri,
+            now,
+        })
+    })
+    .await
+    .unwrap_or_else(|e| Err(crate::verify::VerifyError::Interrupted(e.to_string())))
 }
 
 /// The headers to journal: all but [`UNSTORED_HEADERS`] and the route's own credential.

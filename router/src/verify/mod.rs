@@ -72,6 +72,9 @@ pub enum VerifyError {
     /// The scheme signs text and the body is not UTF-8 or not a valid form.
     #[error("body is not valid for this scheme")]
     BadBody,
+    /// The check could not finish (its thread stopped); the sender may retry.
+    #[error("verification did not finish: {0}")]
+    Interrupted(String),
 }
 
 /// What verification learned about an authentic request.
