@@ -345,6 +345,9 @@ impl hookyard::pipeline::host::PluginKv for TroubledKv {
     ) -> Result<bool, String> {
         self.trouble().await.map(|()| true)
     }
+    async fn count(&self, _: &str) -> Result<u64, String> {
+        self.trouble().await.map(|()| 0)
+    }
 }
 
 impl TroubledKv {
@@ -402,4 +405,35 @@ async fn kv_store_trouble_is_transient_not_the_plugins_fault() {
         assert!(matches!(err, StepError::StoreTrouble { .. }), "{err}");
         assert!(err.to_string().contains(want), "{err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_cannot_add_kv_keys_past_its_quota() {
+    let receiver = Receiver::start().await;
+    let config = route_through("once", "misbehave", "kv_max_keys = 3", &receiver);
+    let router = Router::start(&config).expect("router starts");
+    for n in 1..=5 {
+        let body = format!(r#"{{"mode":"once","key":"k{n}"}}"#);
+        assert_eq!(post(&router, "in", &[], body.as_bytes()).await.0, 202);
+    }
+    receiver.wait_for(3, Duration::from_secs(20)).await;
+    let errors = failed_events(&router, 2).await;
+    for e in &errors {
+        assert!(
+            e.contains("kv quota of 3 keys reached (kv_max_keys)"),
+            "{errors:?}"
+        );
+    }
+    assert_eq!(router.count("SELECT COUNT(*) FROM kv"), 3);
+    // A key it already holds is still its own to use: a repeat is dropped, not refused.
+    assert_eq!(
+        post(&router, "in", &[], br#"{"mode":"once","key":"k1"}"#)
+            .await
+            .0,
+        202
+    );
+    eventually("the repeat is dropped", Duration::from_secs(20), || {
+        router.count("SELECT COUNT(*) FROM events WHERE status = 'processed' AND dropped LIKE '%already handled%'") == 1
+    })
+    .await;
 }

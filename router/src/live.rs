@@ -150,6 +150,7 @@ pub fn load_plugins(
             kv: kv.clone(),
             capture_logs: false,
             log_limit: Default::default(),
+            kv_quota: crate::pipeline::host::KvQuota::new(pc.kv_max_keys),
         });
         let plugin = Plugin::load(&engine, &config.resolve(&pc.path), pc, caps)?;
         plugins.insert(name.clone(), Arc::new(plugin));
@@ -175,6 +176,9 @@ pub struct StoreKv(pub Arc<dyn Store>);
 impl PluginKv for StoreKv {
     async fn get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
         self.0.kv_get(plugin, key).await.map_err(|e| e.to_string())
+    }
+    async fn count(&self, plugin: &str) -> Result<u64, String> {
+        self.0.kv_count(plugin).await.map_err(|e| e.to_string())
     }
     async fn set(
         &self,

@@ -208,6 +208,7 @@ fn test(args: TestArgs) -> Result<ExitCode> {
         kv,
         capture_logs: true,
         log_limit: Default::default(),
+        kv_quota: crate::pipeline::host::KvQuota::new(pc.kv_max_keys),
     });
     let engine = WasmEngine::new(
         PoolLimits {

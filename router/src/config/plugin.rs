@@ -34,6 +34,10 @@ pub struct PluginConfig {
     /// Most outputs per event.
     #[serde(default = "default_max_outputs")]
     pub max_outputs: usize,
+    /// Most live keys in the plugin's kv namespace; writes that would add one more are
+    /// refused (the plugin sees an error).
+    #[serde(default = "default_kv_max_keys")]
+    pub kv_max_keys: u64,
     /// Most output bytes per event (bodies, headers, paths, methods and content types).
     #[serde(default = "default_max_output_bytes")]
     pub max_output_bytes: ByteSize,
@@ -53,6 +57,7 @@ impl PluginConfig {
             timeout: default_plugin_timeout(),
             fuel: None,
             max_outputs: default_max_outputs(),
+            kv_max_keys: default_kv_max_keys(),
             max_output_bytes: default_max_output_bytes(),
         }
     }
@@ -63,6 +68,9 @@ fn default_http_timeout() -> Dur {
 }
 fn default_http_max_response() -> ByteSize {
     ByteSize(1 << 20)
+}
+fn default_kv_max_keys() -> u64 {
+    crate::pipeline::host::KvQuota::DEFAULT_MAX
 }
 fn default_max_outputs() -> usize {
     100

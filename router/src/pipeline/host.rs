@@ -49,6 +49,8 @@ pub trait PluginKv: Send + Sync {
         value: Vec<u8>,
         expires_at: Option<Millis>,
     ) -> Result<bool, String>;
+    /// How many live keys the plugin holds (for its `kv_max_keys` quota).
+    async fn count(&self, plugin: &str) -> Result<u64, String>;
 }
 
 /// A kv entry: its value and when it expires.
@@ -122,6 +124,13 @@ impl PluginKv for MemoryKv {
         map.insert(entry, (value, expires_at));
         Ok(true)
     }
+    async fn count(&self, plugin: &str) -> Result<u64, String> {
+        let map = self.0.lock().map_err(|_| "kv poisoned".to_string())?;
+        Ok(map
+            .iter()
+            .filter(|((p, _), (_, exp))| p == plugin && exp.is_none_or(|e| e > now_ms()))
+            .count() as u64)
+    }
 }
 
 /// Where `http.fetch` goes.
@@ -160,6 +169,61 @@ pub struct Capabilities {
     pub capture_logs: bool,
     /// How many lines the plugin may log, all its events together.
     pub log_limit: LogLimit,
+    /// Most live keys in its kv namespace (`kv_max_keys`), and what it is known to hold.
+    pub kv_quota: KvQuota,
+}
+
+/// A plugin's kv quota: writes that would add a key are refused once it holds `max` live
+/// keys, so a runaway plugin cannot fill the store. The count is read from the store at
+/// most every [`KvQuota::REFRESH`] and counted up locally in between; at the quota it is
+/// read again exactly, and a key that already exists may still be changed. Events running
+/// at once on several nodes may overshoot it by what they write in that time.
+#[derive(Debug)]
+pub struct KvQuota {
+    /// The most keys.
+    pub max: u64,
+    known: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+impl KvQuota {
+    /// How stale the known count may get.
+    pub const REFRESH: Duration = Duration::from_secs(10);
+    /// The default `kv_max_keys`.
+    pub const DEFAULT_MAX: u64 = 100_000;
+
+    /// A quota of `max` keys, count unknown.
+    pub fn new(max: u64) -> KvQuota {
+        KvQuota {
+            max,
+            known: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn fresh(&self) -> Option<u64> {
+        let known = self.known.lock().ok()?;
+        known.and_then(|(at, n)| (at.elapsed() < Self::REFRESH).then_some(n))
+    }
+
+    fn set(&self, n: u64) {
+        if let Ok(mut known) = self.known.lock() {
+            *known = Some((std::time::Instant::now(), n));
+        }
+    }
+
+    /// One more key may have been added.
+    fn added(&self) {
+        if let Ok(mut known) = self.known.lock()
+            && let Some((_, n)) = known.as_mut()
+        {
+            *n += 1;
+        }
+    }
+}
+
+impl Default for KvQuota {
+    fn default() -> Self {
+        KvQuota::new(KvQuota::DEFAULT_MAX)
+    }
 }
 
 /// Most log lines one plugin writes per second, all its events together. A plugin that
@@ -236,6 +300,7 @@ impl Capabilities {
             kv: Arc::new(MemoryKv::default()),
             capture_logs: false,
             log_limit: LogLimit::default(),
+            kv_quota: KvQuota::default(),
         }
     }
 }
@@ -532,6 +597,38 @@ fn classify_fetch_error(e: &reqwest::Error) -> FetchError {
     FetchError::Failed(last)
 }
 
+impl HostState {
+    /// Why a write of `key` must be refused under the plugin's kv quota, if it must (see
+    /// [`KvQuota`]). A store failure ends the run like any kv call's.
+    async fn kv_quota_refusal(&mut self, key: &str) -> wasmtime::Result<Option<String>> {
+        let caps = self.caps.clone();
+        let quota = &caps.kv_quota;
+        self.in_store_call = true;
+        let checked = async {
+            let count = match quota.fresh() {
+                Some(n) => n,
+                None => caps.kv.count(&caps.plugin).await?,
+            };
+            quota.set(count);
+            if count < quota.max {
+                return Ok(None);
+            }
+            let exact = caps.kv.count(&caps.plugin).await?;
+            quota.set(exact);
+            if exact < quota.max || caps.kv.get(&caps.plugin, key).await?.is_some() {
+                return Ok(None);
+            }
+            Ok(Some(format!(
+                "kv quota of {} keys reached (kv_max_keys): delete keys or give them a ttl",
+                quota.max
+            )))
+        }
+        .await;
+        self.in_store_call = false;
+        checked.map_err(kv_unavailable)
+    }
+}
+
 impl bindings::KvHost for HostState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
         let caps = self.caps.clone();
@@ -550,11 +647,17 @@ impl bindings::KvHost for HostState {
         if let Err(e) = check_kv_key(&key).and_then(|()| check_kv_value(&value)) {
             return Ok(Err(e));
         }
+        if let Some(refusal) = self.kv_quota_refusal(&key).await? {
+            return Ok(Err(refusal));
+        }
         let expires_at = expiry(ttl_ms);
         let caps = self.caps.clone();
         self.in_store_call = true;
         let answer = caps.kv.set(&caps.plugin, &key, value, expires_at).await;
         self.in_store_call = false;
+        if answer.is_ok() {
+            caps.kv_quota.added();
+        }
         answer.map(Ok).map_err(kv_unavailable)
     }
 
@@ -575,6 +678,9 @@ impl bindings::KvHost for HostState {
         if let Err(e) = check_kv_key(&key) {
             return Ok(Err(e));
         }
+        if let Some(refusal) = self.kv_quota_refusal(&key).await? {
+            return Ok(Err(refusal));
+        }
         let caps = self.caps.clone();
         self.in_store_call = true;
         let answer = caps
@@ -582,6 +688,9 @@ impl bindings::KvHost for HostState {
             .increment(&caps.plugin, &key, delta, expiry(ttl_ms))
             .await;
         self.in_store_call = false;
+        if answer.is_ok() {
+            caps.kv_quota.added();
+        }
         match answer {
             Ok(Some(sum)) => Ok(Ok(sum)),
             Ok(None) => Ok(Err(format!(
@@ -600,6 +709,9 @@ impl bindings::KvHost for HostState {
         if let Err(e) = check_kv_key(&key).and_then(|()| check_kv_value(&value)) {
             return Ok(Err(e));
         }
+        if let Some(refusal) = self.kv_quota_refusal(&key).await? {
+            return Ok(Err(refusal));
+        }
         let caps = self.caps.clone();
         self.in_store_call = true;
         let answer = caps
@@ -607,6 +719,9 @@ impl bindings::KvHost for HostState {
             .set_if_absent(&caps.plugin, &key, value, expiry(ttl_ms))
             .await;
         self.in_store_call = false;
+        if answer == Ok(true) {
+            caps.kv_quota.added();
+        }
         answer.map(Ok).map_err(kv_unavailable)
     }
 }

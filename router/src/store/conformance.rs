@@ -898,6 +898,20 @@ async fn replayed_events_run_again_and_listings_filter<S: Store>(s: &S) {
 }
 
 async fn kv_values_are_per_plugin_and_expire<S: Store>(s: &S) {
+    assert_eq!(s.kv_count("p").await.unwrap(), 0);
+    s.kv_set("p", "k1", b"1".to_vec(), None).await.unwrap();
+    s.kv_set("p", "k1", b"2".to_vec(), None).await.unwrap();
+    s.kv_set("p", "gone", b"x".to_vec(), Some(now_ms() - 1))
+        .await
+        .unwrap();
+    s.kv_set("q", "k1", b"1".to_vec(), None).await.unwrap();
+    assert_eq!(
+        s.kv_count("p").await.unwrap(),
+        1,
+        "per plugin, live keys only"
+    );
+    s.kv_delete("p", "k1").await.unwrap();
+    assert_eq!(s.kv_count("p").await.unwrap(), 0);
     s.kv_set("a", "k", b"1".to_vec(), None).await.unwrap();
     s.kv_set("b", "k", b"2".to_vec(), None).await.unwrap();
     assert_eq!(

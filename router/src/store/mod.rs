@@ -601,6 +601,9 @@ pub trait Store: Send + Sync + 'static {
     /// A plugin's kv value, unless absent or expired.
     async fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// How many live (unexpired) keys a plugin holds, for its `kv_max_keys` quota.
+    async fn kv_count(&self, plugin: &str) -> Result<u64, StoreError>;
+
     /// Stores a plugin's kv value, expiring at `expires_at` if set.
     async fn kv_set(
         &self,

@@ -1309,6 +1309,18 @@ impl Store for PostgresStore {
             .map(|r| r.get(0)))
     }
 
+    async fn kv_count(&self, plugin: &str) -> Result<u64, StoreError> {
+        let conn = self.pool.get().await?;
+        let n: i64 = conn
+            .query_one(
+                "SELECT COUNT(*) FROM kv WHERE plugin = $1 AND (expires_at IS NULL OR expires_at > $2)",
+                &[&plugin, &now_ms()],
+            )
+            .await?
+            .get(0);
+        Ok(n.max(0) as u64)
+    }
+
     async fn kv_set(
         &self,
         plugin: &str,

@@ -873,6 +873,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn kv_count(&self, plugin: &str) -> Result<u64, StoreError> {
+        let plugin = plugin.to_string();
+        read_on(self.kv_reader.clone(), move |conn| {
+            let n: i64 = conn
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM kv WHERE plugin = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+                )?
+                .query_row(params![plugin, now_ms()], |r| r.get(0))?;
+            Ok(n.max(0) as u64)
+        })
+        .await
+    }
+
     async fn kv_set(
         &self,
         plugin: &str,
