@@ -26,39 +26,40 @@ impl PgCluster {
     /// Stops every process of the server (`SIGSTOP`) without closing a socket: to a client
     /// it looks like a network partition, where requests hang rather than fail.
     pub fn freeze(&self) {
-        self.signal("-STOP");
+        assert!(self.signal("-STOP"), "cannot stop the server");
     }
 
     /// Lets a frozen server run again (`SIGCONT`).
     pub fn thaw(&self) {
-        self.signal("-CONT");
+        assert!(self.signal("-CONT"), "cannot continue the server");
     }
 
-    fn signal(&self, signal: &str) {
-        let pid_file = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid"))
-            .expect("postmaster.pid");
-        let pid = pid_file
-            .lines()
-            .next()
-            .expect("the postmaster's pid")
-            .trim()
-            .to_string();
+    /// Sends `signal` to the postmaster and its children; whether the postmaster got it.
+    fn signal(&self, signal: &str) -> bool {
+        let Ok(pid_file) = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid"))
+        else {
+            return false;
+        };
+        let Some(pid) = pid_file.lines().next().map(|l| l.trim().to_string()) else {
+            return false;
+        };
         let children = std::process::Command::new("pgrep")
             .args(["-P", &pid])
             .output()
-            .expect("pgrep");
-        let mut pids = vec![pid];
-        pids.extend(
-            String::from_utf8_lossy(&children.stdout)
-                .split_whitespace()
-                .map(str::to_string),
-        );
-        let status = std::process::Command::new("kill")
-            .arg(signal)
-            .args(&pids)
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill {signal} {pids:?}");
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        let kill = |pid: &str| {
+            std::process::Command::new("kill")
+                .args([signal, pid])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let sent = kill(&pid);
+        // A backend may exit between the listing and the signal; that one needs none.
+        for child in String::from_utf8_lossy(&children).split_whitespace() {
+            kill(child);
+        }
+        sent
     }
 
     /// Like [`PgCluster::start`], also accepting TLS with a certificate for `127.0.0.1` and
@@ -173,6 +174,8 @@ impl PgCluster {
 
 impl Drop for PgCluster {
     fn drop(&mut self) {
+        // A test that failed while the server was frozen must not leave it stopped.
+        self.signal("-CONT");
         let data = self.dir.path().join("data");
         let _ = run(
             &self.bin,
