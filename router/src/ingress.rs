@@ -98,7 +98,7 @@ impl StoreHealth {
                 _ = tick.tick() => {}
                 _ = shutdown.wait() => return,
             }
-            let outcome = match tokio::time::timeout(PROBE_DEADLINE, store.backlog()).await {
+            let outcome = match tokio::time::timeout(PROBE_DEADLINE, store.ping()).await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err(format!("no answer within {}s", PROBE_DEADLINE.as_secs())),

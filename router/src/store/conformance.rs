@@ -394,6 +394,7 @@ async fn backlog_counts_waiting_work_by_route_and_destination<S: Store>(s: &S) {
 }
 
 async fn appended_event_reads_back_whole<S: Store>(s: &S) {
+    s.ping().await.unwrap();
     let ev = sample_event("evt_1", Some("github:abc"));
     assert_eq!(
         s.append_event(ev.clone(), LONG, WINDOW).await.unwrap(),

@@ -546,6 +546,9 @@ pub trait Store: Send + Sync + 'static {
         let _ = (wakers, shutdown);
     }
 
+    /// Whether the store answers at all: one round trip, for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+
     /// How many transactions the store has committed, where it can tell (for benchmarks
     /// and `/admin/metrics`).
     async fn commits(&self) -> Result<Option<u64>, StoreError> {

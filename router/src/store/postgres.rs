@@ -1309,6 +1309,12 @@ impl Store for PostgresStore {
             .map(|r| r.get(0)))
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        let conn = self.pool.get().await?;
+        conn.execute("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
     async fn kv_count(&self, plugin: &str) -> Result<u64, StoreError> {
         let conn = self.pool.get().await?;
         let n: i64 = conn

@@ -873,6 +873,11 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+
     async fn kv_count(&self, plugin: &str) -> Result<u64, StoreError> {
         let plugin = plugin.to_string();
         read_on(self.kv_reader.clone(), move |conn| {
