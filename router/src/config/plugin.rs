@@ -69,8 +69,11 @@ fn default_http_timeout() -> Dur {
 fn default_http_max_response() -> ByteSize {
     ByteSize(1 << 20)
 }
+/// The default `kv_max_keys`.
+pub const DEFAULT_KV_MAX_KEYS: u64 = 100_000;
+
 fn default_kv_max_keys() -> u64 {
-    crate::pipeline::host::KvQuota::DEFAULT_MAX
+    DEFAULT_KV_MAX_KEYS
 }
 fn default_max_outputs() -> usize {
     100

@@ -188,9 +188,6 @@ pub struct KvQuota {
 impl KvQuota {
     /// How stale the known count may get.
     pub const REFRESH: Duration = Duration::from_secs(10);
-    /// The default `kv_max_keys`.
-    pub const DEFAULT_MAX: u64 = 100_000;
-
     /// A quota of `max` keys, count unknown.
     pub fn new(max: u64) -> KvQuota {
         KvQuota {
@@ -222,7 +219,7 @@ impl KvQuota {
 
 impl Default for KvQuota {
     fn default() -> Self {
-        KvQuota::new(KvQuota::DEFAULT_MAX)
+        KvQuota::new(crate::config::DEFAULT_KV_MAX_KEYS)
     }
 }
 
