@@ -512,3 +512,27 @@ to = ["sink"]
     );
     receiver.wait_for(1, Duration::from_secs(20)).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_slack_url_verification_is_answered_with_its_challenge_and_not_journaled() {
+    let receiver = Receiver::start().await;
+    let router = Router::start(&config(&receiver)).expect("router starts");
+    let body = fixture("slack/url_verification.json");
+    let (headers, _) = sdk_sign("slack", SLACK, &body, None, "json");
+    let (status, text) = post(&router, "slack", &headers, &body).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+        serde_json::json!({"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"})
+    );
+    // Unsigned, it is refused like any request.
+    let (status, _) = post(&router, "slack", &[], &body).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        router.count("SELECT COUNT(*) FROM events"),
+        0,
+        "never journaled"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(receiver.received().is_empty(), "never sent on");
+}
