@@ -247,37 +247,33 @@ print(json.dumps(payload))
 #[tokio::test(flavor = "multi_thread")]
 async fn shopify_token_and_basic_routes_check_their_credentials() {
     let receiver = Receiver::start().await;
-    let config = format!(
-        r#"{SERVER}
-[destinations.sink]
-url = "{}"
-
-[[routes]]
+    let config = with_sink(
+        &receiver,
+        r#"[[routes]]
 name = "shopify"
-verify = {{ scheme = "shopify", secret = "test_secret_key" }}
+verify = { scheme = "shopify", secret = "test_secret_key" }
 to = ["sink"]
 
 [[routes]]
 name = "form"
-verify = {{ scheme = "token", query = "token", secret = "form-token-123" }}
+verify = { scheme = "token", query = "token", secret = "form-token-123" }
 to = ["sink"]
 
 [[routes]]
 name = "bearer"
-verify = {{ scheme = "token", header = "Authorization", prefix = "Bearer ", secrets = ["new-token", "old-token"] }}
+verify = { scheme = "token", header = "Authorization", prefix = "Bearer ", secrets = ["new-token", "old-token"] }
 to = ["sink"]
 
 [[routes]]
 name = "basic"
-verify = {{ scheme = "basic", username = "hooks", secret = "s3cret-pass" }}
+verify = { scheme = "basic", username = "hooks", secret = "s3cret-pass" }
 to = ["sink"]
 
 [[routes]]
 name = "form-header"
-verify = {{ scheme = "token", header = "X-Form-Token", secret = "s3cret-form-token" }}
+verify = { scheme = "token", header = "X-Form-Token", secret = "s3cret-form-token" }
 to = ["sink"]
 "#,
-        receiver.url("/")
     );
     let router = Router::start(&config).expect("router starts");
     let h = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
@@ -482,18 +478,14 @@ to = ["sink"]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_configured_dedup_pointer_drops_repeats_and_counts_them() {
     let receiver = Receiver::start().await;
-    let config = format!(
-        r#"{SERVER}
-[destinations.sink]
-url = "{}"
-
-[[routes]]
+    let config = with_sink(
+        &receiver,
+        r#"[[routes]]
 name = "forms"
-verify = {{ scheme = "none" }}
-dedup = {{ pointer = "/submission_id", window = "1h" }}
+verify = { scheme = "none" }
+dedup = { pointer = "/submission_id", window = "1h" }
 to = ["sink"]
 "#,
-        receiver.url("/")
     );
     let router = Router::start(&config).expect("router starts");
     let body = br#"{"submission_id":"sub_42","email":"ada@example.com"}"#;
@@ -535,4 +527,74 @@ async fn a_signed_slack_url_verification_is_answered_with_its_challenge_and_not_
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(receiver.received().is_empty(), "never sent on");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn meta_subscription_handshake_echoes_the_challenge_only_for_the_verify_token() {
+    let receiver = Receiver::start().await;
+    let config = with_sink(
+        &receiver,
+        r#"[[routes]]
+name = "whatsapp"
+verify = { scheme = "meta", secret = "meta-app-secret", verify_token = "my-verify-token" }
+to = ["sink"]
+
+[[routes]]
+name = "plain"
+verify = { scheme = "none" }
+to = ["sink"]
+"#,
+    );
+    let router = Router::start(&config).expect("router starts");
+    let get = |route: &str, query: &str| {
+        let url = format!("{}/hooks/{route}?{query}", router.base());
+        async move {
+            let resp = reqwest::get(url).await.expect("GET");
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap_or_default())
+        }
+    };
+    let (status, text) = get(
+        "whatsapp",
+        "hub.mode=subscribe&hub.verify_token=my-verify-token&hub.challenge=1158201444",
+    )
+    .await;
+    assert_eq!((status, text.as_str()), (200, "1158201444"));
+    let (status, _) = get(
+        "whatsapp",
+        "hub.mode=subscribe&hub.verify_token=guess&hub.challenge=1158201444",
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = get("whatsapp", "hub.mode=subscribe&hub.challenge=1").await;
+    assert_eq!(status, 403);
+    let (status, _) = get("plain", "hub.mode=subscribe&hub.challenge=1").await;
+    assert_eq!(status, 405, "only meta routes answer a GET");
+
+    // Events carry X-Hub-Signature-256 over the body, with the app secret.
+    let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"messages","value":{"messaging_product":"whatsapp"}}]}]}"#;
+    let signed = vec![(
+        "x-hub-signature-256".to_string(),
+        github_signature("meta-app-secret", body),
+    )];
+    assert_eq!(post(&router, "whatsapp", &signed, body).await.0, 202);
+    let forged = vec![(
+        "x-hub-signature-256".to_string(),
+        github_signature("not-the-secret", body),
+    )];
+    assert_eq!(post(&router, "whatsapp", &forged, body).await.0, 401);
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(
+        router.count("SELECT COUNT(*) FROM events"),
+        1,
+        "handshakes are not events"
+    );
+}
+
+/// The test server config with a `sink` destination at `receiver`, then `routes`.
+fn with_sink(receiver: &Receiver, routes: &str) -> String {
+    format!(
+        "{SERVER}\n[destinations.sink]\nurl = \"{}\"\n\n{routes}",
+        receiver.url("/")
+    )
 }

@@ -5,6 +5,7 @@
 //! 405 wrong method, 408 body too slow, 413 body too large, 503 store unavailable or
 //! backlog at `server.max_backlog` (with `Retry-After`).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -13,11 +14,12 @@ use ipnet::IpNet;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt, Limited};
+use subtle::ConstantTimeEq;
 
 use crate::backlog::{Backpressure, RETRY_AFTER_SECS};
 use crate::dispatch::Handoff;
@@ -179,7 +181,7 @@ const UNSTORED_HEADERS: [&str; 11] = [
 /// The provider-facing HTTP app.
 pub fn router(ingress: Arc<Ingress>) -> Router {
     Router::new()
-        .route("/hooks/{route}", post(receive))
+        .route("/hooks/{route}", post(receive).get(subscribe))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .fallback(|| async { reply(StatusCode::NOT_FOUND, "not found") })
@@ -208,6 +210,47 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response {
         format!("{value}\n"),
     )
         .into_response()
+}
+
+/// `GET /hooks/<route>?hub.mode=subscribe&hub.verify_token=T&hub.challenge=C`: Meta's
+/// subscription handshake, answered with `C` when `T` is the route's `verify_token` and
+/// `403` otherwise; not an event. Other routes take only `POST`.
+async fn subscribe(
+    State(ingress): State<Arc<Ingress>>,
+    Path(route_name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(route) = ingress.live.get().routes.get(&route_name).cloned() else {
+        return reply(StatusCode::NOT_FOUND, "unknown route");
+    };
+    let Some(token) = &route.verify_token else {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, "webhooks are POSTed here");
+    };
+    let field = |name: &str| query.get(name).map(String::as_str);
+    let presented = field("hub.verify_token").unwrap_or_default();
+    let matches = bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes()));
+    match (field("hub.mode"), field("hub.challenge")) {
+        (Some("subscribe"), Some(challenge))
+            if matches
+                && challenge.len() <= 256
+                && challenge.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            tracing::info!(route = %route_name, "answered Meta's subscription handshake");
+            (
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                ],
+                challenge.to_string(),
+            )
+                .into_response()
+        }
+        _ => {
+            tracing::info!(route = %route_name, "refused a subscription handshake");
+            reply(StatusCode::FORBIDDEN, "verify token does not match")
+        }
+    }
 }
 
 /// `POST /hooks/<route>`, counted by route and outcome.

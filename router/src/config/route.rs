@@ -56,6 +56,9 @@ pub struct VerifyConfig {
     /// `twilio`: the public base URL Twilio calls, e.g. `https://hooks.example.com` (the
     /// router often sits behind a proxy, so it cannot know it).
     pub public_url: Option<String>,
+    /// `meta`: the Verify Token typed into the app dashboard, which Meta's subscription
+    /// handshake (`GET ?hub.mode=subscribe&hub.verify_token=...`) must present.
+    pub verify_token: Option<Secret>,
 }
 
 /// The verification schemes.
@@ -70,6 +73,9 @@ pub enum Scheme {
     Svix,
     /// GitHub: `X-Hub-Signature-256: sha256=<hex>`.
     Github,
+    /// Meta (WhatsApp, Instagram, Messenger, Facebook): `X-Hub-Signature-256` over the body,
+    /// and the `hub.challenge` subscription handshake.
+    Meta,
     /// Stripe: `Stripe-Signature: t=...,v1=...`.
     Stripe,
     /// Shopify: `X-Shopify-Hmac-Sha256`, base64.

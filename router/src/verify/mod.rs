@@ -116,6 +116,7 @@ fn allowed_keys(scheme: Scheme) -> &'static [&'static str] {
         Scheme::None => &[],
         Scheme::StandardWebhooks | Scheme::Svix | Scheme::Stripe | Scheme::Slack => &["tolerance"],
         Scheme::Github | Scheme::Shopify => &[],
+        Scheme::Meta => &["verify_token"],
         Scheme::Twilio => &["public_url"],
         Scheme::Hmac => &[
             "header",
@@ -148,6 +149,7 @@ fn set_keys(c: &VerifyConfig) -> Vec<&'static str> {
     note(c.query.is_some(), "query");
     note(c.username.is_some(), "username");
     note(c.public_url.is_some(), "public_url");
+    note(c.verify_token.is_some(), "verify_token");
     keys
 }
 
@@ -199,6 +201,19 @@ impl Verifier {
                 standard_webhooks::Flavor::Svix,
             )?),
             Scheme::Github => Verifier::Header(signature_header::SignatureHeader::github(bytes())),
+            Scheme::Meta => {
+                if config
+                    .verify_token
+                    .as_ref()
+                    .is_none_or(|t| t.expose().is_empty())
+                {
+                    return Err(BadSecret(
+                        "scheme \"meta\" needs verify_token (the Verify Token of the app's webhook settings)"
+                            .into(),
+                    ));
+                }
+                Verifier::Header(signature_header::SignatureHeader::meta(bytes()))
+            }
             Scheme::Shopify => {
                 Verifier::Header(signature_header::SignatureHeader::shopify(bytes()))
             }
@@ -361,6 +376,7 @@ mod tests {
             query: None,
             username: None,
             public_url: None,
+            verify_token: None,
         }
     }
 
@@ -370,6 +386,16 @@ mod tests {
         c.header = Some("X-Sig".into());
         let err = Verifier::from_config(&c).unwrap_err().to_string();
         assert_eq!(err, "verify: header does not apply to scheme Stripe");
+    }
+
+    #[test]
+    fn a_meta_route_needs_its_verify_token() {
+        let err = Verifier::from_config(&config(Scheme::Meta)).expect_err("refused");
+        assert!(err.0.contains("needs verify_token"), "{}", err.0);
+        let mut github = config(Scheme::Github);
+        github.verify_token = Some(Secret::new("t"));
+        let err = Verifier::from_config(&github).expect_err("refused");
+        assert!(err.0.contains("verify_token does not apply"), "{}", err.0);
     }
 
     #[test]
@@ -390,6 +416,7 @@ mod tests {
             Scheme::StandardWebhooks,
             Scheme::Svix,
             Scheme::Github,
+            Scheme::Meta,
             Scheme::Shopify,
             Scheme::Stripe,
             Scheme::Slack,
@@ -404,6 +431,7 @@ mod tests {
                 Scheme::Hmac => c.header = Some("x-signature".into()),
                 Scheme::Token => c.header = Some("x-token".into()),
                 Scheme::Basic => c.username = Some("hooks".into()),
+                Scheme::Meta => c.verify_token = Some(Secret::new("meta-verify-token")),
                 _ => {}
             }
             let v = Verifier::from_config(&c).unwrap_or_else(|e| panic!("{scheme:?}: {e}"));
@@ -458,6 +486,9 @@ mod properties {
             vec!["svix-id", "svix-timestamp", "svix-signature"],
         );
         add(base(Scheme::Github), vec!["x-hub-signature-256"]);
+        let mut meta = base(Scheme::Meta);
+        meta.verify_token = Some(crate::config::Secret::new("vt"));
+        add(meta, vec!["x-hub-signature-256"]);
         add(base(Scheme::Shopify), vec!["x-shopify-hmac-sha256"]);
         add(base(Scheme::Stripe), vec!["stripe-signature"]);
         add(

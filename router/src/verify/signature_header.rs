@@ -101,6 +101,16 @@ impl SignatureHeader {
         }
     }
 
+    /// Meta: `X-Hub-Signature-256: sha256=<hex>` over the body, with the app secret; Meta
+    /// sends no delivery id.
+    pub fn meta(keys: Vec<Vec<u8>>) -> SignatureHeader {
+        SignatureHeader {
+            delivery_id_header: None,
+            event_type_header: None,
+            ..SignatureHeader::github(keys)
+        }
+    }
+
     /// Shopify: `X-Shopify-Hmac-Sha256: <base64>`; dedup on `X-Shopify-Webhook-Id`.
     pub fn shopify(keys: Vec<Vec<u8>>) -> SignatureHeader {
         SignatureHeader {
