@@ -598,3 +598,78 @@ fn with_sink(receiver: &Receiver, routes: &str) -> String {
         receiver.url("/")
     )
 }
+
+/// Zoom's signature, computed here independently of the router's code:
+/// `v0=` + hex(HMAC-SHA256(secret, "v0:{ts}:{body}")).
+fn zoom_signature(secret: &str, ts: u64, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("v0:{ts}:").as_bytes());
+    mac.update(body);
+    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zoom_url_validation_is_answered_and_signed_events_are_accepted() {
+    let receiver = Receiver::start().await;
+    let secret = "zoom-secret-token";
+    let config = with_sink(
+        &receiver,
+        &format!(
+            "[[routes]]\nname = \"zoom\"\nverify = {{ scheme = \"zoom\", secret = \"{secret}\" }}\nto = [\"sink\"]\n"
+        ),
+    );
+    let router = Router::start(&config).expect("router starts");
+    let now = unix_now();
+    let signed = |ts: u64, body: &[u8], key: &str| {
+        vec![
+            ("x-zm-request-timestamp".to_string(), ts.to_string()),
+            ("x-zm-signature".to_string(), zoom_signature(key, ts, body)),
+        ]
+    };
+    // Zoom's documented validation request.
+    let validation = br#"{"payload":{"plainToken":"qgg8vlvZRS6UYooatFL8Aw"},"event_ts":1654503849680,"event":"endpoint.url_validation"}"#;
+    let (status, text) = post(
+        &router,
+        "zoom",
+        &signed(now, validation, secret),
+        validation,
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let expected = {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(b"qgg8vlvZRS6UYooatFL8Aw");
+        hex::encode(mac.finalize().into_bytes())
+    };
+    assert_eq!(
+        answer,
+        serde_json::json!({"plainToken": "qgg8vlvZRS6UYooatFL8Aw", "encryptedToken": expected})
+    );
+    // Unsigned or stale, it is refused like any request.
+    assert_eq!(post(&router, "zoom", &[], validation).await.0, 401);
+    let stale = signed(now - 3600, validation, secret);
+    assert_eq!(post(&router, "zoom", &stale, validation).await.0, 401);
+
+    let event = br#"{"event":"meeting.started","event_ts":1626230691572,"payload":{"account_id":"AAAAAABBBB","object":{"id":"1234567890","uuid":"czLF6FFFoQOKgAB99DlDb9g==","topic":"My Meeting"}}}"#;
+    assert_eq!(
+        post(&router, "zoom", &signed(now, event, secret), event)
+            .await
+            .0,
+        202
+    );
+    assert_eq!(
+        post(&router, "zoom", &signed(now, event, "wrong"), event)
+            .await
+            .0,
+        401
+    );
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(
+        router.count("SELECT COUNT(*) FROM events"),
+        1,
+        "the handshake is not an event"
+    );
+}

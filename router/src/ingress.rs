@@ -328,13 +328,10 @@ async fn handle_hook(
             return reply(StatusCode::UNAUTHORIZED, &e.to_string());
         }
     };
-    if let Some(challenge) = slack_challenge(&route.verifier, &body) {
+    if let Some(answer) = route.verifier.handshake(&body) {
         // Answered by the router itself: never journaled, never sent to plugins.
-        tracing::info!(route = %route_name, "answered Slack's url_verification challenge");
-        return json(
-            StatusCode::OK,
-            serde_json::json!({ "challenge": challenge }),
-        );
+        tracing::info!(route = %route_name, "answered the provider's handshake");
+        return json(StatusCode::OK, answer);
     }
     if !ingress.backpressure.admit() {
         tracing::info!(route = %route_name, "backlog at server.max_backlog; asking the sender to retry");
@@ -416,23 +413,6 @@ async fn handle_hook(
             resp
         }
     }
-}
-
-/// The challenge of a signed Slack `url_verification` request, if this is one. Slack's
-/// Events API saves a Request URL only once it has answered such a request with the
-/// challenge, so the router answers it; it is not an event.
-fn slack_challenge(verifier: &crate::verify::Verifier, body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Handshake {
-        #[serde(rename = "type")]
-        kind: String,
-        challenge: String,
-    }
-    if !matches!(verifier, crate::verify::Verifier::Slack(_)) {
-        return None;
-    }
-    let handshake: Handshake = serde_json::from_slice(body).ok()?;
-    (handshake.kind == "url_verification").then_some(handshake.challenge)
 }
 
 /// Bodies at least this large are verified on the blocking pool: hashing a body of several

@@ -175,7 +175,7 @@ impl Config {
         let window = route.dedup.window();
         let timestamped = matches!(
             v.scheme,
-            Scheme::Stripe | Scheme::StandardWebhooks | Scheme::Svix | Scheme::Slack
+            Scheme::Stripe | Scheme::StandardWebhooks | Scheme::Svix | Scheme::Slack | Scheme::Zoom
         ) || (v.scheme == Scheme::Hmac && v.timestamp_header.is_some());
         if let Some(tolerance) = v.tolerance
             && timestamped

@@ -82,6 +82,9 @@ pub enum Scheme {
     Shopify,
     /// Slack: `X-Slack-Signature: v0=...` with `X-Slack-Request-Timestamp`.
     Slack,
+    /// Zoom: `x-zm-signature: v0=...` with `x-zm-request-timestamp`, and the
+    /// `endpoint.url_validation` handshake.
+    Zoom,
     /// Twilio: `X-Twilio-Signature`, HMAC-SHA1 over the URL and sorted form parameters.
     Twilio,
     /// Generic HMAC of the body (optionally with a timestamp) in one header.

@@ -102,6 +102,8 @@ pub enum Verifier {
     Stripe(stripe::Stripe),
     /// Slack.
     Slack(slack::Slack),
+    /// Zoom: a signature header, and the `endpoint.url_validation` handshake.
+    Zoom(signature_header::SignatureHeader),
     /// Twilio.
     Twilio(twilio::Twilio),
     /// A shared token.
@@ -114,7 +116,9 @@ pub enum Verifier {
 fn allowed_keys(scheme: Scheme) -> &'static [&'static str] {
     match scheme {
         Scheme::None => &[],
-        Scheme::StandardWebhooks | Scheme::Svix | Scheme::Stripe | Scheme::Slack => &["tolerance"],
+        Scheme::StandardWebhooks | Scheme::Svix | Scheme::Stripe | Scheme::Slack | Scheme::Zoom => {
+            &["tolerance"]
+        }
         Scheme::Github | Scheme::Shopify => &[],
         Scheme::Meta => &["verify_token"],
         Scheme::Twilio => &["public_url"],
@@ -224,6 +228,9 @@ impl Verifier {
             )?),
             Scheme::Stripe => Verifier::Stripe(stripe::Stripe::new(bytes(), tolerance)),
             Scheme::Slack => Verifier::Slack(slack::Slack::new(bytes(), tolerance)),
+            Scheme::Zoom => {
+                Verifier::Zoom(signature_header::SignatureHeader::zoom(bytes(), tolerance))
+            }
             Scheme::Twilio => {
                 Verifier::Twilio(twilio::Twilio::new(bytes(), config.public_url.as_deref())?)
             }
@@ -241,12 +248,54 @@ impl Verifier {
         }
     }
 
+    /// The router's own answer to a provider's handshake, if this verified request is one:
+    /// Slack's `url_verification` gets `{"challenge": C}`, Zoom's `endpoint.url_validation`
+    /// gets `{"plainToken": P, "encryptedToken": hex(HMAC-SHA256(secret, P))}`. Such a
+    /// request is not an event: it is answered, never journaled. Call after [`Self::verify`].
+    pub fn handshake(&self, body: &[u8]) -> Option<serde_json::Value> {
+        #[derive(serde::Deserialize)]
+        struct Slack {
+            #[serde(rename = "type")]
+            kind: String,
+            challenge: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct Zoom {
+            event: String,
+            payload: ZoomPayload,
+        }
+        #[derive(serde::Deserialize)]
+        struct ZoomPayload {
+            #[serde(rename = "plainToken")]
+            plain_token: String,
+        }
+        match self {
+            Verifier::Slack(_) => {
+                let s: Slack = serde_json::from_slice(body).ok()?;
+                (s.kind == "url_verification")
+                    .then(|| serde_json::json!({ "challenge": s.challenge }))
+            }
+            Verifier::Zoom(v) => {
+                let z: Zoom = serde_json::from_slice(body).ok()?;
+                if z.event != "endpoint.url_validation" {
+                    return None;
+                }
+                let encrypted = v.hex_tag(z.payload.plain_token.as_bytes())?;
+                Some(serde_json::json!({
+                    "plainToken": z.payload.plain_token,
+                    "encryptedToken": encrypted,
+                }))
+            }
+            _ => None,
+        }
+    }
+
     /// Checks one request against this scheme.
     pub fn verify(&self, req: &Request<'_>) -> Result<Verified, VerifyError> {
         match self {
             Verifier::None => Ok(Verified::default()),
             Verifier::StandardWebhooks(v) => v.verify(req),
-            Verifier::Header(v) => v.verify(req),
+            Verifier::Header(v) | Verifier::Zoom(v) => v.verify(req),
             Verifier::Stripe(v) => v.verify(req),
             Verifier::Slack(v) => v.verify(req),
             Verifier::Twilio(v) => v.verify(req),
@@ -276,7 +325,9 @@ impl Verifier {
             Verifier::StandardWebhooks(v) => {
                 signed.headers = v.sign_headers(&format!("msg_{delivery}"), ts, body)
             }
-            Verifier::Header(v) => signed.headers = v.sign_headers(body, ts, &delivery, event_type),
+            Verifier::Header(v) | Verifier::Zoom(v) => {
+                signed.headers = v.sign_headers(body, ts, &delivery, event_type)
+            }
             Verifier::Stripe(v) => {
                 signed.headers = vec![("stripe-signature".into(), v.sign_header(ts, body))]
             }
@@ -420,6 +471,7 @@ mod tests {
             Scheme::Shopify,
             Scheme::Stripe,
             Scheme::Slack,
+            Scheme::Zoom,
             Scheme::Twilio,
             Scheme::Hmac,
             Scheme::Token,
@@ -494,6 +546,10 @@ mod properties {
         add(
             base(Scheme::Slack),
             vec!["x-slack-signature", "x-slack-request-timestamp"],
+        );
+        add(
+            base(Scheme::Zoom),
+            vec!["x-zm-signature", "x-zm-request-timestamp"],
         );
         let mut twilio = base(Scheme::Twilio);
         twilio.public_url = Some("https://hooks.example.com".into());
