@@ -673,3 +673,54 @@ async fn zoom_url_validation_is_answered_and_signed_events_are_accepted() {
         "the handshake is not an event"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn microsoft_graph_validation_is_echoed_and_notifications_need_the_client_state() {
+    let receiver = Receiver::start().await;
+    let config = with_sink(
+        &receiver,
+        "[[routes]]\nname = \"graph\"\nverify = { scheme = \"microsoft-graph\", secret = \"secretClientValue\" }\nto = [\"sink\"]\n",
+    );
+    let router = Router::start(&config).expect("router starts");
+    // Creating a subscription: Graph posts ?validationToken= and wants it back as text.
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/hooks/graph?validationToken=Validation%3A+Testing+client+application+reachability+for+subscription+Request-Id%3A+25d8b2f4",
+            router.base()
+        ))
+        .header("content-type", "text/plain; charset=utf-8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "text/plain; charset=utf-8"
+    );
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "Validation: Testing client application reachability for subscription Request-Id: 25d8b2f4"
+    );
+    // Microsoft's documented notification, with the subscription's clientState.
+    let body = fixture("microsoft-graph/message-created.json");
+    assert_eq!(post(&router, "graph", &[], &body).await.0, 202);
+    let forged = String::from_utf8(body.clone())
+        .unwrap()
+        .replace("secretClientValue", "guessedValue");
+    let (status, text) = post(&router, "graph", &[], forged.as_bytes()).await;
+    assert_eq!(status, 401, "{text}");
+    let (status, _) = post(
+        &router,
+        "graph",
+        &[],
+        br#"{"value":[{"changeType":"created"}]}"#,
+    )
+    .await;
+    assert_eq!(status, 401, "no clientState");
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(
+        router.count("SELECT COUNT(*) FROM events"),
+        1,
+        "validation is not an event"
+    );
+}

@@ -321,6 +321,18 @@ async fn handle_hook(
         Ok(Err(_)) => return reply(StatusCode::BAD_REQUEST, "body could not be read"),
         Ok(Ok(collected)) => collected.to_bytes(),
     };
+    if let Some(token) = route.verifier.unauthenticated_handshake(&parts.uri) {
+        tracing::info!(route = %route_name, "answered the provider's validation request");
+        return (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            token,
+        )
+            .into_response();
+    }
     let verified = match verify_off_reactor_if_large(&route, &parts, &body).await {
         Ok(v) => v,
         Err(e) => {

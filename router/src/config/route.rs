@@ -85,6 +85,9 @@ pub enum Scheme {
     /// Zoom: `x-zm-signature: v0=...` with `x-zm-request-timestamp`, and the
     /// `endpoint.url_validation` handshake.
     Zoom,
+    /// Microsoft Graph change notifications: `secret` is the subscription's `clientState`;
+    /// `?validationToken=` requests are answered.
+    MicrosoftGraph,
     /// Twilio: `X-Twilio-Signature`, HMAC-SHA1 over the URL and sorted form parameters.
     Twilio,
     /// Generic HMAC of the body (optionally with a timestamp) in one header.

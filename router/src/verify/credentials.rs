@@ -10,7 +10,7 @@ use super::{BadSecret, Request, Signed, Verified, VerifyError};
 use crate::config::VerifyConfig;
 
 /// Whether `presented` equals any of `secrets`, in time independent of which and where.
-fn any_equal(secrets: &[Vec<u8>], presented: &[u8]) -> bool {
+pub(super) fn any_equal(secrets: &[Vec<u8>], presented: &[u8]) -> bool {
     secrets.iter().fold(false, |found, s| {
         bool::from(s.as_slice().ct_eq(presented)) | found
     })

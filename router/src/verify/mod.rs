@@ -13,6 +13,7 @@
 //! - [`credentials`]: a shared `token`, and HTTP `basic` authentication.
 
 pub mod credentials;
+pub mod graph;
 mod mac;
 pub mod signature_header;
 pub mod slack;
@@ -104,6 +105,8 @@ pub enum Verifier {
     Slack(slack::Slack),
     /// Zoom: a signature header, and the `endpoint.url_validation` handshake.
     Zoom(signature_header::SignatureHeader),
+    /// Microsoft Graph: the `clientState` in every notification.
+    Graph(graph::Graph),
     /// Twilio.
     Twilio(twilio::Twilio),
     /// A shared token.
@@ -122,6 +125,7 @@ fn allowed_keys(scheme: Scheme) -> &'static [&'static str] {
         Scheme::Github | Scheme::Shopify => &[],
         Scheme::Meta => &["verify_token"],
         Scheme::Twilio => &["public_url"],
+        Scheme::MicrosoftGraph => &[],
         Scheme::Hmac => &[
             "header",
             "algorithm",
@@ -231,6 +235,7 @@ impl Verifier {
             Scheme::Zoom => {
                 Verifier::Zoom(signature_header::SignatureHeader::zoom(bytes(), tolerance))
             }
+            Scheme::MicrosoftGraph => Verifier::Graph(graph::Graph::new(bytes())),
             Scheme::Twilio => {
                 Verifier::Twilio(twilio::Twilio::new(bytes(), config.public_url.as_deref())?)
             }
@@ -244,6 +249,15 @@ impl Verifier {
     pub fn credential_header(&self) -> Option<&HeaderName> {
         match self {
             Verifier::Token(v) => v.header(),
+            _ => None,
+        }
+    }
+
+    /// The answer to a handshake that comes before any proof, as plain text: Microsoft
+    /// Graph's subscription validation (`POST ?validationToken=V`, answered `V`).
+    pub fn unauthenticated_handshake(&self, uri: &Uri) -> Option<String> {
+        match self {
+            Verifier::Graph(_) => graph::Graph::validation_token(uri),
             _ => None,
         }
     }
@@ -296,6 +310,7 @@ impl Verifier {
             Verifier::None => Ok(Verified::default()),
             Verifier::StandardWebhooks(v) => v.verify(req),
             Verifier::Header(v) | Verifier::Zoom(v) => v.verify(req),
+            Verifier::Graph(v) => v.verify(req),
             Verifier::Stripe(v) => v.verify(req),
             Verifier::Slack(v) => v.verify(req),
             Verifier::Twilio(v) => v.verify(req),
@@ -328,6 +343,8 @@ impl Verifier {
             Verifier::Header(v) | Verifier::Zoom(v) => {
                 signed.headers = v.sign_headers(body, ts, &delivery, event_type)
             }
+            // The proof is the clientState inside the body, which the sender writes.
+            Verifier::Graph(_) => {}
             Verifier::Stripe(v) => {
                 signed.headers = vec![("stripe-signature".into(), v.sign_header(ts, body))]
             }
@@ -551,6 +568,7 @@ mod properties {
             base(Scheme::Zoom),
             vec!["x-zm-signature", "x-zm-request-timestamp"],
         );
+        add(base(Scheme::MicrosoftGraph), vec![]);
         let mut twilio = base(Scheme::Twilio);
         twilio.public_url = Some("https://hooks.example.com".into());
         add(twilio, vec!["x-twilio-signature"]);
