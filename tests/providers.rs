@@ -724,3 +724,45 @@ async fn microsoft_graph_validation_is_echoed_and_notifications_need_the_client_
         "validation is not an event"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dropbox_challenge_is_echoed_and_signed_notifications_are_accepted() {
+    let receiver = Receiver::start().await;
+    let config = with_sink(
+        &receiver,
+        "[[routes]]\nname = \"dropbox\"\nverify = { scheme = \"dropbox\", secret = \"dropbox-app-secret\" }\nto = [\"sink\"]\n",
+    );
+    let router = Router::start(&config).expect("router starts");
+    let resp = reqwest::get(format!(
+        "{}/hooks/dropbox?challenge=AbCdEf12345",
+        router.base()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(resp.text().await.unwrap(), "AbCdEf12345");
+    let odd = reqwest::get(format!(
+        "{}/hooks/dropbox?challenge=%3Cscript%3E",
+        router.base()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(odd.status(), 400, "only printable tokens are echoed");
+    // Dropbox's notification shape; the signature is hex HMAC-SHA256 of the body.
+    let body = br#"{"list_folder": {"accounts": ["dbid:AAH4f99T0taONIb-OurWxbNQ6ywGRopQngc"]}, "delta": {"users": [12345678]}}"#;
+    let signature = github_signature("dropbox-app-secret", body)
+        .trim_start_matches("sha256=")
+        .to_string();
+    let signed = vec![("x-dropbox-signature".to_string(), signature)];
+    assert_eq!(post(&router, "dropbox", &signed, body).await.0, 202);
+    let forged = vec![(
+        "x-dropbox-signature".to_string(),
+        github_signature("wrong", body)
+            .trim_start_matches("sha256=")
+            .to_string(),
+    )];
+    assert_eq!(post(&router, "dropbox", &forged, body).await.0, 401);
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(router.count("SELECT COUNT(*) FROM events"), 1);
+}

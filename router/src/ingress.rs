@@ -199,6 +199,19 @@ async fn ready(State(ingress): State<Arc<Ingress>>) -> Response {
     (StatusCode::OK, "ready\n").into_response()
 }
 
+/// A handshake's echo: `200`, plain text, never sniffed as anything else.
+fn plain_text(text: String) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        text,
+    )
+        .into_response()
+}
+
 fn reply(status: StatusCode, reason: &str) -> Response {
     json(status, serde_json::json!({ "error": reason }))
 }
@@ -223,28 +236,31 @@ async fn subscribe(
     let Some(route) = ingress.live.get().routes.get(&route_name).cloned() else {
         return reply(StatusCode::NOT_FOUND, "unknown route");
     };
+    let field = |name: &str| query.get(name).map(String::as_str);
+    // Providers' challenges are random letters and digits; nothing else is echoed.
+    let echoable = |c: &str| {
+        !c.is_empty()
+            && c.len() <= 256
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.~:".contains(&b))
+    };
+    if matches!(route.verifier, crate::verify::Verifier::Dropbox(_)) {
+        // Dropbox checks an endpoint by asking it to echo `challenge`; the check carries
+        // no proof, and echoing it reveals nothing.
+        return match field("challenge") {
+            Some(challenge) if echoable(challenge) => plain_text(challenge.to_string()),
+            _ => reply(StatusCode::BAD_REQUEST, "missing or unusable challenge"),
+        };
+    }
     let Some(token) = &route.verify_token else {
         return reply(StatusCode::METHOD_NOT_ALLOWED, "webhooks are POSTed here");
     };
-    let field = |name: &str| query.get(name).map(String::as_str);
     let presented = field("hub.verify_token").unwrap_or_default();
     let matches = bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes()));
     match (field("hub.mode"), field("hub.challenge")) {
-        (Some("subscribe"), Some(challenge))
-            if matches
-                && challenge.len() <= 256
-                && challenge.bytes().all(|b| b.is_ascii_graphic()) =>
-        {
+        (Some("subscribe"), Some(challenge)) if matches && echoable(challenge) => {
             tracing::info!(route = %route_name, "answered Meta's subscription handshake");
-            (
-                StatusCode::OK,
-                [
-                    (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-                ],
-                challenge.to_string(),
-            )
-                .into_response()
+            plain_text(challenge.to_string())
         }
         _ => {
             tracing::info!(route = %route_name, "refused a subscription handshake");
@@ -323,15 +339,7 @@ async fn handle_hook(
     };
     if let Some(token) = route.verifier.unauthenticated_handshake(&parts.uri) {
         tracing::info!(route = %route_name, "answered the provider's validation request");
-        return (
-            StatusCode::OK,
-            [
-                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            ],
-            token,
-        )
-            .into_response();
+        return plain_text(token);
     }
     let verified = match verify_off_reactor_if_large(&route, &parts, &body).await {
         Ok(v) => v,

@@ -85,6 +85,9 @@ pub enum Scheme {
     /// Zoom: `x-zm-signature: v0=...` with `x-zm-request-timestamp`, and the
     /// `endpoint.url_validation` handshake.
     Zoom,
+    /// Dropbox: `X-Dropbox-Signature: <hex>` over the body with the app secret, and the
+    /// `GET ?challenge=` endpoint check.
+    Dropbox,
     /// Microsoft Graph change notifications: `secret` is the subscription's `clientState`;
     /// `?validationToken=` requests are answered.
     MicrosoftGraph,

@@ -107,6 +107,8 @@ pub enum Verifier {
     Zoom(signature_header::SignatureHeader),
     /// Microsoft Graph: the `clientState` in every notification.
     Graph(graph::Graph),
+    /// Dropbox: a signature header, and the `GET ?challenge=` endpoint check.
+    Dropbox(signature_header::SignatureHeader),
     /// Twilio.
     Twilio(twilio::Twilio),
     /// A shared token.
@@ -125,7 +127,7 @@ fn allowed_keys(scheme: Scheme) -> &'static [&'static str] {
         Scheme::Github | Scheme::Shopify => &[],
         Scheme::Meta => &["verify_token"],
         Scheme::Twilio => &["public_url"],
-        Scheme::MicrosoftGraph => &[],
+        Scheme::MicrosoftGraph | Scheme::Dropbox => &[],
         Scheme::Hmac => &[
             "header",
             "algorithm",
@@ -236,6 +238,9 @@ impl Verifier {
                 Verifier::Zoom(signature_header::SignatureHeader::zoom(bytes(), tolerance))
             }
             Scheme::MicrosoftGraph => Verifier::Graph(graph::Graph::new(bytes())),
+            Scheme::Dropbox => {
+                Verifier::Dropbox(signature_header::SignatureHeader::dropbox(bytes()))
+            }
             Scheme::Twilio => {
                 Verifier::Twilio(twilio::Twilio::new(bytes(), config.public_url.as_deref())?)
             }
@@ -309,7 +314,7 @@ impl Verifier {
         match self {
             Verifier::None => Ok(Verified::default()),
             Verifier::StandardWebhooks(v) => v.verify(req),
-            Verifier::Header(v) | Verifier::Zoom(v) => v.verify(req),
+            Verifier::Header(v) | Verifier::Zoom(v) | Verifier::Dropbox(v) => v.verify(req),
             Verifier::Graph(v) => v.verify(req),
             Verifier::Stripe(v) => v.verify(req),
             Verifier::Slack(v) => v.verify(req),
@@ -340,7 +345,7 @@ impl Verifier {
             Verifier::StandardWebhooks(v) => {
                 signed.headers = v.sign_headers(&format!("msg_{delivery}"), ts, body)
             }
-            Verifier::Header(v) | Verifier::Zoom(v) => {
+            Verifier::Header(v) | Verifier::Zoom(v) | Verifier::Dropbox(v) => {
                 signed.headers = v.sign_headers(body, ts, &delivery, event_type)
             }
             // The proof is the clientState inside the body, which the sender writes.
@@ -489,6 +494,7 @@ mod tests {
             Scheme::Stripe,
             Scheme::Slack,
             Scheme::Zoom,
+            Scheme::Dropbox,
             Scheme::Twilio,
             Scheme::Hmac,
             Scheme::Token,
@@ -569,6 +575,7 @@ mod properties {
             vec!["x-zm-signature", "x-zm-request-timestamp"],
         );
         add(base(Scheme::MicrosoftGraph), vec![]);
+        add(base(Scheme::Dropbox), vec!["x-dropbox-signature"]);
         let mut twilio = base(Scheme::Twilio);
         twilio.public_url = Some("https://hooks.example.com".into());
         add(twilio, vec!["x-twilio-signature"]);

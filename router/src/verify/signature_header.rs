@@ -111,6 +111,17 @@ impl SignatureHeader {
         }
     }
 
+    /// Dropbox: `X-Dropbox-Signature: <hex>` over the body, with the app secret.
+    pub fn dropbox(keys: Vec<Vec<u8>>) -> SignatureHeader {
+        SignatureHeader {
+            header: HeaderName::from_static("x-dropbox-signature"),
+            prefix: String::new(),
+            delivery_id_header: None,
+            event_type_header: None,
+            ..SignatureHeader::github(keys)
+        }
+    }
+
     /// Zoom: `x-zm-signature: v0=<hex>` over `v0:{x-zm-request-timestamp}:{body}`, with the
     /// timestamp checked against `tolerance`.
     pub fn zoom(keys: Vec<Vec<u8>>, tolerance: Duration) -> SignatureHeader {
