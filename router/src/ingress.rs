@@ -19,7 +19,6 @@ use axum::http::{HeaderMap, HeaderName, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt, Limited};
-use subtle::ConstantTimeEq;
 
 use crate::backlog::{Backpressure, RETRY_AFTER_SECS};
 use crate::dispatch::Handoff;
@@ -27,7 +26,7 @@ use crate::live::Live;
 use crate::shutdown::Shutdown;
 use crate::store::{Appended, NewEvent, Store, new_id, now_ms};
 use crate::telemetry::Metrics;
-use crate::verify::Request as VerifyRequest;
+use crate::verify::{GetHandshake, Request as VerifyRequest};
 
 /// What the ingress handlers share.
 pub struct Ingress {
@@ -65,31 +64,32 @@ const PROBE_DEADLINE: Duration = Duration::from_secs(2);
 /// load balancer stops sending to a node whose store is gone (`/readyz`).
 #[derive(Debug, Default)]
 pub struct StoreHealth {
-    /// Why the store is failing, if it is.
-    failing: std::sync::Mutex<Option<String>>,
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl StoreHealth {
-    /// Records the outcome of a store call.
+    /// Records the outcome of a store call; a change either way is logged once.
     pub fn record(&self, outcome: Result<(), String>) {
-        if let Ok(mut failing) = self.failing.lock() {
-            match (outcome, failing.is_some()) {
-                (Ok(()), true) => {
+        use std::sync::atomic::Ordering;
+        match outcome {
+            // Every journal write lands here: a plain load unless the state changes.
+            Ok(()) if !self.failing.load(Ordering::Acquire) => {}
+            Ok(()) => {
+                if self.failing.swap(false, Ordering::AcqRel) {
                     tracing::info!("the event store answers again");
-                    *failing = None;
                 }
-                (Err(e), false) => {
+            }
+            Err(e) => {
+                if !self.failing.swap(true, Ordering::AcqRel) {
                     tracing::error!(error = %e, "the event store is failing");
-                    *failing = Some(e);
                 }
-                _ => {}
             }
         }
     }
 
-    /// Why the store is failing, if it is.
-    pub fn failing(&self) -> Option<String> {
-        self.failing.lock().ok().and_then(|f| f.clone())
+    /// Whether the store is failing now.
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Probes the store every second until `shutdown`.
@@ -193,7 +193,7 @@ async fn ready(State(ingress): State<Arc<Ingress>>) -> Response {
     if ingress.shutdown.is_fired() {
         return reply(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
-    if ingress.store_health.failing().is_some() {
+    if ingress.store_health.is_failing() {
         return reply(StatusCode::SERVICE_UNAVAILABLE, "event store unavailable");
     }
     (StatusCode::OK, "ready\n").into_response()
@@ -225,9 +225,8 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response {
         .into_response()
 }
 
-/// `GET /hooks/<route>?hub.mode=subscribe&hub.verify_token=T&hub.challenge=C`: Meta's
-/// subscription handshake, answered with `C` when `T` is the route's `verify_token` and
-/// `403` otherwise; not an event. Other routes take only `POST`.
+/// `GET /hooks/<route>`: the endpoint checks some providers make before they post (see
+/// [`crate::verify::Verifier::get_handshake`]); not an event. Other routes take only `POST`.
 async fn subscribe(
     State(ingress): State<Arc<Ingress>>,
     Path(route_name): Path<String>,
@@ -236,35 +235,18 @@ async fn subscribe(
     let Some(route) = ingress.live.get().routes.get(&route_name).cloned() else {
         return reply(StatusCode::NOT_FOUND, "unknown route");
     };
-    let field = |name: &str| query.get(name).map(String::as_str);
-    // Providers' challenges are random letters and digits; nothing else is echoed.
-    let echoable = |c: &str| {
-        !c.is_empty()
-            && c.len() <= 256
-            && c.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.~:".contains(&b))
-    };
-    if matches!(route.verifier, crate::verify::Verifier::Dropbox(_)) {
-        // Dropbox checks an endpoint by asking it to echo `challenge`; the check carries
-        // no proof, and echoing it reveals nothing.
-        return match field("challenge") {
-            Some(challenge) if echoable(challenge) => plain_text(challenge.to_string()),
-            _ => reply(StatusCode::BAD_REQUEST, "missing or unusable challenge"),
-        };
-    }
-    let Some(token) = &route.verify_token else {
-        return reply(StatusCode::METHOD_NOT_ALLOWED, "webhooks are POSTed here");
-    };
-    let presented = field("hub.verify_token").unwrap_or_default();
-    let matches = bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes()));
-    match (field("hub.mode"), field("hub.challenge")) {
-        (Some("subscribe"), Some(challenge)) if matches && echoable(challenge) => {
-            tracing::info!(route = %route_name, "answered Meta's subscription handshake");
-            plain_text(challenge.to_string())
+    match route.verifier.get_handshake(&query) {
+        GetHandshake::Echo(challenge) => {
+            tracing::info!(route = %route_name, "answered the provider's endpoint check");
+            plain_text(challenge)
         }
-        _ => {
-            tracing::info!(route = %route_name, "refused a subscription handshake");
-            reply(StatusCode::FORBIDDEN, "verify token does not match")
+        GetHandshake::BadRequest(reason) => reply(StatusCode::BAD_REQUEST, reason),
+        GetHandshake::Refused(reason) => {
+            tracing::info!(route = %route_name, "refused an endpoint check");
+            reply(StatusCode::FORBIDDEN, reason)
+        }
+        GetHandshake::NotOffered => {
+            reply(StatusCode::METHOD_NOT_ALLOWED, "webhooks are POSTed here")
         }
     }
 }

@@ -67,8 +67,6 @@ pub struct Route {
     pub dedup: Dedup,
     /// Client networks allowed to post, if restricted.
     pub allow_ips: Option<Vec<ipnet::IpNet>>,
-    /// The token Meta's subscription handshake must present (`verify_token`, scheme `meta`).
-    pub verify_token: Option<Secret>,
 }
 
 /// How a route finds the provider's delivery id beyond what its scheme knows.
@@ -276,7 +274,6 @@ pub fn build_routes(config: &Config, plugins: &LoadedPlugins) -> Result<Routes, 
                 .allow_ips
                 .as_ref()
                 .map(|l| l.iter().map(|c| c.0).collect()),
-            verify_token: rc.verify.verify_token.clone(),
         };
         routes.insert(name, Arc::new(route));
     }

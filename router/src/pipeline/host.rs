@@ -595,13 +595,24 @@ fn classify_fetch_error(e: &reqwest::Error) -> FetchError {
 }
 
 impl HostState {
+    /// Runs `call` against the plugin's kv store, marking the wait: a timeout that strikes
+    /// meanwhile is the store's trouble (see [`HostState::in_store_call`]).
+    async fn kv_call<T, F>(&mut self, call: impl FnOnce(Arc<Capabilities>) -> F) -> T
+    where
+        F: std::future::Future<Output = T>,
+    {
+        let caps = self.caps.clone();
+        self.in_store_call = true;
+        let answer = call(caps).await;
+        self.in_store_call = false;
+        answer
+    }
+
     /// Why a write of `key` must be refused under the plugin's kv quota, if it must (see
     /// [`KvQuota`]). A store failure ends the run like any kv call's.
     async fn kv_quota_refusal(&mut self, key: &str) -> wasmtime::Result<Option<String>> {
-        let caps = self.caps.clone();
-        let quota = &caps.kv_quota;
-        self.in_store_call = true;
-        let checked = async {
+        self.kv_call(|caps| async move {
+            let quota = &caps.kv_quota;
             let count = match quota.fresh() {
                 Some(n) => n,
                 None => caps.kv.count(&caps.plugin).await?,
@@ -619,20 +630,17 @@ impl HostState {
                 "kv quota of {} keys reached (kv_max_keys): delete keys or give them a ttl",
                 quota.max
             )))
-        }
-        .await;
-        self.in_store_call = false;
-        checked.map_err(kv_unavailable)
+        })
+        .await
+        .map_err(kv_unavailable)
     }
 }
 
 impl bindings::KvHost for HostState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        let caps = self.caps.clone();
-        self.in_store_call = true;
-        let answer = caps.kv.get(&caps.plugin, &key).await;
-        self.in_store_call = false;
-        answer.map_err(kv_unavailable)
+        self.kv_call(|caps| async move { caps.kv.get(&caps.plugin, &key).await })
+            .await
+            .map_err(kv_unavailable)
     }
 
     async fn set(
@@ -648,22 +656,22 @@ impl bindings::KvHost for HostState {
             return Ok(Err(refusal));
         }
         let expires_at = expiry(ttl_ms);
-        let caps = self.caps.clone();
-        self.in_store_call = true;
-        let answer = caps.kv.set(&caps.plugin, &key, value, expires_at).await;
-        self.in_store_call = false;
-        if answer.is_ok() {
-            caps.kv_quota.added();
-        }
-        answer.map(Ok).map_err(kv_unavailable)
+        self.kv_call(|caps| async move {
+            let answer = caps.kv.set(&caps.plugin, &key, value, expires_at).await;
+            if answer.is_ok() {
+                caps.kv_quota.added();
+            }
+            answer
+        })
+        .await
+        .map(Ok)
+        .map_err(kv_unavailable)
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
-        let caps = self.caps.clone();
-        self.in_store_call = true;
-        let answer = caps.kv.delete(&caps.plugin, &key).await;
-        self.in_store_call = false;
-        answer.map_err(kv_unavailable)
+        self.kv_call(|caps| async move { caps.kv.delete(&caps.plugin, &key).await })
+            .await
+            .map_err(kv_unavailable)
     }
 
     async fn increment(
@@ -678,16 +686,19 @@ impl bindings::KvHost for HostState {
         if let Some(refusal) = self.kv_quota_refusal(&key).await? {
             return Ok(Err(refusal));
         }
-        let caps = self.caps.clone();
-        self.in_store_call = true;
-        let answer = caps
-            .kv
-            .increment(&caps.plugin, &key, delta, expiry(ttl_ms))
+        let name = key.as_str();
+        let answer = self
+            .kv_call(|caps| async move {
+                let answer = caps
+                    .kv
+                    .increment(&caps.plugin, name, delta, expiry(ttl_ms))
+                    .await;
+                if answer.is_ok() {
+                    caps.kv_quota.added();
+                }
+                answer
+            })
             .await;
-        self.in_store_call = false;
-        if answer.is_ok() {
-            caps.kv_quota.added();
-        }
         match answer {
             Ok(Some(sum)) => Ok(Ok(sum)),
             Ok(None) => Ok(Err(format!(
@@ -709,17 +720,19 @@ impl bindings::KvHost for HostState {
         if let Some(refusal) = self.kv_quota_refusal(&key).await? {
             return Ok(Err(refusal));
         }
-        let caps = self.caps.clone();
-        self.in_store_call = true;
-        let answer = caps
-            .kv
-            .set_if_absent(&caps.plugin, &key, value, expiry(ttl_ms))
-            .await;
-        self.in_store_call = false;
-        if answer == Ok(true) {
-            caps.kv_quota.added();
-        }
-        answer.map(Ok).map_err(kv_unavailable)
+        self.kv_call(|caps| async move {
+            let answer = caps
+                .kv
+                .set_if_absent(&caps.plugin, &key, value, expiry(ttl_ms))
+                .await;
+            if answer == Ok(true) {
+                caps.kv_quota.added();
+            }
+            answer
+        })
+        .await
+        .map(Ok)
+        .map_err(kv_unavailable)
     }
 }
 

@@ -243,12 +243,6 @@ impl Plugin {
         Ok(store)
     }
 
-    /// Makes a sync store trap once the plugin's timeout has passed: the deadline is counted
-    /// in epoch ticks, plus one for the tick already under way.
-    fn trap_after_timeout(&self, store: &mut Store<HostState>) {
-        trap_after(store, self.timeout);
-    }
-
     /// This plugin's limits for one event, whole: a chain that fans out calls the plugin
     /// once per input, and all those calls share them.
     pub fn allowance(&self) -> Allowance {
@@ -344,7 +338,7 @@ impl Plugin {
             .map_err(|e| invalid(format!("{e:#}")))?;
         let result: wasmtime::Result<Result<(), PluginError>> = match &self.pre {
             Pre::Sync(pre) => {
-                self.trap_after_timeout(&mut store);
+                trap_after(&mut store, self.timeout);
                 pre.instantiate(&mut store)
                     .and_then(|plugin| plugin.call_validate(&mut store))
             }

@@ -21,9 +21,11 @@ pub mod standard_webhooks;
 pub mod stripe;
 pub mod twilio;
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderName, Uri};
+use subtle::ConstantTimeEq;
 
 use crate::config::{Scheme, VerifyConfig};
 
@@ -109,6 +111,9 @@ pub enum Verifier {
     Graph(graph::Graph),
     /// Dropbox: a signature header, and the `GET ?challenge=` endpoint check.
     Dropbox(signature_header::SignatureHeader),
+    /// Meta: a signature header, and the `GET ?hub.verify_token=` subscription handshake
+    /// with this token.
+    Meta(signature_header::SignatureHeader, crate::config::Secret),
     /// Twilio.
     Twilio(twilio::Twilio),
     /// A shared token.
@@ -211,19 +216,18 @@ impl Verifier {
                 standard_webhooks::Flavor::Svix,
             )?),
             Scheme::Github => Verifier::Header(signature_header::SignatureHeader::github(bytes())),
-            Scheme::Meta => {
-                if config
-                    .verify_token
-                    .as_ref()
-                    .is_none_or(|t| t.expose().is_empty())
-                {
+            Scheme::Meta => match &config.verify_token {
+                Some(token) if !token.expose().is_empty() => Verifier::Meta(
+                    signature_header::SignatureHeader::meta(bytes()),
+                    token.clone(),
+                ),
+                _ => {
                     return Err(BadSecret(
                         "scheme \"meta\" needs verify_token (the Verify Token of the app's webhook settings)"
                             .into(),
                     ));
                 }
-                Verifier::Header(signature_header::SignatureHeader::meta(bytes()))
-            }
+            },
             Scheme::Shopify => {
                 Verifier::Header(signature_header::SignatureHeader::shopify(bytes()))
             }
@@ -255,6 +259,38 @@ impl Verifier {
         match self {
             Verifier::Token(v) => v.header(),
             _ => None,
+        }
+    }
+
+    /// The answer to a `GET` on the route, which some providers send to check an endpoint
+    /// before they post to it: Meta's subscription handshake (`hub.mode=subscribe`,
+    /// `hub.verify_token` compared in constant time, `hub.challenge` echoed) and Dropbox's
+    /// `challenge` (echoed; it carries no proof and echoing it reveals nothing). Only
+    /// challenges of letters, digits and `-_.~:` are echoed: providers make them up at random.
+    pub fn get_handshake(&self, query: &HashMap<String, String>) -> GetHandshake {
+        let field = |name: &str| query.get(name).map(String::as_str);
+        let echoable = |c: &str| {
+            !c.is_empty()
+                && c.len() <= 256
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.~:".contains(&b))
+        };
+        match self {
+            Verifier::Dropbox(_) => match field("challenge") {
+                Some(challenge) if echoable(challenge) => GetHandshake::Echo(challenge.into()),
+                _ => GetHandshake::BadRequest("missing or unusable challenge"),
+            },
+            Verifier::Meta(_, token) => {
+                let presented = field("hub.verify_token").unwrap_or_default();
+                let matches = bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes()));
+                match (field("hub.mode"), field("hub.challenge")) {
+                    (Some("subscribe"), Some(challenge)) if matches && echoable(challenge) => {
+                        GetHandshake::Echo(challenge.into())
+                    }
+                    _ => GetHandshake::Refused("verify token does not match"),
+                }
+            }
+            _ => GetHandshake::NotOffered,
         }
     }
 
@@ -314,7 +350,10 @@ impl Verifier {
         match self {
             Verifier::None => Ok(Verified::default()),
             Verifier::StandardWebhooks(v) => v.verify(req),
-            Verifier::Header(v) | Verifier::Zoom(v) | Verifier::Dropbox(v) => v.verify(req),
+            Verifier::Header(v)
+            | Verifier::Zoom(v)
+            | Verifier::Dropbox(v)
+            | Verifier::Meta(v, _) => v.verify(req),
             Verifier::Graph(v) => v.verify(req),
             Verifier::Stripe(v) => v.verify(req),
             Verifier::Slack(v) => v.verify(req),
@@ -345,7 +384,10 @@ impl Verifier {
             Verifier::StandardWebhooks(v) => {
                 signed.headers = v.sign_headers(&format!("msg_{delivery}"), ts, body)
             }
-            Verifier::Header(v) | Verifier::Zoom(v) | Verifier::Dropbox(v) => {
+            Verifier::Header(v)
+            | Verifier::Zoom(v)
+            | Verifier::Dropbox(v)
+            | Verifier::Meta(v, _) => {
                 signed.headers = v.sign_headers(body, ts, &delivery, event_type)
             }
             // The proof is the clientState inside the body, which the sender writes.
@@ -375,6 +417,19 @@ pub struct Signed {
     pub headers: Vec<(String, String)>,
     /// The path and query to request (a token or body hash may be added to the query).
     pub path_and_query: String,
+}
+
+/// What a `GET` on a route gets (see [`Verifier::get_handshake`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GetHandshake {
+    /// Answer `200` with this text.
+    Echo(String),
+    /// Answer `400`: the check is malformed.
+    BadRequest(&'static str),
+    /// Answer `403`: the check does not prove it comes from the provider.
+    Refused(&'static str),
+    /// The scheme has no such check: webhooks are only `POST`ed here.
+    NotOffered,
 }
 
 /// Seconds since the Unix epoch.
