@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderName, Request, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, Request, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt, Limited};
@@ -26,7 +26,7 @@ use crate::live::Live;
 use crate::shutdown::Shutdown;
 use crate::store::{Appended, NewEvent, Store, new_id, now_ms};
 use crate::telemetry::Metrics;
-use crate::verify::{GetHandshake, Request as VerifyRequest};
+use crate::verify::{Answer, GetHandshake, Request as VerifyRequest};
 
 /// What the ingress handlers share.
 pub struct Ingress {
@@ -231,14 +231,20 @@ async fn subscribe(
     State(ingress): State<Arc<Ingress>>,
     Path(route_name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    uri: Uri,
 ) -> Response {
     let Some(route) = ingress.live.get().routes.get(&route_name).cloned() else {
         return reply(StatusCode::NOT_FOUND, "unknown route");
     };
-    match route.verifier.get_handshake(&query) {
+    match route.verifier.get_handshake(&query, &headers, &uri) {
         GetHandshake::Echo(challenge) => {
             tracing::info!(route = %route_name, "answered the provider's endpoint check");
             plain_text(challenge)
+        }
+        GetHandshake::Json(answer) => {
+            tracing::info!(route = %route_name, "answered the provider's endpoint check");
+            json(StatusCode::OK, answer)
         }
         GetHandshake::BadRequest(reason) => reply(StatusCode::BAD_REQUEST, reason),
         GetHandshake::Refused(reason) => {
@@ -319,7 +325,10 @@ async fn handle_hook(
         Ok(Err(_)) => return reply(StatusCode::BAD_REQUEST, "body could not be read"),
         Ok(Ok(collected)) => collected.to_bytes(),
     };
-    if let Some(token) = route.verifier.unauthenticated_handshake(&parts.uri) {
+    if let Some(token) = route
+        .verifier
+        .unauthenticated_handshake(&parts.uri, &parts.headers, &body)
+    {
         tracing::info!(route = %route_name, "answered the provider's validation request");
         return plain_text(token);
     }
@@ -330,10 +339,14 @@ async fn handle_hook(
             return reply(StatusCode::UNAUTHORIZED, &e.to_string());
         }
     };
-    if let Some(answer) = route.verifier.handshake(&body) {
+    if let Some(answer) = route.verifier.handshake(&parts.headers, &body) {
         // Answered by the router itself: never journaled, never sent to plugins.
         tracing::info!(route = %route_name, "answered the provider's handshake");
-        return json(StatusCode::OK, answer);
+        return match answer {
+            Answer::Json(value) => json(StatusCode::OK, value),
+            Answer::Text(text) => plain_text(text),
+            Answer::NoContent => StatusCode::NO_CONTENT.into_response(),
+        };
     }
     if !ingress.backpressure.admit() {
         tracing::info!(route = %route_name, "backlog at server.max_backlog; asking the sender to retry");
@@ -355,7 +368,10 @@ async fn handle_hook(
         route: route_name.clone(),
         received_at: now_ms(),
         headers: journaled_headers(&parts.headers, route.verifier.credential_header()),
-        event_type: event_type(&parts.headers, &body),
+        event_type: route
+            .verifier
+            .event_type(&parts.headers, &body)
+            .or_else(|| event_type(&parts.headers, &body)),
         dedup_key: delivery_id.map(|d| format!("{route_name}:{d}")),
         body: body.to_vec(),
     };

@@ -241,12 +241,14 @@ fn send(
         std::fs::read(payload).with_context(|| format!("cannot read {}", payload.display()))?;
     let verifier = crate::verify::Verifier::from_config(&rc.verify)
         .map_err(|e| anyhow::anyhow!("route {route:?}: {e}"))?;
-    let signed = verifier.sign(
-        &body,
-        event_type,
-        &format!("/hooks/{route}"),
-        std::time::SystemTime::now(),
-    );
+    let signed = verifier
+        .sign(
+            &body,
+            event_type,
+            &format!("/hooks/{route}"),
+            std::time::SystemTime::now(),
+        )
+        .map_err(|e| anyhow::anyhow!("route {route:?}: {e}"))?;
     let base = url.unwrap_or_else(|| {
         let mut addr = config.server.listen;
         if addr.ip().is_unspecified() {

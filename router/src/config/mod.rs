@@ -15,12 +15,14 @@ use toml::Spanned;
 
 mod destination;
 mod plugin;
+mod presets;
 mod route;
 mod server;
 mod values;
 
 pub use destination::*;
 pub use plugin::*;
+pub use presets::*;
 pub use route::*;
 pub use server::*;
 pub use values::*;
@@ -159,24 +161,13 @@ impl Config {
                     .into(),
             );
         }
-        let dedups = route.dedup.header.is_some()
-            || route.dedup.pointer.is_some()
-            || matches!(
-                v.scheme,
-                Scheme::Github
-                    | Scheme::Shopify
-                    | Scheme::Stripe
-                    | Scheme::StandardWebhooks
-                    | Scheme::Svix
-            );
+        let dedups =
+            route.dedup.header.is_some() || route.dedup.pointer.is_some() || v.scheme.dedups();
         if !dedups {
             return None;
         }
         let window = route.dedup.window();
-        let timestamped = matches!(
-            v.scheme,
-            Scheme::Stripe | Scheme::StandardWebhooks | Scheme::Svix | Scheme::Slack | Scheme::Zoom
-        ) || (v.scheme == Scheme::Hmac && v.timestamp_header.is_some());
+        let timestamped = v.scheme.timestamped(v);
         if let Some(tolerance) = v.tolerance
             && timestamped
             && tolerance.0 > window

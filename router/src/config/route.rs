@@ -30,8 +30,8 @@ pub struct RouteConfig {
 pub struct VerifyConfig {
     /// Which provider's scheme.
     pub scheme: Scheme,
-    /// The signing secret (or token, or password).
-    pub secret: Option<Secret>,
+    /// The signing secret (or token, or password); a list while one rotates.
+    pub secret: Option<SecretList>,
     /// Several secrets, any of which may sign: for rotation without downtime.
     #[serde(default)]
     pub secrets: Vec<Secret>,
@@ -61,9 +61,8 @@ pub struct VerifyConfig {
     pub verify_token: Option<Secret>,
 }
 
-/// The verification schemes.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
+/// The verification schemes: the built-in ones, and every named provider in [`PRESETS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
     /// No verification: anyone who can reach the port may post. Only for trusted networks.
     None,
@@ -99,12 +98,137 @@ pub enum Scheme {
     Token,
     /// HTTP Basic authentication.
     Basic,
+    /// A named provider described by a row of [`PRESETS`].
+    Preset(&'static Preset),
+}
+
+/// The built-in schemes by name; presets follow in [`Scheme::names`].
+const BUILT_IN: &[(&str, Scheme)] = &[
+    ("none", Scheme::None),
+    ("standard-webhooks", Scheme::StandardWebhooks),
+    ("svix", Scheme::Svix),
+    ("github", Scheme::Github),
+    ("meta", Scheme::Meta),
+    ("stripe", Scheme::Stripe),
+    ("shopify", Scheme::Shopify),
+    ("slack", Scheme::Slack),
+    ("zoom", Scheme::Zoom),
+    ("dropbox", Scheme::Dropbox),
+    ("microsoft-graph", Scheme::MicrosoftGraph),
+    ("twilio", Scheme::Twilio),
+    ("hmac", Scheme::Hmac),
+    ("token", Scheme::Token),
+    ("basic", Scheme::Basic),
+];
+
+impl Scheme {
+    /// The scheme called `name` in `router.toml`.
+    pub fn from_name(name: &str) -> Option<Scheme> {
+        BUILT_IN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| *s)
+            .or_else(|| preset(name).map(Scheme::Preset))
+    }
+
+    /// Its name in `router.toml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Preset(p) => p.name,
+            other => BUILT_IN
+                .iter()
+                .find(|(_, s)| *s == other)
+                .map_or("?", |(n, _)| n),
+        }
+    }
+
+    /// Every scheme name: the built-in ones, then the presets.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        BUILT_IN
+            .iter()
+            .map(|(n, _)| *n)
+            .chain(PRESETS.iter().map(|p| p.name))
+    }
+
+    /// Whether requests carry a delivery id the router can drop duplicates by, without a
+    /// `dedup` table on the route.
+    pub fn dedups(self) -> bool {
+        match self {
+            Scheme::Github
+            | Scheme::Shopify
+            | Scheme::Stripe
+            | Scheme::StandardWebhooks
+            | Scheme::Svix => true,
+            Scheme::Preset(p) => p.delivery_id != Locate::Nowhere,
+            _ => false,
+        }
+    }
+
+    /// Whether the scheme signs a timestamp that is checked against a tolerance (with
+    /// `timestamp_header` set, for `hmac`).
+    pub fn timestamped(self, config: &VerifyConfig) -> bool {
+        match self {
+            Scheme::Stripe
+            | Scheme::StandardWebhooks
+            | Scheme::Svix
+            | Scheme::Slack
+            | Scheme::Zoom => true,
+            Scheme::Hmac => config.timestamp_header.is_some(),
+            Scheme::Preset(p) => match &p.check {
+                Check::Hmac(rule) => rule.timestamp.is_some(),
+                Check::Svix | Check::Ed25519 { .. } | Check::Ecdsa { .. } => true,
+                Check::Token { .. } | Check::Basic => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Scheme {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Scheme::from_name(&name).ok_or_else(|| {
+            let hint = closest(&name, Scheme::names())
+                .map(|n| format!(" (did you mean \"{n}\"?)"))
+                .unwrap_or_default();
+            serde::de::Error::custom(format!(
+                "unknown scheme \"{name}\"{hint}; `hookyard providers` lists every scheme"
+            ))
+        })
+    }
+}
+
+/// The candidate nearest to `word` by edit distance, if it is near enough to be a typo.
+fn closest(word: &str, candidates: impl Iterator<Item = &'static str>) -> Option<&'static str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1];
+            for (j, cb) in b.iter().enumerate() {
+                let cost = usize::from(ca != *cb);
+                cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+    let word = word.to_ascii_lowercase();
+    candidates
+        .map(|c| (distance(&word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
 }
 
 impl VerifyConfig {
     /// Every configured secret: `secret` first, then `secrets`.
     pub fn all_secrets(&self) -> Vec<&Secret> {
-        self.secret.iter().chain(self.secrets.iter()).collect()
+        self.secret
+            .iter()
+            .flat_map(|l| l.0.iter())
+            .chain(self.secrets.iter())
+            .collect()
     }
 }
 

@@ -116,6 +116,39 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// `secret = "..."` or `secret = ["new", "old"]`: one secret, or several while one rotates
+/// (any of them may sign; the first is the one `hookyard send` signs with).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretList(pub Vec<Secret>);
+
+impl<'de> Deserialize<'de> for SecretList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = SecretList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a secret, or a list of secrets")
+            }
+            fn visit_str<E: serde::de::Error>(self, raw: &str) -> Result<SecretList, E> {
+                expand_env(raw, |name| std::env::var(name).ok())
+                    .map(|s| SecretList(vec![Secret(s)]))
+                    .map_err(E::custom)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<SecretList, A::Error> {
+                let mut all = Vec::new();
+                while let Some(s) = seq.next_element::<Secret>()? {
+                    all.push(s);
+                }
+                Ok(SecretList(all))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
 /// Replaces each `${NAME}` with the variable's value; `$$` is a literal `$`.
 pub fn expand_env(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(raw.len());

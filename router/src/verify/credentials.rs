@@ -72,6 +72,17 @@ impl Token {
         Ok(Token { place, secrets })
     }
 
+    /// A token in `name` after `prefix` (a preset's fixed place).
+    pub fn in_header(name: HeaderName, prefix: &str, secrets: Vec<Vec<u8>>) -> Token {
+        Token {
+            place: Place::Header {
+                name,
+                prefix: prefix.to_string(),
+            },
+            secrets,
+        }
+    }
+
     /// Adds the first token where it belongs.
     pub fn sign(&self, path_and_query: &str) -> Signed {
         let token = String::from_utf8_lossy(&self.secrets[0]).into_owned();

@@ -11,10 +11,12 @@
 //! - [`signature_header`]: GitHub, Shopify and the generic `hmac` scheme.
 //! - [`stripe`], [`slack`], [`twilio`]: those providers' own formats.
 //! - [`credentials`]: a shared `token`, and HTTP `basic` authentication.
+//! - [`presets`]: every named provider of the `PRESETS` table in `config`.
 
 pub mod credentials;
 pub mod graph;
 mod mac;
+pub mod presets;
 pub mod signature_header;
 pub mod slack;
 pub mod standard_webhooks;
@@ -27,7 +29,7 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, HeaderName, Uri};
 use subtle::ConstantTimeEq;
 
-use crate::config::{Scheme, VerifyConfig};
+use crate::config::{Handshake, Scheme, VerifyConfig};
 
 /// Default timestamp tolerance, both ways.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
@@ -120,6 +122,8 @@ pub enum Verifier {
     Token(credentials::Token),
     /// HTTP Basic.
     Basic(credentials::Basic),
+    /// A named provider from the presets table.
+    Preset(presets::PresetVerifier),
 }
 
 /// The keys each scheme accepts beyond `scheme`, `secret`, `secrets`.
@@ -144,6 +148,7 @@ fn allowed_keys(scheme: Scheme) -> &'static [&'static str] {
         ],
         Scheme::Token => &["header", "query", "prefix"],
         Scheme::Basic => &["username"],
+        Scheme::Preset(p) => presets::allowed_keys(p),
     }
 }
 
@@ -174,8 +179,8 @@ impl Verifier {
         let allowed = allowed_keys(config.scheme);
         if let Some(key) = set_keys(config).into_iter().find(|k| !allowed.contains(k)) {
             return Err(BadSecret(format!(
-                "{key} does not apply to scheme {:?}",
-                config.scheme
+                "{key} does not apply to scheme \"{}\"",
+                config.scheme.name()
             )));
         }
         let secrets: Vec<&str> = config
@@ -190,9 +195,14 @@ impl Verifier {
             return Ok(Verifier::None);
         }
         if secrets.is_empty() || secrets.iter().any(|s| s.is_empty()) {
-            return Err(BadSecret(
-                "set a non-empty secret (or secrets = [...])".into(),
-            ));
+            return Err(BadSecret(match config.scheme {
+                Scheme::Preset(p) => format!(
+                    "set secret to the {} {} shows (or a list while it rotates)",
+                    p.secret_word, p.title
+                ),
+                _ => "set a non-empty secret (or secret = [\"new\", \"old\"] while it rotates)"
+                    .into(),
+            }));
         }
         let tolerance = config.tolerance.map_or(DEFAULT_TOLERANCE, |d| d.0);
         let bytes = || {
@@ -250,6 +260,12 @@ impl Verifier {
             }
             Scheme::Token => Verifier::Token(credentials::Token::new(config, bytes())?),
             Scheme::Basic => Verifier::Basic(credentials::Basic::new(config, bytes())?),
+            Scheme::Preset(p) => Verifier::Preset(presets::PresetVerifier::new(
+                p,
+                config,
+                &secrets,
+                config.tolerance.map(|d| d.0),
+            )?),
         })
     }
 
@@ -258,6 +274,7 @@ impl Verifier {
     pub fn credential_header(&self) -> Option<&HeaderName> {
         match self {
             Verifier::Token(v) => v.header(),
+            Verifier::Preset(v) => v.credential_header(),
             _ => None,
         }
     }
@@ -267,7 +284,16 @@ impl Verifier {
     /// `hub.verify_token` compared in constant time, `hub.challenge` echoed) and Dropbox's
     /// `challenge` (echoed; it carries no proof and echoing it reveals nothing). Only
     /// challenges of letters, digits and `-_.~:` are echoed: providers make them up at random.
-    pub fn get_handshake(&self, query: &HashMap<String, String>) -> GetHandshake {
+    /// X's CRC (`crc_token` answered with its HMAC under the consumer secret; only
+    /// tokens shaped like X's, never JSON, since the answer is a signature anyone could then
+    /// replay as an event's), Okta's one-time verification (answered only with the route's
+    /// authorization header), and Trello's `HEAD` when a webhook is created.
+    pub fn get_handshake(
+        &self,
+        query: &HashMap<String, String>,
+        headers: &HeaderMap,
+        uri: &Uri,
+    ) -> GetHandshake {
         let field = |name: &str| query.get(name).map(String::as_str);
         let echoable = |c: &str| {
             !c.is_empty()
@@ -290,15 +316,71 @@ impl Verifier {
                     _ => GetHandshake::Refused("verify token does not match"),
                 }
             }
+            Verifier::Preset(v) => match v.preset.handshake {
+                Handshake::XCrc => match field("crc_token") {
+                    Some(token)
+                        if token.len() <= MAX_CRC_TOKEN
+                            && !token.is_empty()
+                            && token
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"-_=+/".contains(&b)) =>
+                    {
+                        match v.base64_tag(token.as_bytes()) {
+                            Some(tag) => GetHandshake::Json(serde_json::json!({
+                                "response_token": format!("sha256={tag}")
+                            })),
+                            None => GetHandshake::NotOffered,
+                        }
+                    }
+                    _ => GetHandshake::BadRequest("missing or unusable crc_token"),
+                },
+                Handshake::Okta => {
+                    let req = Request {
+                        headers,
+                        body: b"",
+                        uri,
+                        now: SystemTime::now(),
+                    };
+                    if v.verify(&req).is_err() {
+                        return GetHandshake::Refused("wrong or missing authorization");
+                    }
+                    match headers
+                        .get("x-okta-verification-challenge")
+                        .and_then(|c| c.to_str().ok())
+                    {
+                        Some(c) if echoable(c) => {
+                            GetHandshake::Json(serde_json::json!({ "verification": c }))
+                        }
+                        _ => GetHandshake::BadRequest(
+                            "missing or unusable x-okta-verification-challenge",
+                        ),
+                    }
+                }
+                Handshake::Head => GetHandshake::Json(serde_json::json!({})),
+                _ => GetHandshake::NotOffered,
+            },
             _ => GetHandshake::NotOffered,
         }
     }
 
     /// The answer to a handshake that comes before any proof, as plain text: Microsoft
-    /// Graph's subscription validation (`POST ?validationToken=V`, answered `V`).
-    pub fn unauthenticated_handshake(&self, uri: &Uri) -> Option<String> {
+    /// Graph's subscription validation (`POST ?validationToken=V`, answered `V`), and
+    /// WooCommerce's ping when a webhook is saved (an unsigned form body `webhook_id=<n>`,
+    /// answered with an empty `200`). Neither reveals anything or is journaled.
+    pub fn unauthenticated_handshake(
+        &self,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Option<String> {
         match self {
             Verifier::Graph(_) => graph::Graph::validation_token(uri),
+            Verifier::Preset(v) if v.preset.handshake == Handshake::WooPing => {
+                let ping = body.strip_prefix(b"webhook_id=").is_some_and(|n| {
+                    !n.is_empty() && n.len() <= 20 && n.iter().all(u8::is_ascii_digit)
+                });
+                (ping && !headers.contains_key("x-wc-webhook-signature")).then(String::new)
+            }
             _ => None,
         }
     }
@@ -307,7 +389,12 @@ impl Verifier {
     /// Slack's `url_verification` gets `{"challenge": C}`, Zoom's `endpoint.url_validation`
     /// gets `{"plainToken": P, "encryptedToken": hex(HMAC-SHA256(secret, P))}`. Such a
     /// request is not an event: it is answered, never journaled. Call after [`Self::verify`].
-    pub fn handshake(&self, body: &[u8]) -> Option<serde_json::Value> {
+    ///
+    /// Twitch's `webhook_callback_verification` gets its `challenge` as plain text; a Discord
+    /// Interactions PING (`{"type":1}`) gets `{"type":1}`, a Webhook Events PING
+    /// (`{"type":0}`) gets `204` (each only on a route of that kind, since the other's
+    /// `type` means something else).
+    pub fn handshake(&self, headers: &HeaderMap, body: &[u8]) -> Option<Answer> {
         #[derive(serde::Deserialize)]
         struct Slack {
             #[serde(rename = "type")]
@@ -328,7 +415,7 @@ impl Verifier {
             Verifier::Slack(_) => {
                 let s: Slack = serde_json::from_slice(body).ok()?;
                 (s.kind == "url_verification")
-                    .then(|| serde_json::json!({ "challenge": s.challenge }))
+                    .then(|| Answer::Json(serde_json::json!({ "challenge": s.challenge })))
             }
             Verifier::Zoom(v) => {
                 let z: Zoom = serde_json::from_slice(body).ok()?;
@@ -336,11 +423,12 @@ impl Verifier {
                     return None;
                 }
                 let encrypted = v.hex_tag(z.payload.plain_token.as_bytes())?;
-                Some(serde_json::json!({
+                Some(Answer::Json(serde_json::json!({
                     "plainToken": z.payload.plain_token,
                     "encryptedToken": encrypted,
-                }))
+                })))
             }
+            Verifier::Preset(v) => v.handshake(headers, body),
             _ => None,
         }
     }
@@ -360,19 +448,21 @@ impl Verifier {
             Verifier::Twilio(v) => v.verify(req),
             Verifier::Token(v) => v.verify(req),
             Verifier::Basic(v) => v.verify(req),
+            Verifier::Preset(v) => v.verify(req),
         }
     }
 
     /// What a provider using this scheme would send with `body` to `path_and_query` at
     /// `now`: extra headers and the path to use. For `hookyard send`; signs with the first
-    /// secret. `event_type` fills the provider's event-type header where it has one.
+    /// secret. `event_type` fills the provider's event-type header where it has one. An
+    /// error says why a scheme cannot be signed here (its secret is a public key).
     pub fn sign(
         &self,
         body: &[u8],
         event_type: Option<&str>,
         path_and_query: &str,
         now: SystemTime,
-    ) -> Signed {
+    ) -> Result<Signed, String> {
         let ts = unix_secs(now);
         let delivery = uuid::Uuid::new_v4().simple().to_string();
         let mut signed = Signed {
@@ -399,6 +489,16 @@ impl Verifier {
             Verifier::Twilio(v) => signed = v.sign(body, path_and_query),
             Verifier::Token(v) => signed = v.sign(path_and_query),
             Verifier::Basic(v) => signed.headers = v.sign_headers(),
+            Verifier::Preset(v) => {
+                return v
+                    .sign(body, path_and_query, now, &delivery, event_type)
+                    .ok_or_else(|| {
+                        format!(
+                            "{} signs with its private key; only {} can sign for scheme \"{}\"",
+                            v.preset.title, v.preset.title, v.preset.name
+                        )
+                    });
+            }
         }
         if let (Some(t), false) = (
             event_type,
@@ -406,7 +506,26 @@ impl Verifier {
         ) {
             signed.headers.push(("x-event-type".into(), t.to_string()));
         }
-        signed
+        Ok(signed)
+    }
+
+    /// The event type the provider puts in a request, where its preset says.
+    pub fn event_type(&self, headers: &HeaderMap, body: &[u8]) -> Option<String> {
+        match self {
+            Verifier::Preset(v) => v.event_type(headers, body),
+            _ => None,
+        }
+    }
+
+    /// The JSON pointer to the provider's delivery id in the body, where its preset says.
+    pub fn delivery_id_pointer(&self) -> Option<&'static str> {
+        match self {
+            Verifier::Preset(v) => match v.preset.delivery_id {
+                crate::config::Locate::Body(p) => Some(p),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 }
 
@@ -428,9 +547,25 @@ pub enum GetHandshake {
     BadRequest(&'static str),
     /// Answer `403`: the check does not prove it comes from the provider.
     Refused(&'static str),
+    /// Answer `200` with this JSON.
+    Json(serde_json::Value),
     /// The scheme has no such check: webhooks are only `POST`ed here.
     NotOffered,
 }
+
+/// The router's own answer to a verified handshake request (see [`Verifier::handshake`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// `200` with this JSON.
+    Json(serde_json::Value),
+    /// `200`, `text/plain`, this text.
+    Text(String),
+    /// `204`.
+    NoContent,
+}
+
+/// The longest `crc_token` answered: X's are 48 characters or so.
+const MAX_CRC_TOKEN: usize = 128;
 
 /// Seconds since the Unix epoch.
 pub fn unix_secs(t: SystemTime) -> u64 {
@@ -492,7 +627,9 @@ mod tests {
     pub(crate) fn config(scheme: Scheme) -> VerifyConfig {
         VerifyConfig {
             scheme,
-            secret: Some(Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
+            secret: Some(crate::config::SecretList(vec![Secret::new(
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            )])),
             secrets: vec![],
             tolerance: None,
             header: None,
@@ -513,7 +650,7 @@ mod tests {
         let mut c = config(Scheme::Stripe);
         c.header = Some("X-Sig".into());
         let err = Verifier::from_config(&c).unwrap_err().to_string();
-        assert_eq!(err, "verify: header does not apply to scheme Stripe");
+        assert_eq!(err, "verify: header does not apply to scheme \"stripe\"");
     }
 
     #[test]
@@ -565,7 +702,7 @@ mod tests {
                 _ => {}
             }
             let v = Verifier::from_config(&c).unwrap_or_else(|e| panic!("{scheme:?}: {e}"));
-            let signed = v.sign(body, None, uri.to_string().as_str(), now);
+            let signed = v.sign(body, None, uri.to_string().as_str(), now).unwrap();
             let mut headers = HeaderMap::new();
             for (k, val) in &signed.headers {
                 headers.insert(
