@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test. First installs what the tests need: the wasm32-wasip2 target (the tests
 # build the plugins) and the providers' own SDKs, which the tests use to sign requests
-# (PyPI: stripe, svix, standardwebhooks, slack_sdk, twilio; npm: @octokit/webhooks-methods),
+# (PyPI: stripe, svix, standardwebhooks, slack_sdk, twilio, mailgun; npm: @octokit/webhooks-methods
+# and the SDKs tests/sdk/preset-sdk.mjs verifies named-provider presets with),
 # componentize-js for the JavaScript plugin, and PostgreSQL (Debian's package; the tests
 # start their own servers with it).
 # Then: cargo test --workspace (extra arguments are passed on).

@@ -14,6 +14,7 @@ mod flow;
 mod ingress;
 mod plugin_limits;
 mod postgres;
+mod presets;
 mod providers;
 mod recipes;
 mod reliability;

@@ -592,13 +592,6 @@ to = ["sink"]
 }
 
 /// The test server config with a `sink` destination at `receiver`, then `routes`.
-fn with_sink(receiver: &Receiver, routes: &str) -> String {
-    format!(
-        "{SERVER}\n[destinations.sink]\nurl = \"{}\"\n\n{routes}",
-        receiver.url("/")
-    )
-}
-
 /// Zoom's signature, computed here independently of the router's code:
 /// `v0=` + hex(HMAC-SHA256(secret, "v0:{ts}:{body}")).
 fn zoom_signature(secret: &str, ts: u64, body: &[u8]) -> String {

@@ -718,6 +718,14 @@ pub async fn admin(
 }
 
 /// The `[store]` and `[server]` tables every test config starts with.
+/// [`SERVER`], a `sink` destination posting to `receiver`, and `routes`.
+pub fn with_sink(receiver: &Receiver, routes: &str) -> String {
+    format!(
+        "{SERVER}\n[destinations.sink]\nurl = \"{}\"\n\n{routes}",
+        receiver.url("/")
+    )
+}
+
 pub const SERVER: &str = r#"
 [server]
 listen = "127.0.0.1:{PORT}"
