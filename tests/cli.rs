@@ -267,3 +267,141 @@ fn check_refuses_a_destination_timeout_that_cannot_fit_in_the_delivery_lease() {
         "{err}"
     );
 }
+
+#[test]
+fn providers_lists_every_named_provider_with_the_keys_its_route_needs() {
+    let out = hookyard().arg("providers").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let named = text
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter(|l| {
+            !["hmac ", "token ", "basic "]
+                .iter()
+                .any(|g| l.starts_with(g))
+        })
+        .count();
+    assert!(named >= 40, "{named} named providers:\n{text}");
+    for line in [
+        "hubspot            HubSpot (signature v3)                 secret (Client secret), public_url",
+        "discord-events",
+        "sendgrid           SendGrid Event Webhook                 secret (Verification Key)",
+    ] {
+        assert!(text.contains(line), "{line:?} missing:\n{text}");
+    }
+    let markdown = hookyard()
+        .args(["providers", "--markdown"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8(markdown.stdout).unwrap();
+    assert!(table.starts_with("| scheme | provider |"), "{table}");
+    assert!(
+        table.contains("| `paddle` | Paddle Billing | HMAC-SHA256 hex `h1=` in `paddle-signature` | `{timestamp}:{body}` | timestamp ±5s (s), dedup | `/notification_id` | - | `secret` (Secret key) |"),
+        "{table}"
+    );
+}
+
+#[test]
+fn check_names_a_presets_missing_key_in_the_providers_own_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let route = |verify: &str| {
+        format!(
+            "{}\n[[routes]]\nname = \"r\"\nverify = {verify}\n",
+            server()
+        )
+    };
+    for (verify, expected) in [
+        (
+            r#"{ scheme = "linear" }"#,
+            "set secret to the Signing secret Linear shows",
+        ),
+        (
+            r#"{ scheme = "hubspot", secret = "s" }"#,
+            "needs public_url, the base URL HubSpot (signature v3) calls",
+        ),
+        (
+            r#"{ scheme = "discord", secret = "not-hex" }"#,
+            "the Public Key must be the 64 hex digits Discord Interactions shows",
+        ),
+        (
+            r#"{ scheme = "sendgrid", secret = "bm90IGEga2V5" }"#,
+            "the Verification Key must be the base64 P-256 public key",
+        ),
+        (
+            r#"{ scheme = "airtable", secret = "%%%" }"#,
+            "the macSecretBase64 must be base64",
+        ),
+        (r#"{ scheme = "postmark", secret = "p" }"#, "needs username"),
+        (
+            r#"{ scheme = "gitlab", secret = "s", tolerance = "1m" }"#,
+            "tolerance does not apply to scheme \"gitlab\"",
+        ),
+        (
+            r#"{ scheme = "gitlb", secret = "s" }"#,
+            "unknown scheme \"gitlb\" (did you mean \"gitlab\"?)",
+        ),
+    ] {
+        let (ok, err) = check_config(dir.path(), &route(verify));
+        assert!(!ok, "{verify} passed");
+        assert!(err.contains(expected), "{verify}: {err}");
+    }
+    let (ok, err) = check_config(
+        dir.path(),
+        &route(r#"{ scheme = "box", secret = ["primary-key", "secondary-key"] }"#),
+    );
+    assert!(ok, "a list of secrets: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_signs_for_a_preset_with_the_first_of_its_rotating_secrets() {
+    let receiver = Receiver::start().await;
+    let routes = "[[routes]]\nname = \"paddle\"\nverify = { scheme = \"paddle\", secret = [\"pdl_ntfset_new\", \"pdl_ntfset_old\"] }\nto = [\"sink\"]\n\n\
+                  [[routes]]\nname = \"discord\"\nverify = { scheme = \"discord\", secret = \"3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29\" }\nto = [\"sink\"]\n";
+    let router = Router::start(&with_sink(&receiver, routes)).expect("router starts");
+    let payload = router.config_path().with_file_name("paddle.json");
+    std::fs::write(
+        &payload,
+        br#"{"notification_id":"ntf_01","event_type":"transaction.completed","data":{}}"#,
+    )
+    .unwrap();
+    let send = |route: &str| {
+        hookyard()
+            .args(["send", route])
+            .arg(&payload)
+            .arg("-c")
+            .arg(router.config_path())
+            .output()
+            .unwrap()
+    };
+    let out = send("paddle");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("202"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    let recorded: String = router
+        .db()
+        .query_row(
+            "SELECT event_type FROM events WHERE route = 'paddle'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(recorded, "transaction.completed");
+    // Only Discord holds the private key: send says so instead of posting.
+    let out = send("discord");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only Discord Interactions can sign"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,4 +1,4 @@
-//! The `hookyard` command line: `serve`, `check`, `send`, `plugin test`, and the admin
+//! The `hookyard` command line: `serve`, `check`, `send`, `providers`, `plugin test`, and the admin
 //! commands in [`admin`].
 
 mod admin;
@@ -50,6 +50,13 @@ enum Command {
         /// The provider event type (e.g. `push` for GitHub).
         #[arg(long)]
         event_type: Option<String>,
+    },
+    /// List every verification scheme: the named providers and the generic ones.
+    Providers {
+        /// Print the full table (what is signed, replay protection, delivery id,
+        /// handshake) as Markdown.
+        #[arg(long)]
+        markdown: bool,
     },
     /// List events, or show or replay one (admin API).
     #[command(args_conflicts_with_subcommands = true)]
@@ -153,8 +160,35 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             url,
             event_type,
         } => send(&config, &route, &payload, url, event_type.as_deref()),
+        Command::Providers { markdown } => {
+            print!("{}", providers(markdown));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plugin { command } => plugin::run(command),
     }
+}
+
+/// `hookyard providers`: every scheme with the keys its route needs, or the full Markdown table.
+fn providers(markdown: bool) -> String {
+    use crate::verify::catalog;
+    if markdown {
+        return catalog::markdown();
+    }
+    let entries = catalog::entries();
+    let width =
+        |f: fn(&catalog::Entry) -> &str| entries.iter().map(|e| f(e).len()).max().unwrap_or(0);
+    let (w1, w2) = (width(|e| &e.scheme), width(|e| &e.provider));
+    let mut out = format!("{:w1$}  {:w2$}  {}\n", "SCHEME", "PROVIDER", "KEYS");
+    for e in &entries {
+        out.push_str(&format!(
+            "{:w1$}  {:w2$}  {}\n",
+            e.scheme,
+            e.provider,
+            e.keys.replace('`', "")
+        ));
+    }
+    out.push_str("\nverify = { scheme = \"<scheme>\", secret = \"${SECRET}\" } on a route; `hookyard providers --markdown` says what each checks.\n");
+    out
 }
 
 fn serve(path: &Path) -> Result<ExitCode> {

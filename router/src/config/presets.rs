@@ -558,7 +558,7 @@ pub static PRESETS: &[Preset] = &[
     row(
         "airtable",
         "Airtable",
-        "MAC secret (macSecretBase64)",
+        "macSecretBase64",
         Check::Hmac(HmacRule {
             headers: &["x-airtable-content-mac"],
             algorithm: Sha256,
@@ -595,7 +595,7 @@ pub static PRESETS: &[Preset] = &[
     row(
         "box",
         "Box",
-        "Primary Key (or Secondary Key)",
+        "Primary Key",
         hmac(
             &["box-signature-primary", "box-signature-secondary"],
             Sha256,
@@ -622,7 +622,7 @@ pub static PRESETS: &[Preset] = &[
     row(
         "webflow",
         "Webflow",
-        "Client secret (or the webhook's secret key)",
+        "Client Secret",
         hmac(
             &["x-webflow-signature"],
             Sha256,
@@ -641,7 +641,7 @@ pub static PRESETS: &[Preset] = &[
     row(
         "clickup",
         "ClickUp",
-        "secret (returned when the webhook is created)",
+        "webhook secret",
         hmac(&["x-signature"], Sha256, Hex, single(""), BODY, None),
         Locate::Nowhere,
         Locate::Body("/event"),
@@ -650,7 +650,7 @@ pub static PRESETS: &[Preset] = &[
         row(
             "trello",
             "Trello",
-            "API secret (OAuth secret)",
+            "application Secret",
             hmac(
                 &["x-trello-webhook"],
                 Sha1,
@@ -692,7 +692,7 @@ pub static PRESETS: &[Preset] = &[
         row(
             "twitch",
             "Twitch EventSub",
-            "secret",
+            "transport secret",
             hmac(
                 &["twitch-eventsub-message-signature"],
                 Sha256,
@@ -753,7 +753,7 @@ pub static PRESETS: &[Preset] = &[
         row(
             "x",
             "X (Account Activity API)",
-            "Consumer secret (API secret key)",
+            "API Key Secret",
             hmac(
                 &["x-twitter-webhooks-signature"],
                 Sha256,

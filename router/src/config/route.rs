@@ -157,6 +157,8 @@ impl Scheme {
             Scheme::Github
             | Scheme::Shopify
             | Scheme::Stripe
+            | Scheme::Slack
+            | Scheme::Twilio
             | Scheme::StandardWebhooks
             | Scheme::Svix => true,
             Scheme::Preset(p) => p.delivery_id != Locate::Nowhere,

@@ -13,6 +13,7 @@
 //! - [`credentials`]: a shared `token`, and HTTP `basic` authentication.
 //! - [`presets`]: every named provider of the `PRESETS` table in `config`.
 
+pub mod catalog;
 pub mod credentials;
 pub mod graph;
 mod mac;
