@@ -617,3 +617,170 @@ async fn provider_handshakes_are_answered_and_never_journaled() {
     );
     assert!(receiver.received().is_empty());
 }
+
+/// Hex HMAC-SHA256 of `body` under `key`, computed here as Asana and Notion document it.
+fn hex_hmac(key: &str, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn asana_keeps_its_handshake_secret_across_restarts_and_no_later_handshake_replaces_it() {
+    let receiver = Receiver::start().await;
+    let routes = "[[routes]]\nname = \"asana\"\nverify = { scheme = \"asana\" }\nto = [\"sink\"]\n";
+    let mut router = Router::start(&with_sink(&receiver, routes)).expect("router starts");
+    let client = reqwest::Client::new();
+    let url = format!("{}/hooks/asana", router.base());
+    let event = |n: u32| {
+        format!(
+            r#"{{"events":[{{"action":"changed","resource":{{"gid":"{n}","resource_type":"task"}}}}]}}"#
+        )
+    };
+    let post_event = |key: &str, n: u32| {
+        let body = event(n);
+        let sig = hex_hmac(key, body.as_bytes());
+        client
+            .post(&url)
+            .header("x-hook-signature", sig)
+            .body(body)
+            .send()
+    };
+    let handshake = |secret: &str| client.post(&url).header("x-hook-secret", secret).send();
+
+    let early = post_event("anything", 0).await.unwrap();
+    assert_eq!(
+        early.status().as_u16(),
+        401,
+        "no secret before the handshake"
+    );
+    assert!(
+        early
+            .text()
+            .await
+            .unwrap()
+            .contains("handshake must come first")
+    );
+
+    let first = "b537207f20cbfa02357cf448134da559e8bd39d61597dcd5631b8012eae53e81";
+    let answer = handshake(first).await.unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(
+        answer.headers()["x-hook-secret"],
+        first,
+        "Asana wants its secret echoed"
+    );
+    assert_eq!(post_event(first, 1).await.unwrap().status().as_u16(), 202);
+    assert_eq!(
+        post_event("a forger's secret", 2)
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+
+    // A later handshake cannot replace the kept secret; a retry of the same one is answered.
+    let second = "c0ffee0000000000000000000000000000000000000000000000000000000001";
+    assert_eq!(handshake(second).await.unwrap().status().as_u16(), 409);
+    assert_eq!(handshake(first).await.unwrap().status().as_u16(), 200);
+    assert_eq!(post_event(second, 3).await.unwrap().status().as_u16(), 401);
+
+    // The secret is in the store, not in memory only.
+    router.restart().expect("router restarts");
+    let url = format!("{}/hooks/asana", router.base());
+    let body = event(4);
+    let status = client
+        .post(&url)
+        .header("x-hook-signature", hex_hmac(first, body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 202, "the kept secret survives a restart");
+
+    // An operator forgets it; the next handshake sets a new one.
+    hookyard_admin(&router, &["secret", "forget", "asana"]);
+    let answer = client
+        .post(&url)
+        .header("x-hook-secret", second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    for (key, n, expected) in [(second, 5, 202), (first, 6, 401)] {
+        let body = event(n);
+        let status = client
+            .post(&url)
+            .header("x-hook-signature", hex_hmac(key, body.as_bytes()))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, expected, "event {n}");
+    }
+    assert_eq!(
+        router.count("SELECT count(*) FROM events"),
+        3,
+        "only the three signed events were journaled, no handshake"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notion_keeps_the_verification_token_for_the_operator_and_checks_events_with_it() {
+    let receiver = Receiver::start().await;
+    let routes =
+        "[[routes]]\nname = \"notion\"\nverify = { scheme = \"notion\" }\nto = [\"sink\"]\n";
+    let router = Router::start(&with_sink(&receiver, routes)).expect("router starts");
+    let client = reqwest::Client::new();
+    let url = format!("{}/hooks/notion", router.base());
+    let token = "secret_tMrlL1qK5vuQAh1b6cZGhFChZTSYJlce98V0pYn7yBl";
+    let verification = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"verification_token":"{token}"}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verification.status().as_u16(), 204);
+    assert_eq!(
+        hookyard_admin(&router, &["secret", "show", "notion"]).trim(),
+        token
+    );
+
+    let body = br#"{"id":"367cba44-b6f3-4c92-81e7-6a2e9659efd4","type":"page.created","entity":{"id":"p1","type":"page"}}"#;
+    let signed = |key: &str| format!("sha256={}", hex_hmac(key, body));
+    let send = |sig: String| {
+        client
+            .post(&url)
+            .header("x-notion-signature", sig)
+            .body(body.to_vec())
+            .send()
+    };
+    assert_eq!(send(signed(token)).await.unwrap().status().as_u16(), 202);
+    assert_eq!(
+        send(signed("secret_other"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    let recorded: String = router
+        .db()
+        .query_row("SELECT event_type FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(recorded, "page.created");
+    // Another verification request (a new subscription) cannot replace the kept token.
+    let other = client
+        .post(&url)
+        .body(r#"{"verification_token":"secret_attacker"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status().as_u16(), 409);
+    assert_eq!(router.count("SELECT count(*) FROM events"), 1);
+}

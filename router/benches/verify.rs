@@ -120,7 +120,7 @@ fn main() {
             "| hmac (baseline) | {size} | {:.2} us | - | 1.00x |",
             baseline.as_secs_f64() * 1e6
         );
-        let mut report = |label: &str, t: Duration| {
+        let report = |label: &str, t: Duration| {
             println!(
                 "| {label} | {size} | {:.2} us | {:.2} us | {:.2}x |",
                 t.as_secs_f64() * 1e6,

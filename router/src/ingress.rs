@@ -24,7 +24,7 @@ use crate::backlog::{Backpressure, RETRY_AFTER_SECS};
 use crate::dispatch::Handoff;
 use crate::live::Live;
 use crate::shutdown::Shutdown;
-use crate::store::{Appended, NewEvent, Store, new_id, now_ms};
+use crate::store::{Appended, LEARNED_SECRETS, NewEvent, Store, new_id, now_ms};
 use crate::telemetry::Metrics;
 use crate::verify::{Answer, GetHandshake, Request as VerifyRequest};
 
@@ -225,6 +225,70 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response {
         .into_response()
 }
 
+/// `200`, empty, carrying `name: value` (Asana's handshake wants its secret echoed so).
+fn answer_with_header(name: &'static str, value: String) -> Response {
+    match http::HeaderValue::from_str(&value) {
+        Ok(v) => {
+            let mut response = StatusCode::OK.into_response();
+            response.headers_mut().insert(name, v);
+            response
+        }
+        Err(_) => reply(StatusCode::BAD_REQUEST, "unusable handshake value"),
+    }
+}
+
+/// A provider's handshake that hands over the route's secret (Asana, Notion): kept if the
+/// route has none, and answered; refused with `409` if another is kept, since a later
+/// unauthenticated request must never replace it (`hookyard secret forget` does). Never
+/// journaled.
+async fn learn_secret(
+    ingress: &Ingress,
+    route_name: &str,
+    learning: &crate::verify::presets::Learning,
+    offered: String,
+) -> Response {
+    let store = &ingress.store;
+    let kept = match store
+        .kv_set_if_absent(
+            LEARNED_SECRETS,
+            route_name,
+            offered.clone().into_bytes(),
+            None,
+        )
+        .await
+    {
+        Ok(true) => true,
+        // A repeat of the same handshake (the provider retried) is answered again.
+        Ok(false) => match store.kv_get(LEARNED_SECRETS, route_name).await {
+            Ok(Some(held)) => bool::from(subtle::ConstantTimeEq::ct_eq(
+                held.as_slice(),
+                offered.as_bytes(),
+            )),
+            Ok(None) => false,
+            Err(e) => return store_unavailable(route_name, e),
+        },
+        Err(e) => return store_unavailable(route_name, e),
+    };
+    if !kept {
+        tracing::warn!(route = %route_name, "refused a handshake: the route already keeps another secret");
+        return reply(
+            StatusCode::CONFLICT,
+            "this route already keeps a secret from an earlier handshake; an operator can forget it (hookyard secret forget <route>)",
+        );
+    }
+    learning.remember(Some(offered.clone().into_bytes()));
+    tracing::info!(route = %route_name, "kept the secret from the provider's handshake");
+    match learning.answer(&offered) {
+        Answer::Header(name, value) => answer_with_header(name, value),
+        _ => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+fn store_unavailable(route: &str, e: crate::store::StoreError) -> Response {
+    tracing::error!(route, error = %e, "cannot keep the route's learned secret");
+    reply(StatusCode::SERVICE_UNAVAILABLE, "event store unavailable")
+}
+
 /// `GET /hooks/<route>`: the endpoint checks some providers make before they post (see
 /// [`crate::verify::Verifier::get_handshake`]); not an event. Other routes take only `POST`.
 async fn subscribe(
@@ -332,6 +396,20 @@ async fn handle_hook(
         tracing::info!(route = %route_name, "answered the provider's validation request");
         return plain_text(token);
     }
+    if let Some(learning) = route.verifier.learning() {
+        if let Some(offered) = learning.offered(&parts.headers, &body) {
+            return learn_secret(&ingress, &route_name, learning, offered).await;
+        }
+        if learning.is_stale() {
+            match ingress.store.kv_get(LEARNED_SECRETS, &route_name).await {
+                Ok(secret) => learning.remember(secret),
+                Err(e) => {
+                    tracing::error!(route = %route_name, error = %e, "cannot read the route's learned secret");
+                    return reply(StatusCode::SERVICE_UNAVAILABLE, "event store unavailable");
+                }
+            }
+        }
+    }
     let verified = match verify_off_reactor_if_large(&route, &parts, &body).await {
         Ok(v) => v,
         Err(e) => {
@@ -346,6 +424,7 @@ async fn handle_hook(
             Answer::Json(value) => json(StatusCode::OK, value),
             Answer::Text(text) => plain_text(text),
             Answer::NoContent => StatusCode::NO_CONTENT.into_response(),
+            Answer::Header(name, value) => answer_with_header(name, value),
         };
     }
     if !ingress.backpressure.admit() {

@@ -35,7 +35,8 @@ use tokio::sync::Notify;
 
 use crate::config::Secret;
 use crate::store::{
-    DeliveryFilter, DeliveryStatus, EventFilter, EventStatus, Millis, Store, StoreError, now_ms,
+    DeliveryFilter, DeliveryStatus, EventFilter, EventStatus, LEARNED_SECRETS, Millis, Store,
+    StoreError, now_ms,
 };
 pub use views::{AttemptView, DeliveryView, EventDetail, EventView, Page};
 
@@ -151,6 +152,10 @@ fn api(admin: Arc<Admin>) -> Router {
         .route(
             "/admin/destinations/{name}/resume",
             post(resume_destination),
+        )
+        .route(
+            "/admin/routes/{route}/secret",
+            get(show_learned_secret).delete(forget_learned_secret),
         )
         .route("/admin/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
@@ -551,6 +556,62 @@ async fn resume_destination(State(admin): State<Arc<Admin>>, Path(name): Path<St
     match resume(&admin, &name).await {
         Ok(true) => json(StatusCode::OK, &serde_json::json!({ "resumed": name })),
         Ok(false) => error(StatusCode::NOT_FOUND, "no such destination"),
+        Err(e) => internal(e),
+    }
+}
+
+/// The route, if its scheme learns its secret from the provider's handshake (Asana, Notion).
+/// Otherwise, why not (a `404` reason).
+fn learning_route(admin: &Admin, route: &str) -> Result<Arc<crate::live::Route>, &'static str> {
+    let snapshot = admin.live.get();
+    let Some(r) = snapshot.routes.get(route) else {
+        return Err("no such route");
+    };
+    if r.verifier.learning().is_none() {
+        return Err("this route's secret is in the config, not learned from a handshake");
+    }
+    Ok(r.clone())
+}
+
+/// `GET /admin/routes/{route}/secret`: the secret the provider handed over (Notion's
+/// verification token must be pasted back into Notion), or `null` before the handshake.
+async fn show_learned_secret(
+    State(admin): State<Arc<Admin>>,
+    Path(route): Path<String>,
+) -> Response {
+    if let Err(reason) = learning_route(&admin, &route) {
+        return error(StatusCode::NOT_FOUND, reason);
+    }
+    match admin.store.kv_get(LEARNED_SECRETS, &route).await {
+        Ok(secret) => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "route": route,
+                "secret": secret.map(|s| String::from_utf8_lossy(&s).into_owned()),
+            }),
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+/// `DELETE /admin/routes/{route}/secret`: forgets the learned secret, so the provider's next
+/// handshake is taken (other nodes notice within half a minute).
+async fn forget_learned_secret(
+    State(admin): State<Arc<Admin>>,
+    Path(route): Path<String>,
+) -> Response {
+    let r = match learning_route(&admin, &route) {
+        Ok(r) => r,
+        Err(reason) => return error(StatusCode::NOT_FOUND, reason),
+    };
+    match admin.store.kv_delete(LEARNED_SECRETS, &route).await {
+        Ok(()) => {
+            if let Some(learning) = r.verifier.learning() {
+                learning.remember(None);
+            }
+            tracing::warn!(%route, "forgot the route's learned secret: the next handshake sets it");
+            json(StatusCode::OK, &serde_json::json!({ "forgotten": route }))
+        }
         Err(e) => internal(e),
     }
 }

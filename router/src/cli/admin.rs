@@ -118,6 +118,46 @@ pub enum DestinationsCmd {
     },
 }
 
+/// `hookyard secret ...`: the secret a route learned from its provider's handshake.
+#[derive(Debug, Subcommand)]
+pub enum SecretCmd {
+    /// Print it (Notion's verification token must be pasted back into Notion).
+    Show {
+        /// Route name.
+        route: String,
+    },
+    /// Forget it, so the provider's next handshake sets a new one.
+    Forget {
+        /// Route name.
+        route: String,
+    },
+}
+
+/// Runs `hookyard secret show|forget <route>`.
+pub fn secret(conn: &Connection, cmd: SecretCmd) -> Result<()> {
+    let client = Client::new(conn)?;
+    match cmd {
+        SecretCmd::Show { route } => {
+            let value = client.get(&format!("/admin/routes/{route}/secret"), &[])?;
+            if !client.printed_json(&value) {
+                match value["secret"].as_str() {
+                    Some(s) => println!("{s}"),
+                    None => bail!(
+                        "route {route:?} has no secret yet: the provider's handshake has not come"
+                    ),
+                }
+            }
+        }
+        SecretCmd::Forget { route } => {
+            let value = client.delete(&format!("/admin/routes/{route}/secret"))?;
+            if !client.printed_json(&value) {
+                println!("{route}: secret forgotten; the provider's next handshake sets a new one");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A blocking admin client: the CLI makes one request at a time.
 struct Client {
     base: String,
@@ -207,6 +247,10 @@ impl Client {
 
     fn post(&self, path: &str, body: Option<Value>) -> Result<Value> {
         self.call(reqwest::Method::POST, path, &[], body)
+    }
+
+    fn delete(&self, path: &str) -> Result<Value> {
+        self.call(reqwest::Method::DELETE, path, &[], None)
     }
 
     /// Prints `value` as JSON when asked; returns whether it did.

@@ -95,6 +95,13 @@ enum Command {
         #[command(subcommand)]
         command: Option<admin::DestinationsCmd>,
     },
+    /// Show or forget the secret a route learned from its provider's handshake (Asana, Notion).
+    Secret {
+        #[command(flatten)]
+        connection: admin::Connection,
+        #[command(subcommand)]
+        command: admin::SecretCmd,
+    },
     /// Work with plugins: run one offline, or start a new one.
     Plugin {
         #[command(subcommand)]
@@ -160,6 +167,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             url,
             event_type,
         } => send(&config, &route, &payload, url, event_type.as_deref()),
+        Command::Secret {
+            connection,
+            command,
+        } => admin::secret(&connection, command).map(|()| ExitCode::SUCCESS),
         Command::Providers { markdown } => {
             print!("{}", providers(markdown));
             Ok(ExitCode::SUCCESS)

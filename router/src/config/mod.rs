@@ -199,6 +199,22 @@ impl Config {
             line: line_of(text, span.start),
             message,
         };
+        for name in self.plugins.keys() {
+            // Plugin names key their kv space; the router keeps its own under names with '/'.
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            {
+                let at = text.find(&format!("[plugins.\"{name}\"")).unwrap_or(0);
+                return Err(invalid(
+                    at..at,
+                    format!(
+                        "plugin name {name:?} must be non-empty and use only letters, digits, '-', '_' and '.'"
+                    ),
+                ));
+            }
+        }
         let mut seen = HashSet::new();
         for route in &self.routes {
             let name = route.name.get_ref();
@@ -583,6 +599,16 @@ url = "sqlite://data/hookyard.db"
         assert_eq!(
             err,
             "router.toml:9: route \"gh\": step \"nope\" is not defined under [plugins]"
+        );
+    }
+
+    #[test]
+    fn a_plugin_name_cannot_reach_the_routers_own_kv_space() {
+        let text = format!("{MINIMAL}[plugins.\"hookyard/learned-secrets\"]\npath = \"x.wasm\"\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "router.toml:6: plugin name \"hookyard/learned-secrets\" must be non-empty and use only letters, digits, '-', '_' and '.'"
         );
     }
 

@@ -64,6 +64,16 @@ pub enum Check {
         /// The timestamp header (Unix seconds).
         timestamp: &'static str,
     },
+    /// Hex HMAC-SHA256 of the body in `signature` after `prefix`, keyed with a secret the
+    /// provider hands over in its first request (see [`Handshake::AsanaSecret`] and
+    /// [`Handshake::NotionToken`]) and the router keeps in its store; a configured `secret`
+    /// is used instead when the operator already has it.
+    Learned {
+        /// The signature header.
+        signature: &'static str,
+        /// Text before the hex tag.
+        prefix: &'static str,
+    },
     /// ECDSA P-256 with SHA-256 over `{timestamp}{body}`; the secret is the base64 DER
     /// public key; the signature is base64 DER.
     Ecdsa {
@@ -213,6 +223,12 @@ pub enum Handshake {
     /// WooCommerce: an unsigned form `webhook_id=<n>` ping, sent when a webhook is saved,
     /// gets `200`.
     WooPing,
+    /// Asana: the first `POST` carries `X-Hook-Secret`, which is kept and echoed back; it is
+    /// never replaced by a later request (an operator command forgets it).
+    AsanaSecret,
+    /// Notion: the subscription's first `POST` is `{"verification_token": T}`, unsigned; `T`
+    /// is kept (never replaced) for the operator to paste into Notion, and signs what follows.
+    NotionToken,
 }
 
 const fn hmac(
@@ -645,6 +661,34 @@ pub static PRESETS: &[Preset] = &[
         hmac(&["x-signature"], Sha256, Hex, single(""), BODY, None),
         Locate::Nowhere,
         Locate::Body("/event"),
+    ),
+    with_handshake(
+        row(
+            "notion",
+            "Notion",
+            "verification token",
+            Check::Learned {
+                signature: "x-notion-signature",
+                prefix: "sha256=",
+            },
+            Locate::Body("/id"),
+            Locate::Body("/type"),
+        ),
+        Handshake::NotionToken,
+    ),
+    with_handshake(
+        row(
+            "asana",
+            "Asana",
+            "X-Hook-Secret",
+            Check::Learned {
+                signature: "x-hook-signature",
+                prefix: "",
+            },
+            Locate::Nowhere,
+            Locate::Body("/events/0/action"),
+        ),
+        Handshake::AsanaSecret,
     ),
     with_handshake(
         row(

@@ -179,7 +179,7 @@ impl Scheme {
             Scheme::Preset(p) => match &p.check {
                 Check::Hmac(rule) => rule.timestamp.is_some(),
                 Check::Svix | Check::Ed25519 { .. } | Check::Ecdsa { .. } => true,
-                Check::Token { .. } | Check::Basic => false,
+                Check::Token { .. } | Check::Basic | Check::Learned { .. } => false,
             },
             _ => false,
         }

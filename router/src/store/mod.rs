@@ -645,6 +645,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 }
 
+/// The kv namespace holding secrets providers hand over in a handshake (Asana, Notion), one
+/// per route, keyed by route name. Plugin names cannot contain `/`, so no plugin reaches it.
+pub const LEARNED_SECRETS: &str = "hookyard/learned-secrets";
+
 /// A new id with a type prefix, time-ordered (UUIDv7).
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())

@@ -285,6 +285,16 @@ pub fn describe(p: &Preset) -> Entry {
             None,
             format!("{secret}, `username`"),
         ),
+        Check::Learned { signature, prefix } => (
+            if prefix.is_empty() {
+                format!("HMAC-SHA256 hex in `{signature}`, secret from the handshake")
+            } else {
+                format!("HMAC-SHA256 hex in `{signature}` (`{prefix}`), secret from the handshake")
+            },
+            code("{body}"),
+            None,
+            "none: learned (or `secret`)".into(),
+        ),
         Check::Svix => (
             "Svix: HMAC-SHA256 base64 `v1,` in `svix-signature`".into(),
             code("{svix-id}.{timestamp}.{body}"),
@@ -357,6 +367,8 @@ fn handshake(h: Handshake) -> &'static str {
         Handshake::Okta => "`GET` verification answered",
         Handshake::Head => "`HEAD` answered",
         Handshake::WooPing => "`webhook_id=` ping answered",
+        Handshake::AsanaSecret => "`X-Hook-Secret` kept and echoed",
+        Handshake::NotionToken => "`verification_token` kept",
     }
 }
 

@@ -78,6 +78,10 @@ pub enum VerifyError {
     /// The scheme signs text and the body is not UTF-8 or not a valid form.
     #[error("body is not valid for this scheme")]
     BadBody,
+    /// The scheme's secret comes from the provider's handshake, which has not happened (or
+    /// the secret was forgotten).
+    #[error("no secret for this route yet: the provider's handshake must come first")]
+    NotLearned,
     /// The check could not finish (its thread stopped); the sender may retry.
     #[error("verification did not finish: {0}")]
     Interrupted(String),
@@ -195,7 +199,8 @@ impl Verifier {
             }
             return Ok(Verifier::None);
         }
-        if secrets.is_empty() || secrets.iter().any(|s| s.is_empty()) {
+        let learns = matches!(config.scheme, Scheme::Preset(p) if matches!(p.check, crate::config::Check::Learned { .. }));
+        if (secrets.is_empty() && !learns) || secrets.iter().any(|s| s.is_empty()) {
             return Err(BadSecret(match config.scheme {
                 Scheme::Preset(p) => format!(
                     "set secret to the {} {} shows (or a list while it rotates)",
@@ -268,6 +273,15 @@ impl Verifier {
                 config.tolerance.map(|d| d.0),
             )?),
         })
+    }
+
+    /// The route's secret that the provider hands over in a handshake (Asana, Notion), when
+    /// the config does not hold it: ingress keeps it in the store and refreshes this copy.
+    pub fn learning(&self) -> Option<&presets::Learning> {
+        match self {
+            Verifier::Preset(v) => v.learning(),
+            _ => None,
+        }
     }
 
     /// The header that carries this route's own credential, if the scheme puts one in a
@@ -563,6 +577,8 @@ pub enum Answer {
     Text(String),
     /// `204`.
     NoContent,
+    /// `200`, empty, with this header.
+    Header(&'static str, String),
 }
 
 /// The longest `crc_token` answered: X's are 48 characters or so.

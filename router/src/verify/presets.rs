@@ -46,6 +46,13 @@ enum Checker {
         timestamp: HeaderName,
         tolerance: Duration,
     },
+    Learned {
+        signature: HeaderName,
+        prefix: &'static str,
+        /// Secrets from the config, which win over a learned one.
+        configured: Vec<Vec<u8>>,
+        learning: Learning,
+    },
     Ecdsa {
         /// Uncompressed P-256 points (65 bytes each).
         keys: Vec<Vec<u8>>,
@@ -66,7 +73,96 @@ pub fn allowed_keys(preset: &Preset) -> &'static [&'static str] {
         },
         Check::Basic => &["username"],
         Check::Svix | Check::Ed25519 { .. } | Check::Ecdsa { .. } => &["tolerance"],
-        Check::Token { .. } => &[],
+        Check::Token { .. } | Check::Learned { .. } => &[],
+    }
+}
+
+/// How long a learned secret read from the store is trusted before it is read again, so an
+/// operator's `hookyard secret forget` on one node reaches the others.
+const LEARNED_FRESH: Duration = Duration::from_secs(30);
+
+/// A secret the provider hands over in its first request (Asana's `X-Hook-Secret`, Notion's
+/// `verification_token`). The store keeps it (see `store::LEARNED_SECRETS`); this is the
+/// route's copy, re-read every [`LEARNED_FRESH`].
+pub struct Learning {
+    handshake: Handshake,
+    held: std::sync::RwLock<Option<(Option<Vec<u8>>, std::time::Instant)>>,
+}
+
+/// The longest secret taken from a handshake.
+const MAX_LEARNED: usize = 512;
+
+impl Learning {
+    fn new(handshake: Handshake) -> Learning {
+        Learning {
+            handshake,
+            held: std::sync::RwLock::new(None),
+        }
+    }
+
+    /// The secret this request hands over, if it is the provider's handshake: Asana's
+    /// `X-Hook-Secret` header; Notion's unsigned body `{"verification_token": T}`.
+    pub fn offered(&self, headers: &http::HeaderMap, body: &[u8]) -> Option<String> {
+        let usable = |s: &str| {
+            !s.is_empty() && s.len() <= MAX_LEARNED && s.bytes().all(|b| b.is_ascii_graphic())
+        };
+        match self.handshake {
+            Handshake::AsanaSecret => {
+                let secret = headers.get("x-hook-secret")?.to_str().ok()?;
+                usable(secret).then(|| secret.to_string())
+            }
+            Handshake::NotionToken => {
+                if headers.contains_key("x-notion-signature") {
+                    return None;
+                }
+                #[derive(serde::Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Verification {
+                    verification_token: String,
+                }
+                let v: Verification = serde_json::from_slice(body).ok()?;
+                usable(&v.verification_token).then_some(v.verification_token)
+            }
+            _ => None,
+        }
+    }
+
+    /// The answer to a handshake whose secret is (now) the one kept: Asana wants its secret
+    /// echoed in `X-Hook-Secret`; Notion, any `2xx`.
+    pub fn answer(&self, secret: &str) -> Answer {
+        match self.handshake {
+            Handshake::AsanaSecret => Answer::Header("x-hook-secret", secret.to_string()),
+            _ => Answer::NoContent,
+        }
+    }
+
+    /// Whether the kept secret should be (re)read from the store.
+    pub fn is_stale(&self) -> bool {
+        match &*self
+            .held
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            Some((_, at)) => at.elapsed() > LEARNED_FRESH,
+            None => true,
+        }
+    }
+
+    /// The secret as the store holds it now (`None`: none yet, or forgotten).
+    pub fn remember(&self, secret: Option<Vec<u8>>) {
+        *self
+            .held
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((secret, std::time::Instant::now()));
+    }
+
+    fn key(&self) -> Option<Vec<u8>> {
+        self.held
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .and_then(|(k, _)| k.clone())
     }
 }
 
@@ -90,6 +186,12 @@ impl PresetVerifier {
         let tolerance_or =
             |default_secs: u64| tolerance.unwrap_or(Duration::from_secs(default_secs.max(1)));
         let check = match &preset.check {
+            Check::Learned { signature, prefix } => Checker::Learned {
+                signature: HeaderName::from_static(signature),
+                prefix,
+                configured: raw(),
+                learning: Learning::new(preset.handshake),
+            },
             Check::Hmac(rule) => {
                 let keys = match rule.key {
                     KeyForm::Raw => raw(),
@@ -174,6 +276,19 @@ impl PresetVerifier {
         Ok(PresetVerifier { preset, check })
     }
 
+    /// The route's learned secret, when the provider hands it over rather than the config
+    /// holding it.
+    pub fn learning(&self) -> Option<&Learning> {
+        match &self.check {
+            Checker::Learned {
+                configured,
+                learning,
+                ..
+            } if configured.is_empty() => Some(learning),
+            _ => None,
+        }
+    }
+
     /// The header carrying this route's own credential, never to be journaled.
     pub fn credential_header(&self) -> Option<&HeaderName> {
         match &self.check {
@@ -189,6 +304,28 @@ impl PresetVerifier {
             Checker::Token(t) => t.verify(req)?,
             Checker::Basic(b) => b.verify(req)?,
             Checker::Svix(s) => s.verify(req)?,
+            Checker::Learned {
+                signature,
+                prefix,
+                configured,
+                learning,
+            } => {
+                let keys = if configured.is_empty() {
+                    vec![learning.key().ok_or(VerifyError::NotLearned)?]
+                } else {
+                    configured.clone()
+                };
+                let value = single_header(req.headers, signature)?;
+                let tag = value
+                    .strip_prefix(*prefix)
+                    .and_then(|t| hex::decode(t.trim()).ok())
+                    .ok_or_else(|| VerifyError::MalformedHeader(signature.clone()))?;
+                let tags = mac::tags(crate::config::HmacAlgorithm::Sha256, &keys, &[req.body]);
+                if !mac::is_any_of(&tags, &tag) {
+                    return Err(VerifyError::BadSignature);
+                }
+                Verified::default()
+            }
             Checker::Ed25519 {
                 keys,
                 signature,
@@ -304,6 +441,19 @@ impl PresetVerifier {
             Checker::Basic(b) => signed.headers = b.sign_headers(),
             Checker::Svix(s) => {
                 signed.headers = s.sign_headers(&format!("msg_{delivery}"), unix_secs(now), body)
+            }
+            Checker::Learned {
+                signature,
+                prefix,
+                configured,
+                learning,
+            } => {
+                let key = configured.first().cloned().or_else(|| learning.key())?;
+                let tag = mac::sign(crate::config::HmacAlgorithm::Sha256, &key, &[body]);
+                signed.headers = vec![(
+                    signature.to_string(),
+                    format!("{prefix}{}", hex::encode(tag)),
+                )];
             }
             Checker::Ed25519 { .. } | Checker::Ecdsa { .. } => return None,
         }
