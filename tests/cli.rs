@@ -405,3 +405,111 @@ async fn send_signs_for_a_preset_with_the_first_of_its_rotating_secrets() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_handshake_makes_each_providers_endpoint_check_and_the_router_answers_it() {
+    let receiver = Receiver::start().await;
+    let mut routes = String::new();
+    for (name, verify) in [
+        (
+            "slack",
+            r#"{ scheme = "slack", secret = "slack-signing-secret" }"#,
+        ),
+        (
+            "zoom",
+            r#"{ scheme = "zoom", secret = "zoom-secret-token" }"#,
+        ),
+        (
+            "meta",
+            r#"{ scheme = "meta", secret = "app-secret", verify_token = "my-verify-token" }"#,
+        ),
+        (
+            "dropbox",
+            r#"{ scheme = "dropbox", secret = "app-secret" }"#,
+        ),
+        (
+            "graph",
+            r#"{ scheme = "microsoft-graph", secret = "client-state" }"#,
+        ),
+        (
+            "twitch",
+            r#"{ scheme = "twitch", secret = "twitch-transport-secret" }"#,
+        ),
+        ("x", r#"{ scheme = "x", secret = "consumer-secret" }"#),
+        (
+            "okta",
+            r#"{ scheme = "okta", secret = "okta-auth-secret" }"#,
+        ),
+        (
+            "trello",
+            r#"{ scheme = "trello", secret = "app-secret", public_url = "https://hooks.example.com" }"#,
+        ),
+        (
+            "woo",
+            r#"{ scheme = "woocommerce", secret = "woo-secret" }"#,
+        ),
+        (
+            "discord",
+            r#"{ scheme = "discord", secret = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29" }"#,
+        ),
+        ("asana", r#"{ scheme = "asana" }"#),
+        ("github", r#"{ scheme = "github", secret = "s" }"#),
+    ] {
+        routes.push_str(&format!(
+            "[[routes]]\nname = \"{name}\"\nverify = {verify}\nto = [\"sink\"]\n\n"
+        ));
+    }
+    let router = Router::start(&with_sink(&receiver, &routes)).expect("router starts");
+    let send = |route: &str| {
+        hookyard()
+            .args(["send", route, "--handshake", "-c"])
+            .arg(router.config_path())
+            .output()
+            .unwrap()
+    };
+    for route in [
+        "slack", "zoom", "meta", "dropbox", "graph", "twitch", "x", "okta", "trello", "woo",
+    ] {
+        let out = send(route);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{route}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut lines = stdout.lines();
+        let got = lines.next().unwrap_or_default();
+        let expected = lines
+            .next()
+            .and_then(|l| l.strip_prefix("expected: "))
+            .unwrap_or_else(|| panic!("{route}: no expectation in {stdout}"));
+        let (got_status, got_text) = got.split_once(' ').unwrap_or((got, ""));
+        let (want_status, want_text) = expected.split_once(' ').unwrap_or((expected, ""));
+        assert_eq!(got_status, want_status, "{route}: {stdout}");
+        match (
+            serde_json::from_str::<serde_json::Value>(got_text),
+            serde_json::from_str::<serde_json::Value>(want_text),
+        ) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{route}"),
+            _ => assert_eq!(got_text, want_text, "{route}"),
+        }
+    }
+    for (route, why) in [
+        ("discord", "signs its PING with its private key"),
+        ("asana", "would set the route's secret"),
+        ("github", "no endpoint check"),
+    ] {
+        let out = send(route);
+        assert!(!out.status.success(), "{route}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(why),
+            "{route}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        router.count("SELECT count(*) FROM events"),
+        0,
+        "handshakes are not events"
+    );
+}

@@ -35,12 +35,17 @@ enum Command {
         #[arg(short, long, default_value = "router.toml")]
         config: PathBuf,
     },
-    /// Sign a payload as the route's provider would and POST it to the router.
+    /// Sign a payload as the route's provider would and POST it to the router, or with
+    /// --handshake make the provider's endpoint check (Slack, Zoom, Meta, Twitch, X, ...).
     Send {
         /// The route name (`POST /hooks/<route>`).
         route: String,
         /// A file holding the request body.
-        payload: PathBuf,
+        #[arg(required_unless_present = "handshake")]
+        payload: Option<PathBuf>,
+        /// Make the provider's endpoint check instead, and say what a correct answer is.
+        #[arg(long, conflicts_with = "payload")]
+        handshake: bool,
         /// The config file (for the route's secret and the listen address).
         #[arg(short, long, default_value = "router.toml")]
         config: PathBuf,
@@ -163,10 +168,17 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Send {
             route,
             payload,
+            handshake: _,
             config,
             url,
             event_type,
-        } => send(&config, &route, &payload, url, event_type.as_deref()),
+        } => send(
+            &config,
+            &route,
+            payload.as_deref(),
+            url,
+            event_type.as_deref(),
+        ),
         Command::Secret {
             connection,
             command,
@@ -271,10 +283,12 @@ fn check(path: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Signs `payload` as the route's provider would, or with none makes the provider's
+/// endpoint check, sends it to the router, and prints the answer.
 fn send(
     config_path: &Path,
     route: &str,
-    payload: &Path,
+    payload: Option<&Path>,
     url: Option<String>,
     event_type: Option<&str>,
 ) -> Result<ExitCode> {
@@ -282,18 +296,26 @@ fn send(
     let rc = config
         .route(route)
         .with_context(|| format!("no route named {route:?} in {}", config_path.display()))?;
-    let body =
-        std::fs::read(payload).with_context(|| format!("cannot read {}", payload.display()))?;
     let verifier = crate::verify::Verifier::from_config(&rc.verify)
         .map_err(|e| anyhow::anyhow!("route {route:?}: {e}"))?;
-    let signed = verifier
-        .sign(
-            &body,
-            event_type,
-            &format!("/hooks/{route}"),
-            std::time::SystemTime::now(),
-        )
-        .map_err(|e| anyhow::anyhow!("route {route:?}: {e}"))?;
+    let path = format!("/hooks/{route}");
+    let now = std::time::SystemTime::now();
+    let (method, signed, body, expect) = match payload {
+        Some(payload) => {
+            let body = std::fs::read(payload)
+                .with_context(|| format!("cannot read {}", payload.display()))?;
+            let signed = verifier
+                .sign(&body, event_type, &path, now)
+                .map_err(|e| anyhow::anyhow!("route {route:?}: {e}"))?;
+            (reqwest::Method::POST, signed, body, None)
+        }
+        None => {
+            let trial = verifier
+                .trial_handshake(&path, now)
+                .map_err(|e| anyhow::anyhow!("route {route:?}: {e}"))?;
+            (trial.method, trial.signed, trial.body, Some(trial.expect))
+        }
+    };
     let base = url.unwrap_or_else(|| {
         let mut addr = config.server.listen;
         if addr.ip().is_unspecified() {
@@ -318,10 +340,10 @@ fn send(
         .build()
         .context("cannot start the async runtime")?;
     let (status, text) = runtime.block_on(async {
-        let mut req = reqwest::Client::new()
-            .post(&url)
-            .header("content-type", content_type)
-            .body(body);
+        let mut req = reqwest::Client::new().request(method.clone(), &url);
+        if !body.is_empty() {
+            req = req.header("content-type", content_type).body(body);
+        }
         for (name, value) in &headers {
             req = req.header(name, value);
         }
@@ -329,12 +351,15 @@ fn send(
             .send()
             .await
             .map_err(reqwest::Error::without_url)
-            .with_context(|| format!("cannot POST to {shown}"))?;
+            .with_context(|| format!("cannot {method} to {shown}"))?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         anyhow::Ok((status, text))
     })?;
     println!("{} {}", status.as_u16(), text.trim_end());
+    if let Some(expect) = expect {
+        println!("expected: {expect}");
+    }
     Ok(if status.is_success() {
         ExitCode::SUCCESS
     } else {

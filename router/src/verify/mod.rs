@@ -524,6 +524,129 @@ impl Verifier {
         Ok(signed)
     }
 
+    /// The endpoint check this scheme's provider makes, as it would make it now, for an
+    /// operator to try with `hookyard send --handshake`. An error says why there is none to
+    /// try (no handshake; only the provider can sign it; trying it would set the secret).
+    pub fn trial_handshake(&self, path: &str, now: SystemTime) -> Result<Trial, String> {
+        let challenge = uuid::Uuid::new_v4().simple().to_string();
+        let get = |query: String, headers: Vec<(String, String)>, expect: String| Trial {
+            method: http::Method::GET,
+            signed: Signed {
+                headers,
+                path_and_query: format!("{path}?{query}"),
+            },
+            body: Vec::new(),
+            expect,
+        };
+        let post = |body: Vec<u8>, signed: Signed, expect: String| Trial {
+            method: http::Method::POST,
+            signed,
+            body,
+            expect,
+        };
+        let signed_post = |body: serde_json::Value, expect: String| -> Result<Trial, String> {
+            let body = body.to_string().into_bytes();
+            let signed = self.sign(&body, None, path, now)?;
+            Ok(post(body, signed, expect))
+        };
+        match self {
+            Verifier::Slack(_) => signed_post(
+                serde_json::json!({ "token": "trial", "challenge": challenge, "type": "url_verification" }),
+                format!("200 {{\"challenge\":\"{challenge}\"}}"),
+            ),
+            Verifier::Zoom(v) => {
+                let encrypted = v.hex_tag(challenge.as_bytes()).unwrap_or_default();
+                signed_post(
+                    serde_json::json!({ "event": "endpoint.url_validation", "payload": { "plainToken": challenge } }),
+                    format!(
+                        "200 {{\"plainToken\":\"{challenge}\",\"encryptedToken\":\"{encrypted}\"}}"
+                    ),
+                )
+            }
+            Verifier::Meta(_, token) => {
+                let query = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("hub.mode", "subscribe")
+                    .append_pair("hub.verify_token", token.expose())
+                    .append_pair("hub.challenge", &challenge)
+                    .finish();
+                Ok(get(query, vec![], format!("200 {challenge}")))
+            }
+            Verifier::Dropbox(_) => Ok(get(
+                format!("challenge={challenge}"),
+                vec![],
+                format!("200 {challenge}"),
+            )),
+            Verifier::Graph(_) => Ok(post(
+                Vec::new(),
+                Signed {
+                    headers: vec![],
+                    path_and_query: format!("{path}?validationToken={challenge}"),
+                },
+                format!("200 {challenge}"),
+            )),
+            Verifier::Preset(v) => match v.preset.handshake {
+                Handshake::Twitch => {
+                    let mut trial = signed_post(
+                        serde_json::json!({
+                            "challenge": challenge,
+                            "subscription": { "id": "trial", "status": "webhook_callback_verification_pending", "type": "channel.follow", "version": "1" }
+                        }),
+                        format!("200 {challenge}"),
+                    )?;
+                    trial.signed.headers.push((
+                        "twitch-eventsub-message-type".into(),
+                        "webhook_callback_verification".into(),
+                    ));
+                    Ok(trial)
+                }
+                Handshake::XCrc => {
+                    let tag = v.base64_tag(challenge.as_bytes()).unwrap_or_default();
+                    Ok(get(
+                        format!("crc_token={challenge}"),
+                        vec![],
+                        format!("200 {{\"response_token\":\"sha256={tag}\"}}"),
+                    ))
+                }
+                Handshake::Okta => {
+                    let mut headers = self.sign(b"", None, path, now)?.headers;
+                    headers.push(("x-okta-verification-challenge".into(), challenge.clone()));
+                    Ok(get(
+                        String::new(),
+                        headers,
+                        format!("200 {{\"verification\":\"{challenge}\"}}"),
+                    ))
+                }
+                Handshake::Head => Ok(Trial {
+                    method: http::Method::HEAD,
+                    signed: Signed {
+                        headers: vec![],
+                        path_and_query: path.to_string(),
+                    },
+                    body: Vec::new(),
+                    expect: "200".into(),
+                }),
+                Handshake::WooPing => Ok(post(
+                    b"webhook_id=1".to_vec(),
+                    Signed {
+                        headers: vec![],
+                        path_and_query: path.to_string(),
+                    },
+                    "200".into(),
+                )),
+                Handshake::DiscordPing | Handshake::DiscordEventsPing => Err(format!(
+                    "{} signs its PING with its private key; use the Developer Portal's endpoint check",
+                    v.preset.title
+                )),
+                Handshake::AsanaSecret | Handshake::NotionToken => Err(format!(
+                    "a trial {} handshake would set the route's secret; let {} make the real one",
+                    v.preset.title, v.preset.title
+                )),
+                Handshake::None => Err(format!("{} makes no endpoint check", v.preset.title)),
+            },
+            _ => Err("this scheme has no endpoint check".into()),
+        }
+    }
+
     /// The event type the provider puts in a request, where its preset says.
     pub fn event_type(&self, headers: &HeaderMap, body: &[u8]) -> Option<String> {
         match self {
@@ -542,6 +665,19 @@ impl Verifier {
             _ => None,
         }
     }
+}
+
+/// A provider's endpoint check, made up for `hookyard send --handshake`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trial {
+    /// `GET`, `HEAD` or `POST`.
+    pub method: http::Method,
+    /// The request as signed: headers, path and query.
+    pub signed: Signed,
+    /// The body (empty for `GET` and `HEAD`).
+    pub body: Vec<u8>,
+    /// What a correct answer holds, in words.
+    pub expect: String,
 }
 
 /// A request signed as a provider would sign it.
