@@ -862,6 +862,11 @@ mod tests {
                     p.name
                 );
                 assert!(
+                    rule.signed.len() <= 8,
+                    "{}: at most 8 signed pieces",
+                    p.name
+                );
+                assert!(
                     rule.signed.contains(&Body) || in_body,
                     "{}: the body must be signed",
                     p.name

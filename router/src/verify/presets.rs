@@ -216,6 +216,23 @@ impl PresetVerifier {
                     keys,
                     tolerance: tolerance_or(rule.timestamp.map_or(0, |s| s.tolerance_secs)),
                     public_url,
+                    names: rule
+                        .headers
+                        .iter()
+                        .map(|h| HeaderName::from_static(h))
+                        .collect(),
+                    stamp_name: match rule.timestamp.map(|s| s.at) {
+                        Some(Locate::Header(h)) => Some(HeaderName::from_static(h)),
+                        _ => None,
+                    },
+                    piece_names: rule
+                        .signed
+                        .iter()
+                        .map(|p| match p {
+                            Piece::Header(h) => Some(HeaderName::from_static(h)),
+                            _ => None,
+                        })
+                        .collect(),
                 })
             }
             Check::Token { header, prefix } => Checker::Token(credentials::Token::in_header(
@@ -510,6 +527,11 @@ struct HmacCheck {
     keys: Vec<Vec<u8>>,
     tolerance: Duration,
     public_url: Option<String>,
+    /// The row's header names, made once rather than per request: the signature headers,
+    /// the timestamp header, and each signed piece's header (in `rule.signed` order).
+    names: Vec<HeaderName>,
+    stamp_name: Option<HeaderName>,
+    piece_names: Vec<Option<HeaderName>>,
 }
 
 /// The body as JSON, parsed once and only if a rule needs a field of it.
@@ -538,6 +560,9 @@ impl<'a> Doc<'a> {
     }
 }
 
+/// The most pieces a row signs (the table's test checks every row).
+pub const MAX_PIECES: usize = 8;
+
 /// The most signatures looked at in one request (see [`mac::MAX_SIGNATURES`]).
 const MAX_SIGNATURES: usize = mac::MAX_SIGNATURES;
 
@@ -562,7 +587,7 @@ impl HmacCheck {
         req: &'r Request<'_>,
         doc: &mut Doc<'_>,
     ) -> Result<(Vec<Vec<u8>>, Option<&'r str>), VerifyError> {
-        let first = || HeaderName::from_static(self.rule.headers.first().copied().unwrap_or(""));
+        let first = || self.names[0].clone();
         if let SigFormat::BodyField(pointer) = self.rule.format {
             let sig = doc.field(pointer).ok_or(VerifyError::BadBody)?;
             return Ok((vec![self.decode(&sig).ok_or(VerifyError::BadBody)?], None));
@@ -570,9 +595,8 @@ impl HmacCheck {
         let mut out = Vec::new();
         let mut pair_ts = None;
         let mut present = false;
-        for name in self.rule.headers {
-            let name = HeaderName::from_static(name);
-            let value = match single_header(req.headers, &name) {
+        for name in &self.names {
+            let value = match single_header(req.headers, name) {
                 Ok(v) => v,
                 Err(VerifyError::MissingHeader(_)) => continue,
                 Err(e) => return Err(e),
@@ -627,33 +651,33 @@ impl HmacCheck {
         Ok((out, pair_ts))
     }
 
-    /// The signed pieces, given the timestamp text and the URL.
+    /// The signed pieces, given the timestamp text, the URL and the body fields the row
+    /// signs (in order), written into `out`; how many there are. No allocation: a row has at
+    /// most [`MAX_PIECES`] pieces.
     fn parts<'p>(
         &self,
         req: &'p Request<'_>,
         timestamp: &'p str,
         url: &'p str,
-        doc: &mut Doc<'_>,
-    ) -> Result<Vec<Cow<'p, [u8]>>, VerifyError> {
-        self.rule
-            .signed
-            .iter()
-            .map(|piece| {
-                Ok(match piece {
-                    Piece::Body => Cow::Borrowed(req.body),
-                    Piece::Timestamp => Cow::Borrowed(timestamp.as_bytes()),
-                    Piece::Lit(s) => Cow::Borrowed(s.as_bytes()),
-                    Piece::Header(h) => Cow::Borrowed(
-                        single_header(req.headers, &HeaderName::from_static(h))?.as_bytes(),
-                    ),
-                    Piece::BodyField(p) => {
-                        Cow::Owned(doc.field(p).ok_or(VerifyError::BadBody)?.into_bytes())
-                    }
-                    Piece::Url => Cow::Borrowed(url.as_bytes()),
-                    Piece::Method => Cow::Borrowed(b"POST".as_slice()),
-                })
-            })
-            .collect()
+        fields: &'p [String],
+        out: &mut [&'p [u8]; MAX_PIECES],
+    ) -> Result<usize, VerifyError> {
+        let mut fields = fields.iter();
+        for (i, (piece, name)) in self.rule.signed.iter().zip(&self.piece_names).enumerate() {
+            out[i] = match piece {
+                Piece::Body => req.body,
+                Piece::Timestamp => timestamp.as_bytes(),
+                Piece::Lit(s) => s.as_bytes(),
+                Piece::Header(_) => match name {
+                    Some(name) => single_header(req.headers, name)?.as_bytes(),
+                    None => b"",
+                },
+                Piece::BodyField(_) => fields.next().map_or(&b""[..], |f| f.as_bytes()),
+                Piece::Url => url.as_bytes(),
+                Piece::Method => b"POST",
+            };
+        }
+        Ok(self.rule.signed.len())
     }
 
     fn url(&self, path_and_query: &str) -> String {
@@ -663,29 +687,44 @@ impl HmacCheck {
             .unwrap_or_default()
     }
 
+    /// The body fields the row signs, in order (read only for rows that sign some).
+    fn fields(&self, doc: &mut Doc<'_>) -> Result<Vec<String>, VerifyError> {
+        self.rule
+            .signed
+            .iter()
+            .filter_map(|p| match p {
+                Piece::BodyField(f) => Some(doc.field(f).ok_or(VerifyError::BadBody)),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn verify(&self, req: &Request<'_>) -> Result<Verified, VerifyError> {
         let mut doc = Doc::new(req.body);
         let (candidates, pair_ts) = self.candidates(req, &mut doc)?;
         let timestamp: Cow<'_, str> = match self.rule.timestamp {
             None => Cow::Borrowed(""),
             Some(stamp) => {
-                let header = |h: &'static str| HeaderName::from_static(h);
-                let (text, malformed): (Cow<'_, str>, VerifyError) = match stamp.at {
-                    Locate::Nowhere => {
-                        let name = header(self.rule.headers[0]);
-                        let ts =
-                            pair_ts.ok_or_else(|| VerifyError::MalformedHeader(name.clone()))?;
-                        (Cow::Borrowed(ts), VerifyError::MalformedHeader(name))
-                    }
-                    Locate::Header(h) => (
-                        Cow::Borrowed(single_header(req.headers, &header(h))?),
-                        VerifyError::MalformedHeader(header(h)),
-                    ),
-                    Locate::Body(p) => (
-                        Cow::Owned(doc.field(p).ok_or(VerifyError::BadBody)?),
-                        VerifyError::BadBody,
-                    ),
-                };
+                let (text, malformed): (Cow<'_, str>, VerifyError) =
+                    match (stamp.at, &self.stamp_name) {
+                        (Locate::Header(_), Some(name)) => (
+                            Cow::Borrowed(single_header(req.headers, name)?),
+                            VerifyError::MalformedHeader(name.clone()),
+                        ),
+                        (Locate::Header(_) | Locate::Nowhere, _) => {
+                            let name = &self.names[0];
+                            let ts = pair_ts
+                                .ok_or_else(|| VerifyError::MalformedHeader(name.clone()))?;
+                            (
+                                Cow::Borrowed(ts),
+                                VerifyError::MalformedHeader(name.clone()),
+                            )
+                        }
+                        (Locate::Body(p), _) => (
+                            Cow::Owned(doc.field(p).ok_or(VerifyError::BadBody)?),
+                            VerifyError::BadBody,
+                        ),
+                    };
                 let at = parse_time(&text, stamp.format).ok_or(malformed)?;
                 let skew = match req.now.duration_since(at) {
                     Ok(behind) => behind,
@@ -699,13 +738,20 @@ impl HmacCheck {
         };
         let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
         let url = self.url(path_and_query);
-        let parts = self.parts(req, &timestamp, &url, &mut doc)?;
-        let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_ref()).collect();
-        let tags = mac::tags(self.rule.algorithm, &self.keys, &parts);
-        if !candidates
-            .iter()
-            .fold(false, |found, c| mac::is_any_of(&tags, c) | found)
-        {
+        let fields = self.fields(&mut doc)?;
+        let mut buf: [&[u8]; MAX_PIECES] = [b""; MAX_PIECES];
+        let n = self.parts(req, &timestamp, &url, &fields, &mut buf)?;
+        let parts = &buf[..n];
+        let matched = match candidates.as_slice() {
+            // The usual case: one signature, checked against each key without a copy.
+            [one] => mac::any_matches(self.rule.algorithm, &self.keys, parts, one),
+            many => {
+                let tags = mac::tags(self.rule.algorithm, &self.keys, parts);
+                many.iter()
+                    .fold(false, |found, c| mac::is_any_of(&tags, c) | found)
+            }
+        };
+        if !matched {
             return Err(VerifyError::BadSignature);
         }
         Ok(Verified::default())
