@@ -13,6 +13,7 @@ mod email;
 mod flow;
 mod ingress;
 mod plugin_limits;
+mod poll;
 mod postgres;
 mod presets;
 mod providers;

@@ -119,6 +119,13 @@ pub async fn run(
         config.runtime.max_deliveries_in_flight,
     );
     let delivering = tokio::spawn(worker.run(shutdown.clone(), GRACE));
+    let polling = tokio::spawn(crate::poll::run(
+        store.clone(),
+        live.clone(),
+        handoff.waker(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
 
     let admin_serving = listeners.admin.map(|admin_listener| {
         let admin = Arc::new(Admin {
@@ -178,6 +185,7 @@ pub async fn run(
     serve_http(listener, ingress::router(ingress), header_timeout, shutdown).await;
     let _ = dispatching.await;
     let _ = delivering.await;
+    let _ = polling.await;
     if let Some(admin) = admin_serving {
         let _ = admin.await;
     }

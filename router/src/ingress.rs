@@ -357,6 +357,12 @@ async fn handle_hook(
     let Some(route) = ingress.live.get().routes.get(&route_name).cloned() else {
         return reply(StatusCode::NOT_FOUND, "unknown route");
     };
+    if route.poll.is_some() {
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "this route is polled, not posted to",
+        );
+    }
     let (parts, body) = request.into_parts();
     if let Some(allowed) = &route.allow_ips {
         let client = parts

@@ -10,6 +10,7 @@
 //!
 //! - [`config`]: `router.toml`, one serde tree; errors name file, line and key.
 //! - [`ingress`]: `POST /hooks/<route>`: body and time limits, then verify and journal.
+//! - [`poll`]: the other front door: APIs without webhooks, polled, each new item an event.
 //! - [`backlog`]: how much accepted work waits, and `server.max_backlog`'s bound on it.
 //! - [`verify`]: one file per signature scheme; a request becomes `Verified` only there.
 //! - [`store`]: the journal (events, deliveries, attempts) behind the `Store` trait.
@@ -39,6 +40,7 @@ pub mod egress;
 pub mod ingress;
 pub mod live;
 pub mod pipeline;
+pub mod poll;
 pub mod reload;
 pub mod shutdown;
 pub mod store;

@@ -67,6 +67,8 @@ pub struct Route {
     pub dedup: Dedup,
     /// Client networks allowed to post, if restricted.
     pub allow_ips: Option<Vec<ipnet::IpNet>>,
+    /// For a polled route, what to poll.
+    pub poll: Option<Arc<crate::config::PollConfig>>,
 }
 
 /// How a route finds the provider's delivery id beyond what its scheme knows.
@@ -236,10 +238,13 @@ pub fn build_routes(config: &Config, plugins: &LoadedPlugins) -> Result<Routes, 
     let mut routes = Routes::new();
     for rc in &config.routes {
         let name = rc.name.get_ref().clone();
-        let verifier = Verifier::from_config(&rc.verify).map_err(|source| BuildError::Verify {
-            route: name.clone(),
-            source,
-        })?;
+        let verifier = match &rc.verify {
+            None => Verifier::Polled,
+            Some(v) => Verifier::from_config(v).map_err(|source| BuildError::Verify {
+                route: name.clone(),
+                source,
+            })?,
+        };
         // Config::check has already proven every step names a plugin.
         let steps = rc
             .steps
@@ -281,6 +286,7 @@ pub fn build_routes(config: &Config, plugins: &LoadedPlugins) -> Result<Routes, 
                 .allow_ips
                 .as_ref()
                 .map(|l| l.iter().map(|c| c.0).collect()),
+            poll: rc.poll.clone().map(Arc::new),
         };
         routes.insert(name, Arc::new(route));
     }
@@ -309,6 +315,8 @@ pub struct Snapshot {
     pub destinations: HashMap<String, Destination>,
     /// The HTTP client deliveries use (it carries the egress rules).
     pub client: reqwest::Client,
+    /// The egress rules, for URLs whose host is an address (the client's resolver checks names).
+    pub egress: Arc<EgressPolicy>,
     /// The compiled plugins and their engine, kept alive while this version is in use.
     pub plugins: LoadedPlugins,
     /// The token the admin API and UI require (`server.admin_token`); `None` only where the
@@ -337,6 +345,7 @@ impl Snapshot {
             routes,
             destinations,
             client,
+            egress,
             plugins,
             admin_token: config.server.admin_token.clone(),
         })

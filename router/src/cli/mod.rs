@@ -56,6 +56,24 @@ enum Command {
         #[arg(long)]
         event_type: Option<String>,
     },
+    /// Poll a polled route's API once and print the items it would turn into events
+    /// (one JSON object a line), without journaling anything.
+    Poll {
+        /// The route name.
+        route: String,
+        /// Required: the running router polls by itself; this only shows what it would find.
+        #[arg(long)]
+        dry_run: bool,
+        /// Poll once (the only mode).
+        #[arg(long)]
+        once: bool,
+        /// The cursor to poll from (the router keeps its own in the store).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// The config file.
+        #[arg(short, long, default_value = "router.toml")]
+        config: PathBuf,
+    },
     /// List every verification scheme: the named providers and the generic ones.
     Providers {
         /// Print the full table (what is signed, replay protection, delivery id,
@@ -183,12 +201,57 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             connection,
             command,
         } => admin::secret(&connection, command).map(|()| ExitCode::SUCCESS),
+        Command::Poll {
+            route,
+            dry_run,
+            once: _,
+            cursor,
+            config,
+        } => poll(&config, &route, dry_run, cursor.as_deref()),
         Command::Providers { markdown } => {
             print!("{}", providers(markdown));
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin { command } => plugin::run(command),
     }
+}
+
+/// `hookyard poll <route> --dry-run`: one poll, printed, nothing journaled.
+fn poll(config_path: &Path, route: &str, dry_run: bool, cursor: Option<&str>) -> Result<ExitCode> {
+    if !dry_run {
+        anyhow::bail!(
+            "the running router polls {route:?} by itself; add --dry-run to see what the next poll would find"
+        );
+    }
+    let config = Config::load(config_path)?;
+    let rc = config
+        .route(route)
+        .with_context(|| format!("no route named {route:?} in {}", config_path.display()))?;
+    let poll = rc
+        .poll
+        .clone()
+        .with_context(|| format!("route {route:?} is posted to, not polled"))?;
+    let source = crate::poll::Source::new(Arc::new(poll))
+        .map_err(|e| anyhow::anyhow!("route {route:?}: {e}"))?;
+    let egress = Arc::new(crate::egress::EgressPolicy::new(&config.egress));
+    let client = crate::destinations::http::client(egress.clone());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let found = runtime
+        .block_on(source.fetch(&client, &egress, cursor))
+        .map_err(|e| anyhow::anyhow!("route {route:?}: {e}"))?;
+    for item in &found.items {
+        println!("{}", serde_json::to_string(item)?);
+    }
+    eprintln!(
+        "{} items on {} page(s); cursor after this poll: {}",
+        found.items.len(),
+        found.pages,
+        found.cursor.as_deref().unwrap_or("(none)")
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `hookyard providers`: every scheme with the keys its route needs, or the full Markdown table.
@@ -296,7 +359,10 @@ fn send(
     let rc = config
         .route(route)
         .with_context(|| format!("no route named {route:?} in {}", config_path.display()))?;
-    let verifier = crate::verify::Verifier::from_config(&rc.verify)
+    let verify = rc.verify.as_ref().with_context(|| {
+        format!("route {route:?} is polled, not posted to (try: hookyard poll {route} --dry-run)")
+    })?;
+    let verifier = crate::verify::Verifier::from_config(verify)
         .map_err(|e| anyhow::anyhow!("route {route:?}: {e}"))?;
     let path = format!("/hooks/{route}");
     let now = std::time::SystemTime::now();

@@ -139,7 +139,7 @@ impl Config {
     /// duplicate that should be refused would get through. Said at `hookyard check` and
     /// start-up rather than found out in production.
     fn weakened_protection(&self, route: &RouteConfig) -> Option<String> {
-        let v = &route.verify;
+        let v = route.verify.as_ref()?;
         if let Some(pointer) = &route.dedup.pointer
             && !pointer.is_empty()
             && !pointer.starts_with('/')
@@ -235,6 +235,33 @@ impl Config {
                     route.name.span(),
                     format!("route {name:?} is defined twice"),
                 ));
+            }
+            match (&route.verify, &route.poll) {
+                (None, None) => {
+                    return Err(invalid(
+                        route.name.span(),
+                        format!(
+                            "route {name:?}: set verify (how posts are authenticated), or [routes.poll] for an API that is polled"
+                        ),
+                    ));
+                }
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        route.name.span(),
+                        format!(
+                            "route {name:?}: a polled route takes no verify (nothing is posted to it)"
+                        ),
+                    ));
+                }
+                (None, Some(poll)) => {
+                    if let Err(message) = poll.check() {
+                        return Err(invalid(
+                            route.name.span(),
+                            format!("route {name:?}: poll.{message}"),
+                        ));
+                    }
+                }
+                (Some(_), None) => {}
             }
             if let Some(message) = self.weakened_protection(route) {
                 return Err(invalid(
@@ -610,6 +637,43 @@ url = "sqlite://data/hookyard.db"
             err,
             "router.toml:6: plugin name \"hookyard/learned-secrets\" must be non-empty and use only letters, digits, '-', '_' and '.'"
         );
+    }
+
+    #[test]
+    fn a_route_is_either_verified_or_polled_and_its_poll_table_is_checked() {
+        let route = |body: &str| format!("{MINIMAL}[[routes]]\nname = \"r\"\n{body}");
+        let poll = "[routes.poll]\nurl = \"https://api.example.com/v1/orders\"\nevery = \"30s\"\nitems = \"/data\"\nid = \"/id\"\n";
+        assert!(parse(&route(poll)).is_ok());
+        for (body, expected) in [
+            (
+                String::new(),
+                "set verify (how posts are authenticated), or [routes.poll]",
+            ),
+            (
+                format!("verify = {{ scheme = \"none\" }}\n{poll}"),
+                "a polled route takes no verify",
+            ),
+            (
+                poll.replace("\"/id\"", "\"id\""),
+                "poll.id: \"id\" must be a JSON pointer such as \"/id\"",
+            ),
+            (
+                poll.replace("30s", "10ms"),
+                "poll.every: must be at least 100ms",
+            ),
+            (
+                poll.replace("https://api", "ftp://api"),
+                "poll.url: must be an http:// or https:// URL",
+            ),
+            (
+                format!("{poll}query = {{ since = \"{{{{ cursor }}}}\" }}\n"),
+                "poll.query: {{ cursor }} needs poll.cursor",
+            ),
+        ] {
+            let err = parse(&route(&body)).unwrap_err().to_string();
+            assert!(err.contains(expected), "{body}: {err}");
+            assert!(err.starts_with("router.toml:7: route \"r\""), "{err}");
+        }
     }
 
     #[test]

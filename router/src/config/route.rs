@@ -8,8 +8,10 @@ use super::*;
 pub struct RouteConfig {
     /// The `<route>` in `POST /hooks/<route>`.
     pub name: Spanned<String>,
-    /// How requests are authenticated.
-    pub verify: VerifyConfig,
+    /// How requests are authenticated. Required unless the route is polled (`poll`).
+    pub verify: Option<VerifyConfig>,
+    /// The route's events come from polling an API instead of being posted.
+    pub poll: Option<PollConfig>,
     /// Plugin names, run in order.
     #[serde(default)]
     pub steps: Vec<Spanned<String>>,
@@ -21,6 +23,113 @@ pub struct RouteConfig {
     pub dedup: DedupConfig,
     /// Only these client networks may post (checked before the signature).
     pub allow_ips: Option<Vec<Cidr>>,
+}
+
+/// `[routes.poll]`: an API without webhooks, polled; each new item becomes an event.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PollConfig {
+    /// The URL to GET (may hold `${VAR}`); checked against the egress rules.
+    pub url: Secret,
+    /// How often to poll.
+    pub every: Dur,
+    /// JSON pointer to the array of items in the response; empty: the body is the array.
+    #[serde(default)]
+    pub items: String,
+    /// JSON pointer to each item's id (an id seen within `dedup.window` is skipped).
+    pub id: String,
+    /// How requests authenticate, as for HTTP destinations.
+    pub auth: Option<AuthConfig>,
+    /// JSON pointer to the next page's URL in a response (same host only).
+    pub next: Option<String>,
+    /// Most pages one poll follows.
+    #[serde(default = "default_max_pages")]
+    pub max_pages: u32,
+    /// Query parameters; `{{ cursor }}` in a value is the remembered cursor (a parameter
+    /// using it is left out until there is one).
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// JSON pointer, inside each item, to the value whose largest is remembered as the cursor.
+    pub cursor: Option<String>,
+    /// JSON pointer, inside each item, to its event type.
+    pub event_type: Option<String>,
+    /// The longest one request may take.
+    #[serde(default = "default_poll_timeout")]
+    pub timeout: Dur,
+    /// The largest response read.
+    #[serde(default = "default_poll_max_response")]
+    pub max_response: ByteSize,
+}
+
+impl PollConfig {
+    /// What is wrong with the table, if anything: `key: reason`.
+    pub fn check(&self) -> Result<(), String> {
+        let pointer = |key: &str, p: &str| {
+            if p.is_empty() || p.starts_with('/') {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{key}: {p:?} must be a JSON pointer such as \"/{p}\""
+                ))
+            }
+        };
+        match url::Url::parse(self.url.expose()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => return Err("url: must be an http:// or https:// URL".into()),
+        }
+        if self.every.0 < Duration::from_millis(100) {
+            return Err("every: must be at least 100ms".into());
+        }
+        pointer("items", &self.items)?;
+        if self.id.is_empty() {
+            return Err("id: name the pointer to each item's id, e.g. \"/id\"".into());
+        }
+        pointer("id", &self.id)?;
+        for (key, p) in [
+            ("next", &self.next),
+            ("cursor", &self.cursor),
+            ("event_type", &self.event_type),
+        ] {
+            if let Some(p) = p {
+                pointer(key, p)?;
+            }
+        }
+        if self.max_pages == 0 {
+            return Err("max_pages: must be at least 1".into());
+        }
+        if self
+            .query
+            .values()
+            .any(|v| v.contains("{{") && !is_cursor_template(v))
+            && self.cursor.is_some()
+        {
+            return Err("query: the only placeholder is {{ cursor }}".into());
+        }
+        if self.cursor.is_none() && self.query.values().any(|v| v.contains("{{")) {
+            return Err("query: {{ cursor }} needs poll.cursor, the pointer to remember".into());
+        }
+        Ok(())
+    }
+}
+
+/// Whether `v`'s only placeholders are `{{ cursor }}`.
+fn is_cursor_template(v: &str) -> bool {
+    v.replace("{{ cursor }}", "")
+        .replace("{{cursor}}", "")
+        .find("{{")
+        .is_none()
+}
+
+fn default_max_pages() -> u32 {
+    10
+}
+
+fn default_poll_timeout() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+
+fn default_poll_max_response() -> ByteSize {
+    ByteSize(4 * 1024 * 1024)
 }
 
 /// `verify = { scheme = "...", ... }` on a route. Which keys apply depends on the scheme;

@@ -78,6 +78,9 @@ pub enum VerifyError {
     /// The scheme signs text and the body is not UTF-8 or not a valid form.
     #[error("body is not valid for this scheme")]
     BadBody,
+    /// The route is polled; nothing may post to it.
+    #[error("this route is polled, not posted to")]
+    Polled,
     /// The scheme's secret comes from the provider's handshake, which has not happened (or
     /// the secret was forgotten).
     #[error("no secret for this route yet: the provider's handshake must come first")]
@@ -129,6 +132,8 @@ pub enum Verifier {
     Basic(credentials::Basic),
     /// A named provider from the presets table.
     Preset(presets::PresetVerifier),
+    /// A polled route: nothing is posted to it.
+    Polled,
 }
 
 /// The keys each scheme accepts beyond `scheme`, `secret`, `secrets`.
@@ -464,6 +469,7 @@ impl Verifier {
             Verifier::Token(v) => v.verify(req),
             Verifier::Basic(v) => v.verify(req),
             Verifier::Preset(v) => v.verify(req),
+            Verifier::Polled => Err(VerifyError::Polled),
         }
     }
 
@@ -486,6 +492,7 @@ impl Verifier {
         };
         match self {
             Verifier::None => {}
+            Verifier::Polled => return Err("this route is polled, not posted to".into()),
             Verifier::StandardWebhooks(v) => {
                 signed.headers = v.sign_headers(&format!("msg_{delivery}"), ts, body)
             }
