@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
 
+use crate::support::postgres::PgCluster;
 use crate::support::*;
 
 /// A paginated API of orders, two to a page, newest last, filtered by `updated_since`.
@@ -21,6 +22,8 @@ struct Api {
     requests: Vec<(HashMap<String, String>, Instant)>,
     /// The `Authorization` of each request.
     authorizations: Vec<Option<String>>,
+    /// The `hookyard-poller` (node) of each request.
+    pollers: Vec<String>,
     /// Answers to give first, before the list (status, Retry-After).
     refusals: Vec<(u16, Option<&'static str>)>,
 }
@@ -33,6 +36,13 @@ async fn orders(
     headers: axum::http::HeaderMap,
 ) -> Response {
     let mut api = api.lock().unwrap();
+    api.pollers.push(
+        headers
+            .get("hookyard-poller")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+    );
     api.authorizations.push(
         headers
             .get("authorization")
@@ -252,4 +262,51 @@ async fn poll_dry_run_prints_what_the_next_poll_would_find_and_journals_nothing(
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("polls \"orders\" by itself"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_on_one_postgres_poll_a_source_once_and_the_other_takes_over() {
+    let cluster = PgCluster::start().expect("PostgreSQL starts");
+    let url = cluster.new_database().await;
+    let (addr, api) = start_api().await;
+    add_orders(&api, 1..=3);
+    let receiver = Receiver::start().await;
+    let config = with_sink(&receiver, &polled_route(addr, "200ms")).replace(
+        "url = \"sqlite://data/hookyard.db\"",
+        &format!("url = \"{url}\"\nmax_connections = 4"),
+    );
+    let a = Router::start(&config).expect("router a starts");
+    let b = Router::start(&config).expect("router b starts");
+    receiver.wait_for(3, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pollers: std::collections::HashSet<String> =
+        api.lock().unwrap().pollers.iter().cloned().collect();
+    assert_eq!(pollers.len(), 1, "one node polls the source: {pollers:?}");
+    let polls_before = api.lock().unwrap().pollers.len();
+    assert!(
+        polls_before >= 5,
+        "it polls on schedule ({polls_before} polls)"
+    );
+
+    // The node that polls stops; the other takes the lease over once it lapses.
+    let holder = pollers.iter().next().unwrap().clone();
+    let (mut gone, mut other) = (a, b);
+    if !gone.log().contains(&holder) {
+        std::mem::swap(&mut gone, &mut other);
+    }
+    assert!(
+        gone.log().contains(&holder),
+        "the polling node names itself in its log"
+    );
+    gone.kill();
+    add_orders(&api, 4..=4);
+    receiver.wait_for(4, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut ids = delivered_ids(&receiver);
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["o-1", "o-2", "o-3", "o-4"],
+        "each order once across both nodes"
+    );
 }

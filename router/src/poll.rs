@@ -129,6 +129,7 @@ impl Source {
         client: &reqwest::Client,
         egress: &EgressPolicy,
         cursor: Option<&str>,
+        node: &str,
     ) -> Result<Found, PollError> {
         let c = &self.config;
         let mut url = self.url.clone();
@@ -150,7 +151,7 @@ impl Source {
             if found.pages == c.max_pages {
                 break;
             }
-            let doc = self.get(client, egress, url).await?;
+            let doc = self.get(client, egress, url, node).await?;
             found.pages += 1;
             let list = doc
                 .pointer(&c.items)
@@ -200,6 +201,7 @@ impl Source {
         client: &reqwest::Client,
         egress: &EgressPolicy,
         mut url: reqwest::Url,
+        node: &str,
     ) -> Result<serde_json::Value, PollError> {
         egress
             .check_url(&url)
@@ -210,7 +212,9 @@ impl Source {
         let mut req = client
             .get(url)
             .timeout(self.config.timeout.0)
-            .header("accept", "application/json");
+            .header("accept", "application/json")
+            // Which router node polled, for the API's logs (one node polls a source at a time).
+            .header("hookyard-poller", node);
         match &self.auth {
             Some(Auth::Authorization(v)) => req = req.header("authorization", v.clone()),
             Some(Auth::Header(n, v)) => req = req.header(n.clone(), v.clone()),
@@ -278,6 +282,7 @@ pub async fn run(
     mut shutdown: Shutdown,
 ) {
     let node = new_id("node");
+    tracing::info!(%node, "polling sources as this node");
     let mut schedules: HashMap<String, Schedule> = HashMap::new();
     let mut polls: JoinSet<(String, Result<usize, PollError>)> = JoinSet::new();
     loop {
@@ -411,7 +416,7 @@ impl PollJob {
             .map(|c| String::from_utf8_lossy(&c).into_owned());
         let found = self
             .source
-            .fetch(&self.client, &self.egress, cursor.as_deref())
+            .fetch(&self.client, &self.egress, cursor.as_deref(), &self.node)
             .await?;
         let mut new = 0;
         for item in found.items {

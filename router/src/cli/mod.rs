@@ -240,7 +240,7 @@ fn poll(config_path: &Path, route: &str, dry_run: bool, cursor: Option<&str>) ->
         .build()
         .context("cannot start the async runtime")?;
     let found = runtime
-        .block_on(source.fetch(&client, &egress, cursor))
+        .block_on(source.fetch(&client, &egress, cursor, "cli-dry-run"))
         .map_err(|e| anyhow::anyhow!("route {route:?}: {e}"))?;
     for item in &found.items {
         println!("{}", serde_json::to_string(item)?);
