@@ -186,8 +186,21 @@ async fn a_busy_api_is_waited_for_as_its_retry_after_says() {
     add_orders(&api, 1..=2);
     api.lock().unwrap().refusals = vec![(429, Some("2")), (503, None)];
     let receiver = Receiver::start().await;
-    let _router =
+    let router =
         Router::start(&with_sink(&receiver, &polled_route(addr, "100ms"))).expect("router starts");
+    // While it waits, the admin API says why.
+    let mut seen_busy = false;
+    for _ in 0..40 {
+        let (_, polls) = admin(&router, "GET", "/admin/polls", None).await;
+        let status = &polls["polls"][0]["status"];
+        if status["failures"].as_u64() >= Some(1) {
+            assert!(status["last"].as_str().unwrap().contains("429"), "{polls}");
+            seen_busy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen_busy, "the 429 shows in /admin/polls");
     receiver.wait_for(2, Duration::from_secs(20)).await;
     let times: Vec<Instant> = api
         .lock()
@@ -210,6 +223,45 @@ async fn a_busy_api_is_waited_for_as_its_retry_after_says() {
     let mut ids = delivered_ids(&receiver);
     ids.sort();
     assert_eq!(ids, ["o-1", "o-2"]);
+    let (status, polls) = admin(&router, "GET", "/admin/polls", None).await;
+    assert_eq!(status, 200);
+    let orders = &polls["polls"][0];
+    assert_eq!(orders["route"], "orders");
+    assert_eq!(orders["url"], format!("http://{addr}/v1/orders"));
+    assert_eq!(orders["cursor"], "2026-12-01T10:00:02Z");
+    assert_eq!(orders["status"]["items"], 2);
+    assert_eq!(orders["status"]["failures"], 0);
+    // The UI shows the same on the destinations page.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed_in = client
+        .post(format!("{}/ui/login", router.admin_base()))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let html = client
+        .get(format!("{}/ui/destinations", router.admin_base()))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("Polled sources") && html.contains("2026-12-01T10:00:02Z"),
+        "{html}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -119,11 +119,13 @@ pub async fn run(
         config.runtime.max_deliveries_in_flight,
     );
     let delivering = tokio::spawn(worker.run(shutdown.clone(), GRACE));
+    let polls = crate::poll::PollBoard::default();
     let polling = tokio::spawn(crate::poll::run(
         store.clone(),
         live.clone(),
         handoff.waker(),
         metrics.clone(),
+        polls.clone(),
         shutdown.clone(),
     ));
 
@@ -134,6 +136,7 @@ pub async fn run(
             live: live.clone(),
             delivery_wake: wake.clone(),
             metrics: metrics.clone(),
+            polls: polls.clone(),
         });
         if let Ok(addr) = admin_listener.local_addr() {
             tracing::info!(listen = %addr, "admin API serving");

@@ -262,6 +262,24 @@ impl Source {
     }
 }
 
+/// How polling went lately, per route, on this node: what the admin API and UI show.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PollStatus {
+    /// When the last poll ended (ms since the epoch), if one has.
+    pub last_at: Option<crate::store::Millis>,
+    /// Its outcome: `"N new"`, `"another node polls"`, or why it failed.
+    pub last: Option<String>,
+    /// Polls in a row that failed or were asked to wait.
+    pub failures: u32,
+    /// When the next poll is due (ms since the epoch).
+    pub next_at: Option<crate::store::Millis>,
+    /// Items journaled by this node's polls since it started.
+    pub items: u64,
+}
+
+/// Every polled route's [`PollStatus`] on this node, shared with the admin API.
+pub type PollBoard = Arc<std::sync::Mutex<std::collections::BTreeMap<String, PollStatus>>>;
+
 /// Each polled route's schedule on this node.
 struct Schedule {
     /// The config it was built from: a reload that changes it starts afresh.
@@ -279,12 +297,13 @@ pub async fn run(
     live: Arc<Live>,
     wake: Arc<tokio::sync::Notify>,
     metrics: Arc<Metrics>,
+    board: PollBoard,
     mut shutdown: Shutdown,
 ) {
     let node = new_id("node");
     tracing::info!(%node, "polling sources as this node");
     let mut schedules: HashMap<String, Schedule> = HashMap::new();
-    let mut polls: JoinSet<(String, Result<usize, PollError>)> = JoinSet::new();
+    let mut polls: JoinSet<(String, Result<Polled, PollError>)> = JoinSet::new();
     loop {
         let snapshot = live.get();
         schedules.retain(|name, s| {
@@ -294,6 +313,9 @@ pub async fn run(
                 .and_then(|r| r.poll.as_ref())
                 .is_some_and(|c| Arc::ptr_eq(c, &s.config))
         });
+        if let Ok(mut b) = board.lock() {
+            b.retain(|name, _| snapshot.routes.get(name).is_some_and(|r| r.poll.is_some()));
+        }
         for (name, route) in &snapshot.routes {
             let Some(config) = &route.poll else { continue };
             if schedules.contains_key(name) {
@@ -347,13 +369,27 @@ pub async fn run(
                 s.running = false;
                 let every = s.config.every.0;
                 let outcome = match &result {
-                    Ok(_) => "ok",
+                    Ok(Polled::Skipped) => "skipped",
+                    Ok(Polled::Journaled(_)) => "ok",
                     Err(PollError::Busy { .. }) => "busy",
                     Err(PollError::Failed(_)) => "failed",
                 };
                 metrics.inc("hookyard_polls_total", &[("route", name.as_str()), ("result", outcome)]);
-                s.next_at = Instant::now() + match result {
-                    Ok(new) => {
+                let said = match &result {
+                    Ok(Polled::Skipped) => "another node polls".to_string(),
+                    Ok(Polled::Journaled(n)) => format!("{n} new"),
+                    Err(e) => e.to_string(),
+                };
+                let journaled = match &result {
+                    Ok(Polled::Journaled(n)) => *n as u64,
+                    _ => 0,
+                };
+                let wait = match result {
+                    Ok(polled) => {
+                        let new = match polled {
+                            Polled::Journaled(n) => n,
+                            Polled::Skipped => 0,
+                        };
                         s.failures = 0;
                         if new > 0 {
                             metrics.add("hookyard_polled_items_total", &[("route", name.as_str())], new as u64);
@@ -374,6 +410,15 @@ pub async fn run(
                         wait
                     }
                 };
+                s.next_at = Instant::now() + wait;
+                if let Ok(mut b) = board.lock() {
+                    let status = b.entry(name.clone()).or_default();
+                    status.last_at = Some(now_ms());
+                    status.last = Some(said);
+                    status.failures = s.failures;
+                    status.next_at = Some(now_ms() + wait.as_millis() as i64);
+                    status.items += journaled;
+                }
             }
             _ = tokio::time::sleep(TICK) => {}
         }
@@ -386,6 +431,14 @@ fn backoff(every: Duration, failures: u32) -> Duration {
     every
         .saturating_mul(1u32 << failures.min(16))
         .min(MAX_BACKOFF)
+}
+
+/// What a poll did.
+enum Polled {
+    /// Another node holds the source's lease.
+    Skipped,
+    /// Polled; this many items were new.
+    Journaled(usize),
 }
 
 /// One poll of one route.
@@ -403,10 +456,10 @@ struct PollJob {
 impl PollJob {
     /// Polls if this node holds (or takes) the route's lease; journals the new items and
     /// then moves the cursor. How many items were new.
-    async fn poll(self) -> Result<usize, PollError> {
+    async fn poll(self) -> Result<Polled, PollError> {
         let failed = |e: crate::store::StoreError| PollError::Failed(format!("store: {e}"));
         if !self.lease().await.map_err(failed)? {
-            return Ok(0);
+            return Ok(Polled::Skipped);
         }
         let cursor = self
             .store
@@ -450,7 +503,7 @@ impl PollJob {
                 .map_err(failed)?;
         }
         tracing::info!(route = %self.route, pages = found.pages, new, "polled");
-        Ok(new)
+        Ok(Polled::Journaled(new))
     }
 
     /// Whether this node polls the route now: it takes the lease when nobody holds it (or it

@@ -53,6 +53,8 @@ pub struct Admin {
     pub delivery_wake: Arc<Notify>,
     /// The router's counters.
     pub metrics: Arc<crate::telemetry::Metrics>,
+    /// How this node's polls of polled routes went.
+    pub polls: crate::poll::PollBoard,
 }
 
 impl Admin {
@@ -157,6 +159,7 @@ fn api(admin: Arc<Admin>) -> Router {
             "/admin/routes/{route}/secret",
             get(show_learned_secret).delete(forget_learned_secret),
         )
+        .route("/admin/polls", get(list_polls))
         .route("/admin/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
         .layer(middleware::from_fn_with_state(admin.clone(), require_token))
@@ -556,6 +559,50 @@ async fn resume_destination(State(admin): State<Arc<Admin>>, Path(name): Path<St
     match resume(&admin, &name).await {
         Ok(true) => json(StatusCode::OK, &serde_json::json!({ "resumed": name })),
         Ok(false) => error(StatusCode::NOT_FOUND, "no such destination"),
+        Err(e) => internal(e),
+    }
+}
+
+/// Every polled route: its source, schedule and cursor, and how this node's polls went.
+pub async fn poll_views(admin: &Admin) -> Result<Vec<serde_json::Value>, StoreError> {
+    let snapshot = admin.live.get();
+    let board = admin.polls.lock().map(|b| b.clone()).unwrap_or_default();
+    let mut names: Vec<&String> = snapshot
+        .routes
+        .iter()
+        .filter(|(_, r)| r.poll.is_some())
+        .map(|(n, _)| n)
+        .collect();
+    names.sort();
+    let mut out = Vec::new();
+    for name in names {
+        let Some(poll) = snapshot.routes.get(name).and_then(|r| r.poll.clone()) else {
+            continue;
+        };
+        let cursor = admin
+            .store
+            .kv_get(crate::poll::POLL_CURSORS, name)
+            .await?
+            .map(|c| String::from_utf8_lossy(&c).into_owned());
+        // The URL without its query, which may carry a key.
+        let mut url = poll.url.expose().to_string();
+        if let Some(i) = url.find('?') {
+            url.truncate(i);
+        }
+        out.push(serde_json::json!({
+            "route": name,
+            "url": url,
+            "every_ms": poll.every.0.as_millis() as u64,
+            "cursor": cursor,
+            "status": board.get(name),
+        }));
+    }
+    Ok(out)
+}
+
+async fn list_polls(State(admin): State<Arc<Admin>>) -> Response {
+    match poll_views(&admin).await {
+        Ok(polls) => json(StatusCode::OK, &serde_json::json!({ "polls": polls })),
         Err(e) => internal(e),
     }
 }

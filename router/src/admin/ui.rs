@@ -599,7 +599,41 @@ async fn destinations_page(State(admin): State<Arc<Admin>>) -> Response {
             }
         }
     }
-    body.push_str("</table><h2>Events waiting for their plugins</h2>");
+    body.push_str("</table>");
+    match super::poll_views(&admin).await {
+        Ok(polls) if !polls.is_empty() => {
+            body.push_str(
+                "<h2>Polled sources</h2><table><tr><th>route</th><th>source</th><th>every</th>\
+                 <th>cursor</th><th>last poll</th><th>failures in a row</th><th>new items</th></tr>",
+            );
+            for p in &polls {
+                let text =
+                    |v: &serde_json::Value| v.as_str().map(esc).unwrap_or_else(|| "-".into());
+                let status = &p["status"];
+                let last = match (status["last_at"].as_i64(), status["last"].as_str()) {
+                    (Some(at), Some(what)) => {
+                        format!("{} s ago: {}", (now - at).max(0) / 1000, esc(what))
+                    }
+                    _ => "not yet".into(),
+                };
+                let failures = status["failures"].as_u64().unwrap_or(0);
+                let _ = write!(
+                    body,
+                    "<tr><td>{}</td><td>{}</td><td>{} ms</td><td>{}</td><td{}>{last}</td><td>{failures}</td><td>{}</td></tr>",
+                    text(&p["route"]),
+                    text(&p["url"]),
+                    p["every_ms"].as_u64().unwrap_or(0),
+                    text(&p["cursor"]),
+                    if failures > 0 { " class=\"dead\"" } else { "" },
+                    status["items"].as_u64().unwrap_or(0),
+                );
+            }
+            body.push_str("</table>");
+        }
+        Ok(_) => {}
+        Err(e) => return failure(e),
+    }
+    body.push_str("<h2>Events waiting for their plugins</h2>");
     if backlog.events.is_empty() {
         body.push_str("<p>None.</p>");
     } else {
