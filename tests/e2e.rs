@@ -20,4 +20,5 @@ mod providers;
 mod recipes;
 mod reliability;
 mod reload;
+mod shadow;
 mod verification;

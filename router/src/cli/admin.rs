@@ -159,7 +159,7 @@ pub fn secret(conn: &Connection, cmd: SecretCmd) -> Result<()> {
 }
 
 /// A blocking admin client: the CLI makes one request at a time.
-struct Client {
+pub(super) struct Client {
     base: String,
     token: Option<String>,
     rt: tokio::runtime::Runtime,
@@ -168,6 +168,20 @@ struct Client {
 }
 
 impl Client {
+    /// For `hookyard shadow`, whose own `--config` names a step's config, not the file.
+    pub(super) fn for_shadow(
+        config: &std::path::Path,
+        admin_url: Option<String>,
+        token: Option<String>,
+    ) -> Result<Client> {
+        Client::new(&Connection {
+            config: config.to_path_buf(),
+            admin_url,
+            token,
+            json: false,
+        })
+    }
+
     fn new(conn: &Connection) -> Result<Client> {
         let (base, config_token) = match &conn.admin_url {
             Some(url) => (url.trim_end_matches('/').to_string(), None),
@@ -241,7 +255,7 @@ impl Client {
         Ok(value)
     }
 
-    fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value> {
+    pub(super) fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value> {
         self.call(reqwest::Method::GET, path, query, None)
     }
 

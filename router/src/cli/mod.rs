@@ -3,6 +3,7 @@
 
 mod admin;
 mod plugin;
+mod shadow;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -74,6 +75,9 @@ enum Command {
         #[arg(short, long, default_value = "router.toml")]
         config: PathBuf,
     },
+    /// Run a route's stored events through its chain with one step replaced, and show what
+    /// would change (nothing is delivered).
+    Shadow(shadow::ShadowArgs),
     /// List every verification scheme: the named providers and the generic ones.
     Providers {
         /// Print the full table (what is signed, replay protection, delivery id,
@@ -208,6 +212,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             cursor,
             config,
         } => poll(&config, &route, dry_run, cursor.as_deref()),
+        Command::Shadow(args) => shadow::run(args),
         Command::Providers { markdown } => {
             print!("{}", providers(markdown));
             Ok(ExitCode::SUCCESS)

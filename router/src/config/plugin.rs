@@ -3,7 +3,7 @@
 use super::*;
 
 /// `[plugins.<name>]`: one wasm component, the capabilities it is granted, and its budget.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// The `.wasm` component, relative to the config file.

@@ -145,6 +145,14 @@ pub enum Fetcher {
     },
     /// Canned answers by (method, URL), for `hookyard plugin test`.
     Canned(Arc<Vec<(String, String, Response)>>),
+    /// The network as [`Fetcher::Http`], for `GET` and `HEAD` only: a shadow run must not
+    /// change anything anywhere.
+    ReadOnly {
+        /// A client with the guarded resolver and no redirects.
+        client: reqwest::Client,
+        /// The egress rules, for URLs with IP literals.
+        egress: Arc<EgressPolicy>,
+    },
 }
 
 /// What one plugin is granted; shared by all its instances.
@@ -528,6 +536,18 @@ impl bindings::HttpHost for HostState {
                     ))
                 })),
             Fetcher::Http { client, egress } => {
+                if let Err(e) = egress.check_url(&url) {
+                    return Ok(Err(FetchError::Denied(e.to_string())));
+                }
+                Ok(http_fetch(client, &caps, url, request).await)
+            }
+            Fetcher::ReadOnly { client, egress } => {
+                if !["GET", "HEAD"].contains(&request.method.to_ascii_uppercase().as_str()) {
+                    return Ok(Err(FetchError::Denied(format!(
+                        "a shadow run fetches with GET and HEAD only, not {} (--allow-fetch-writes)",
+                        request.method
+                    ))));
+                }
                 if let Err(e) = egress.check_url(&url) {
                     return Ok(Err(FetchError::Denied(e.to_string())));
                 }
