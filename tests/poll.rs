@@ -232,32 +232,7 @@ async fn a_busy_api_is_waited_for_as_its_retry_after_says() {
     assert_eq!(orders["status"]["items"], 2);
     assert_eq!(orders["status"]["failures"], 0);
     // The UI shows the same on the destinations page.
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let signed_in = client
-        .post(format!("{}/ui/login", router.admin_base()))
-        .form(&[("token", ADMIN_TOKEN)])
-        .send()
-        .await
-        .unwrap();
-    let cookie = signed_in.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let html = client
-        .get(format!("{}/ui/destinations", router.admin_base()))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = ui_page(&router, "/ui/destinations").await;
     assert!(
         html.contains("Polled sources") && html.contains("2026-12-01T10:00:02Z"),
         "{html}"

@@ -150,3 +150,76 @@ async fn a_shadow_run_reports_exactly_the_events_a_changed_plugin_would_change_a
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_shadow_counts_differences_under_load_without_changing_what_is_delivered() {
+    let receiver = Receiver::start().await;
+    let config = config(&receiver).replace(
+        "[plugins.chat]\n",
+        &format!(
+            "[plugins.chat]\nshadow = \"{}\"\nshadow_config = {{ outputs = [{{ body = {{ text = \"pushed to {{{{ body.ref }}}}\" }} }}] }}\n",
+            plugin("template").display()
+        ),
+    );
+    let router = Router::start(&config).expect("router starts");
+    let posts = (0..20u32).map(|n| {
+        let branch = if n % 5 < 3 { "main" } else { "feature" };
+        let body = push_to(branch, n);
+        let router = &router;
+        async move {
+            post_github(router, "gh", SECRET, "push", &format!("d-{n}"), &body)
+                .await
+                .0
+        }
+    });
+    let statuses = futures::future::join_all(posts).await;
+    assert!(statuses.iter().all(|s| *s == 202), "{statuses:?}");
+    let got = receiver.wait_for(12, Duration::from_secs(30)).await;
+    eventually("every event is compared", Duration::from_secs(10), || {
+        router.count("SELECT count(*) FROM events WHERE status = 'processed'") == 20
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        receiver.received().len(),
+        12,
+        "only the live outputs are delivered"
+    );
+    for r in &got {
+        let text = r.json()["text"].as_str().unwrap().to_string();
+        assert!(
+            text.contains("pushed 1 commit"),
+            "the live plugin's message: {text}"
+        );
+    }
+    let (status, shadow) = admin(&router, "GET", "/admin/shadow", None).await;
+    assert_eq!(status, 200);
+    let report = &shadow["routes"][0]["report"];
+    assert_eq!(shadow["routes"][0]["route"], "gh");
+    assert_eq!(
+        report["verdicts"],
+        serde_json::json!({ "changed": 12, "unchanged": 8 }),
+        "{shadow}"
+    );
+    let recent = report["recent"].as_array().unwrap();
+    assert_eq!(recent.len(), 12);
+    assert_eq!(
+        recent[0]["candidate"]["Ok"][0]["body"]["text"], "pushed to refs/heads/main",
+        "{shadow}"
+    );
+    let html = ui_page(&router, "/ui/shadow").await;
+    assert!(
+        html.contains("20 events compared: 12 changed, 8 unchanged")
+            && html.contains("pushed to refs/heads/main"),
+        "the UI shows the counts and both outputs: {html}"
+    );
+    let (_, metrics) = admin(&router, "GET", "/admin/metrics", None).await;
+    let metrics = metrics
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| metrics.to_string());
+    assert!(
+        metrics.contains(r#"hookyard_shadow_events_total{route="gh",verdict="changed"} 12"#),
+        "{metrics}"
+    );
+}

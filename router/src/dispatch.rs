@@ -287,7 +287,21 @@ pub async fn run_event(routes: &Routes, metrics: &Metrics, event: NewEvent) -> F
     let outcome = match routes.get(&route_name) {
         None => EventOutcome::Failed(format!("route {route_name:?} is no longer configured")),
         Some(route) => {
+            // A shadowed route runs the candidate chain on the same event, after the live one;
+            // its outputs are only compared (see `crate::shadow`).
+            let shadow_copy = route.shadow.as_ref().map(|_| into_wit(event.clone()));
             let chain = pipeline::run_chain(&route.steps, &into_wit(event)).await;
+            if let (Some(shadow), Some(copy)) = (&route.shadow, &shadow_copy) {
+                let candidate = pipeline::run_chain(&shadow.steps, copy).await;
+                let verdict = shadow.board.record(&id, &chain, &candidate);
+                metrics.inc(
+                    "hookyard_shadow_events_total",
+                    &[
+                        ("route", route_name.as_str()),
+                        ("verdict", verdict.as_str()),
+                    ],
+                );
+            }
             run = RunRecord {
                 elapsed_us: chain.stats.elapsed_us,
                 fuel: chain.stats.fuel,

@@ -16,6 +16,7 @@
 //! - [`store`]: the journal (events, deliveries, attempts) behind the `Store` trait.
 //! - [`dispatch`]: a journaled event through its route's plugins into delivery jobs.
 //! - [`pipeline`]: the wasm runtime: engine, bindings, limits, the chain of steps.
+//! - [`shadow`]: a candidate plugin beside the live one: outputs compared, never delivered.
 //! - [`delivery`]: claims due jobs, gates and attempts them, records attempts, dead letters.
 //! - [`destinations`]: how each kind of destination (HTTP, SMTP) is reached, and retries.
 //! - [`egress`]: the SSRF rules every outbound connection obeys.
@@ -42,6 +43,7 @@ pub mod live;
 pub mod pipeline;
 pub mod poll;
 pub mod reload;
+pub mod shadow;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

@@ -69,6 +69,17 @@ pub struct Route {
     pub allow_ips: Option<Vec<ipnet::IpNet>>,
     /// For a polled route, what to poll.
     pub poll: Option<Arc<crate::config::PollConfig>>,
+    /// When a step has a `shadow` candidate: the chain with the candidates in, run beside
+    /// the live one, and what comparing them found.
+    pub shadow: Option<RouteShadow>,
+}
+
+/// A route's live shadow (see [`crate::shadow`]).
+pub struct RouteShadow {
+    /// The steps, each replaced by its candidate where it has one.
+    pub steps: Vec<Arc<Plugin>>,
+    /// The comparisons so far.
+    pub board: Arc<crate::shadow::Board>,
 }
 
 /// How a route finds the provider's delivery id beyond what its scheme knows.
@@ -115,6 +126,8 @@ pub struct LoadedPlugins {
     pub engine: Arc<WasmEngine>,
     /// Each `[plugins.<name>]`.
     pub plugins: HashMap<String, Arc<Plugin>>,
+    /// The candidate versions of plugins that set `shadow`, by plugin name.
+    pub shadows: HashMap<String, Arc<Plugin>>,
 }
 
 /// Compiles (or loads from cache) and type-checks every plugin in the config.
@@ -130,12 +143,18 @@ pub fn load_plugins(
         .map(|p| p.memory.0)
         .max()
         .unwrap_or(0);
+    let shadowed = config
+        .plugins
+        .values()
+        .filter(|p| p.shadow.is_some())
+        .count();
     let limits = PoolLimits {
-        instances: (concurrency * 4 + 8) as u32,
+        instances: ((concurrency * 4 + 8) * if shadowed > 0 { 2 } else { 1 }) as u32,
         max_memory,
     };
     let engine = Arc::new(WasmEngine::new(limits, config.cache_dir())?);
     let mut plugins = HashMap::new();
+    let mut shadows = HashMap::new();
     for (name, pc) in &config.plugins {
         let caps = Arc::new(Capabilities {
             plugin: name.as_str().into(),
@@ -154,10 +173,46 @@ pub fn load_plugins(
             log_limit: Default::default(),
             kv_quota: crate::pipeline::host::KvQuota::new(pc.kv_max_keys),
         });
-        let plugin = Plugin::load(&engine, &config.resolve(&pc.path), pc, caps)?;
+        let plugin = Plugin::load(&engine, &config.resolve(&pc.path), pc, caps.clone())?;
         plugins.insert(name.clone(), Arc::new(plugin));
+        if let Some(path) = &pc.shadow {
+            let mut candidate = pc.clone();
+            candidate.path = path.clone();
+            if let Some(c) = &pc.shadow_config {
+                candidate.config = c.clone();
+            }
+            // A candidate changes nothing: scratch kv, and fetches that only read.
+            let fetcher = match &fetcher {
+                Fetcher::Http { client, egress } | Fetcher::ReadOnly { client, egress } => {
+                    Fetcher::ReadOnly {
+                        client: client.clone(),
+                        egress: egress.clone(),
+                    }
+                }
+                other => other.clone(),
+            };
+            let caps = Arc::new(Capabilities {
+                config: candidate.config.to_string().into(),
+                fetcher,
+                kv: Arc::new(crate::pipeline::host::MemoryKv::default()),
+                kv_quota: crate::pipeline::host::KvQuota::new(pc.kv_max_keys),
+                secrets: caps.secrets.clone(),
+                allow_http: caps.allow_http.clone(),
+                plugin: caps.plugin.clone(),
+                http_timeout: caps.http_timeout,
+                http_max_response: caps.http_max_response,
+                capture_logs: false,
+                log_limit: Default::default(),
+            });
+            let plugin = Plugin::load(&engine, &config.resolve(path), &candidate, caps)?;
+            shadows.insert(name.clone(), Arc::new(plugin));
+        }
     }
-    Ok(LoadedPlugins { engine, plugins })
+    Ok(LoadedPlugins {
+        engine,
+        plugins,
+        shadows,
+    })
 }
 
 /// Runs every plugin's `validate` export: a plugin that refuses its config stops start-up,
@@ -167,6 +222,9 @@ pub async fn validate_plugins(plugins: &LoadedPlugins) -> Result<(), BuildError>
     names.sort();
     for name in names {
         plugins.plugins[name].validate().await?;
+        if let Some(candidate) = plugins.shadows.get(name) {
+            candidate.validate().await?;
+        }
     }
     Ok(())
 }
@@ -287,6 +345,24 @@ pub fn build_routes(config: &Config, plugins: &LoadedPlugins) -> Result<Routes, 
                 .as_ref()
                 .map(|l| l.iter().map(|c| c.0).collect()),
             poll: rc.poll.clone().map(Arc::new),
+            shadow: rc
+                .steps
+                .iter()
+                .any(|s| plugins.shadows.contains_key(s.get_ref()))
+                .then(|| RouteShadow {
+                    steps: rc
+                        .steps
+                        .iter()
+                        .filter_map(|s| {
+                            plugins
+                                .shadows
+                                .get(s.get_ref())
+                                .or_else(|| plugins.plugins.get(s.get_ref()))
+                                .cloned()
+                        })
+                        .collect(),
+                    board: Default::default(),
+                }),
         };
         routes.insert(name, Arc::new(route));
     }

@@ -689,6 +689,36 @@ pub fn hookyard_admin(router: &Router, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// An admin UI page, signed in with the test token.
+pub async fn ui_page(router: &Router, path: &str) -> String {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed_in = client
+        .post(format!("{}/ui/login", router.admin_base()))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .expect("sign in");
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    client
+        .get(format!("{}{path}", router.admin_base()))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("UI page")
+        .text()
+        .await
+        .unwrap()
+}
+
 /// GET or POST on the admin API with the test token; returns status and JSON.
 pub async fn admin(
     router: &Router,
@@ -717,7 +747,6 @@ pub async fn admin(
     )
 }
 
-/// The `[store]` and `[server]` tables every test config starts with.
 /// [`SERVER`], a `sink` destination posting to `receiver`, and `routes`.
 pub fn with_sink(receiver: &Receiver, routes: &str) -> String {
     format!(
@@ -726,6 +755,7 @@ pub fn with_sink(receiver: &Receiver, routes: &str) -> String {
     )
 }
 
+/// The `[store]` and `[server]` tables every test config starts with.
 pub const SERVER: &str = r#"
 [server]
 listen = "127.0.0.1:{PORT}"

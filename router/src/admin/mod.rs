@@ -160,6 +160,7 @@ fn api(admin: Arc<Admin>) -> Router {
             get(show_learned_secret).delete(forget_learned_secret),
         )
         .route("/admin/polls", get(list_polls))
+        .route("/admin/shadow", get(list_shadow))
         .route("/admin/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
         .layer(middleware::from_fn_with_state(admin.clone(), require_token))
@@ -598,6 +599,26 @@ pub async fn poll_views(admin: &Admin) -> Result<Vec<serde_json::Value>, StoreEr
         }));
     }
     Ok(out)
+}
+
+/// Every route with a live shadow: how its events compared, and the latest differences.
+pub fn shadow_reports(admin: &Admin) -> Vec<(String, crate::shadow::Report)> {
+    let snapshot = admin.live.get();
+    let mut out: Vec<_> = snapshot
+        .routes
+        .iter()
+        .filter_map(|(name, r)| r.shadow.as_ref().map(|s| (name.clone(), s.board.report())))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+async fn list_shadow(State(admin): State<Arc<Admin>>) -> Response {
+    let routes: Vec<_> = shadow_reports(&admin)
+        .into_iter()
+        .map(|(route, report)| serde_json::json!({ "route": route, "report": report }))
+        .collect();
+    json(StatusCode::OK, &serde_json::json!({ "routes": routes }))
 }
 
 async fn list_polls(State(admin): State<Arc<Admin>>) -> Response {

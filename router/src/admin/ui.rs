@@ -41,6 +41,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/ui/deliveries", get(deliveries_page))
         .route("/ui/deliveries/{id}/retry", post(retry_delivery))
         .route("/ui/destinations", get(destinations_page))
+        .route("/ui/shadow", get(shadow_page))
         .route("/ui/destinations/{name}/resume", post(resume_destination))
         .layer(middleware::from_fn_with_state(
             admin.clone(),
@@ -148,7 +149,7 @@ fn page(title: &str, body: &str) -> Html<String> {
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{} · Hookyard</title>\
          <style>{STYLE}</style></head><body><nav><a href=\"/ui/events\">Events</a>\
          <a href=\"/ui/deliveries?status=dead\">Dead letters</a><a href=\"/ui/deliveries\">Deliveries</a>\
-         <a href=\"/ui/destinations\">Destinations</a><form method=\"post\" action=\"/ui/logout\">\
+         <a href=\"/ui/destinations\">Destinations</a><a href=\"/ui/shadow\">Shadow</a><form method=\"post\" action=\"/ui/logout\">\
          <button>Sign out</button></form></nav><main><h1>{}</h1>{body}</main></body></html>",
         esc(title),
         esc(title)
@@ -693,6 +694,56 @@ async fn resume_destination(State(admin): State<Arc<Admin>>, Path(name): Path<St
         ),
         Err(e) => failure(e),
     }
+}
+
+/// `/ui/shadow`: each route's live shadow: counts by verdict, and the latest differences with
+/// the live and candidate outputs side by side.
+async fn shadow_page(State(admin): State<Arc<Admin>>) -> Response {
+    let reports = super::shadow_reports(&admin);
+    let mut body = String::new();
+    if reports.is_empty() {
+        body.push_str(
+            "<p>No plugin has a <code>shadow</code> candidate. Set <code>shadow = \"new.wasm\"</code> \
+             under <code>[plugins.&lt;name&gt;]</code> to run one beside the live version.</p>",
+        );
+    }
+    let shown = |side: &Result<Vec<serde_json::Value>, String>| match side {
+        Ok(outputs) => esc(&serde_json::to_string_pretty(outputs).unwrap_or_default()),
+        Err(e) => format!("error: {}", esc(e)),
+    };
+    for (route, report) in &reports {
+        let counts: Vec<String> = report
+            .verdicts
+            .iter()
+            .map(|(v, n)| format!("{n} {}", v.replace('_', " ")))
+            .collect();
+        let _ = write!(
+            body,
+            "<h2>{}</h2><p>{} events compared: {}</p>",
+            esc(route),
+            report.verdicts.values().sum::<u64>(),
+            esc(&counts.join(", "))
+        );
+        if report.recent.is_empty() {
+            continue;
+        }
+        body.push_str(
+            "<table><tr><th>event</th><th>verdict</th><th>live</th><th>candidate</th></tr>",
+        );
+        for d in report.recent.iter().rev() {
+            let _ = write!(
+                body,
+                "<tr><td><a href=\"/ui/events/{}\">{}</a></td><td>{}</td><td><pre>{}</pre></td><td><pre>{}</pre></td></tr>",
+                enc(&d.event),
+                esc(&d.event),
+                d.verdict.as_str().replace('_', " "),
+                shown(&d.live),
+                shown(&d.candidate)
+            );
+        }
+        body.push_str("</table>");
+    }
+    page("Shadow", &body).into_response()
 }
 
 #[cfg(test)]

@@ -21,7 +21,8 @@ use crate::config::{Config, PluginConfig};
 use crate::pipeline::bindings::Event;
 use crate::pipeline::engine::{PoolLimits, WasmEngine};
 use crate::pipeline::host::{Capabilities, Fetcher, KvQuota, MemoryKv};
-use crate::pipeline::{ChainRun, Plugin, run_chain};
+use crate::pipeline::{Plugin, run_chain};
+use crate::shadow::{Verdict, outcome, verdict};
 
 /// The arguments of `hookyard shadow`.
 #[derive(Debug, clap::Args)]
@@ -58,67 +59,6 @@ pub struct ShadowArgs {
     /// The admin token, instead of the config's `admin_token`.
     #[arg(long, env = "HOOKYARD_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
-}
-
-/// How one event fared under the candidate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// The same outputs.
-    Unchanged,
-    /// Different outputs.
-    Changed,
-    /// Today's chain succeeds, the candidate's fails.
-    NewlyFailing,
-    /// Today's chain fails, the candidate's succeeds.
-    Fixed,
-    /// Today's chain makes outputs, the candidate drops the event.
-    NewlyDropped,
-}
-
-/// A chain's result, as compared: each output's visible parts, or the error.
-fn outcome(run: &ChainRun) -> Result<Vec<serde_json::Value>, String> {
-    match &run.result {
-        Err(e) => Err(e.to_string()),
-        Ok(outputs) => Ok(outputs
-            .iter()
-            .map(|r| {
-                let body = serde_json::from_slice::<serde_json::Value>(&r.output.body)
-                    .unwrap_or_else(|_| {
-                        serde_json::Value::String(
-                            String::from_utf8_lossy(&r.output.body).into_owned(),
-                        )
-                    });
-                serde_json::json!({
-                    "destination": r.destination,
-                    "method": r.output.method,
-                    "path": r.output.path,
-                    "headers": r.output.headers,
-                    "content_type": r.output.content_type,
-                    "body": body,
-                })
-            })
-            .collect()),
-    }
-}
-
-/// Compares today's run with the candidate's.
-pub fn verdict(live: &ChainRun, candidate: &ChainRun) -> Verdict {
-    match (outcome(live), outcome(candidate)) {
-        (Ok(_), Err(_)) => Verdict::NewlyFailing,
-        (Err(_), Ok(_)) => Verdict::Fixed,
-        (Err(a), Err(b)) if a == b => Verdict::Unchanged,
-        (Err(_), Err(_)) => Verdict::Changed,
-        (Ok(a), Ok(b)) => {
-            if a == b {
-                Verdict::Unchanged
-            } else if b.is_empty() && candidate.stats.dropped.is_some() && !a.is_empty() {
-                Verdict::NewlyDropped
-            } else {
-                Verdict::Changed
-            }
-        }
-    }
 }
 
 /// A line diff of two texts: `-` lines only in `a`, `+` only in `b`, context otherwise.

@@ -41,6 +41,11 @@ pub struct PluginConfig {
     /// Most output bytes per event (bodies, headers, paths, methods and content types).
     #[serde(default = "default_max_output_bytes")]
     pub max_output_bytes: ByteSize,
+    /// A candidate version (`.wasm`) run beside this one on every event, its outputs
+    /// compared and never delivered (see `hookyard shadow` and `GET /admin/shadow`).
+    pub shadow: Option<PathBuf>,
+    /// The candidate's config, if not the same as `config`.
+    pub shadow_config: Option<serde_json::Value>,
 }
 
 impl PluginConfig {
@@ -58,6 +63,8 @@ impl PluginConfig {
             fuel: None,
             max_outputs: default_max_outputs(),
             kv_max_keys: default_kv_max_keys(),
+            shadow: None,
+            shadow_config: None,
             max_output_bytes: default_max_output_bytes(),
         }
     }
