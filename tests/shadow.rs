@@ -213,6 +213,12 @@ async fn a_live_shadow_counts_differences_under_load_without_changing_what_is_de
             && html.contains("pushed to refs/heads/main"),
         "the UI shows the counts and both outputs: {html}"
     );
+    let changed = recent[0]["event"].as_str().unwrap();
+    let html = ui_page(&router, &format!("/ui/events/{changed}")).await;
+    assert!(
+        html.contains("<h2>Shadow: changed</h2>") && html.contains("pushed to refs/heads/main"),
+        "the event page shows both outputs: {html}"
+    );
     let (_, metrics) = admin(&router, "GET", "/admin/metrics", None).await;
     let metrics = metrics
         .as_str()

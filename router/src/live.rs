@@ -181,7 +181,8 @@ pub fn load_plugins(
             if let Some(c) = &pc.shadow_config {
                 candidate.config = c.clone();
             }
-            // A candidate changes nothing: scratch kv, and fetches that only read.
+            // A candidate changes nothing: its kv writes stay in a scratch layer over the
+            // live kv, and it may fetch only to read.
             let fetcher = match &fetcher {
                 Fetcher::Http { client, egress } | Fetcher::ReadOnly { client, egress } => {
                     Fetcher::ReadOnly {
@@ -194,7 +195,7 @@ pub fn load_plugins(
             let caps = Arc::new(Capabilities {
                 config: candidate.config.to_string().into(),
                 fetcher,
-                kv: Arc::new(crate::pipeline::host::MemoryKv::default()),
+                kv: Arc::new(crate::pipeline::host::OverlayKv::new(kv.clone())),
                 kv_quota: crate::pipeline::host::KvQuota::new(pc.kv_max_keys),
                 secrets: caps.secrets.clone(),
                 allow_http: caps.allow_http.clone(),

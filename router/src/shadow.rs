@@ -1,8 +1,9 @@
 //! Shadow runs: a candidate version of a plugin beside the live one. `hookyard shadow` runs
 //! stored events through both (see `cli`); `[plugins.<name>] shadow = "new.wasm"` runs the
 //! candidate on every live event of every route using that step, after the live chain, and
-//! records here how their outputs compare. The candidate's outputs are never delivered; it
-//! gets a scratch kv and may fetch only with `GET` and `HEAD`.
+//! records here how their outputs compare. The candidate's outputs are never delivered; its
+//! kv writes stay in a scratch layer over the live kv, and it may fetch only with `GET` and
+//! `HEAD`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;

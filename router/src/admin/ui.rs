@@ -401,7 +401,39 @@ async fn event_page(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> 
     for d in &detail.deliveries {
         body.push_str(&delivery_block(d));
     }
+    // A live shadow that found this event's outputs different: both, side by side.
+    let shadowed = admin
+        .live
+        .get()
+        .routes
+        .get(&s.route)
+        .and_then(|r| r.shadow.as_ref())
+        .and_then(|sh| {
+            sh.board
+                .report()
+                .recent
+                .into_iter()
+                .find(|d| d.event == s.id)
+        });
+    if let Some(d) = shadowed {
+        let _ = write!(
+            body,
+            "<h2>Shadow: {}</h2><table><tr><th>live</th><th>candidate</th></tr>\
+             <tr><td><pre>{}</pre></td><td><pre>{}</pre></td></tr></table>",
+            d.verdict.as_str().replace('_', " "),
+            shown_outputs(&d.live),
+            shown_outputs(&d.candidate)
+        );
+    }
     page("Event", &body).into_response()
+}
+
+/// A chain's outputs (or error) as a shadow comparison shows them, escaped.
+fn shown_outputs(side: &Result<Vec<serde_json::Value>, String>) -> String {
+    match side {
+        Ok(outputs) => esc(&serde_json::to_string_pretty(outputs).unwrap_or_default()),
+        Err(e) => format!("error: {}", esc(e)),
+    }
 }
 
 /// Most body text a page shows.
@@ -707,10 +739,6 @@ async fn shadow_page(State(admin): State<Arc<Admin>>) -> Response {
              under <code>[plugins.&lt;name&gt;]</code> to run one beside the live version.</p>",
         );
     }
-    let shown = |side: &Result<Vec<serde_json::Value>, String>| match side {
-        Ok(outputs) => esc(&serde_json::to_string_pretty(outputs).unwrap_or_default()),
-        Err(e) => format!("error: {}", esc(e)),
-    };
     for (route, report) in &reports {
         let counts: Vec<String> = report
             .verdicts
@@ -737,8 +765,8 @@ async fn shadow_page(State(admin): State<Arc<Admin>>) -> Response {
                 enc(&d.event),
                 esc(&d.event),
                 d.verdict.as_str().replace('_', " "),
-                shown(&d.live),
-                shown(&d.candidate)
+                shown_outputs(&d.live),
+                shown_outputs(&d.candidate)
             );
         }
         body.push_str("</table>");

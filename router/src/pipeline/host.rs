@@ -56,6 +56,101 @@ pub trait PluginKv: Send + Sync {
 /// A kv entry: its value and when it expires.
 type KvEntry = (Vec<u8>, Option<Millis>);
 
+/// A scratch layer over another kv, for a shadow candidate, which must change nothing: reads
+/// see the layer's own writes first, then the live kv; writes and deletes stay in the layer.
+pub struct OverlayKv {
+    base: Arc<dyn PluginKv>,
+    scratch: MemoryKv,
+    deleted: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+}
+
+impl OverlayKv {
+    /// A layer over `base`.
+    pub fn new(base: Arc<dyn PluginKv>) -> OverlayKv {
+        OverlayKv {
+            base,
+            scratch: MemoryKv::default(),
+            deleted: Default::default(),
+        }
+    }
+
+    fn deleted(&self, plugin: &str, key: &str) -> bool {
+        self.deleted
+            .lock()
+            .map(|d| d.contains(&(plugin.to_string(), key.to_string())))
+            .unwrap_or(false)
+    }
+
+    fn undelete(&self, plugin: &str, key: &str) {
+        if let Ok(mut d) = self.deleted.lock() {
+            d.remove(&(plugin.to_string(), key.to_string()));
+        }
+    }
+}
+
+#[async_trait]
+impl PluginKv for OverlayKv {
+    async fn get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
+        if self.deleted(plugin, key) {
+            return Ok(None);
+        }
+        match self.scratch.get(plugin, key).await? {
+            Some(v) => Ok(Some(v)),
+            None => self.base.get(plugin, key).await,
+        }
+    }
+    async fn set(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: Option<Millis>,
+    ) -> Result<(), String> {
+        self.undelete(plugin, key);
+        self.scratch.set(plugin, key, value, expires_at).await
+    }
+    async fn delete(&self, plugin: &str, key: &str) -> Result<(), String> {
+        self.scratch.delete(plugin, key).await?;
+        if let Ok(mut d) = self.deleted.lock() {
+            d.insert((plugin.to_string(), key.to_string()));
+        }
+        Ok(())
+    }
+    async fn increment(
+        &self,
+        plugin: &str,
+        key: &str,
+        delta: i64,
+        expires_at: Option<Millis>,
+    ) -> Result<Option<i64>, String> {
+        if self.scratch.get(plugin, key).await?.is_none()
+            && let Some(current) = self.get(plugin, key).await?
+        {
+            self.scratch.set(plugin, key, current, expires_at).await?;
+        }
+        self.undelete(plugin, key);
+        self.scratch.increment(plugin, key, delta, expires_at).await
+    }
+    async fn set_if_absent(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: Option<Millis>,
+    ) -> Result<bool, String> {
+        if self.get(plugin, key).await?.is_some() {
+            return Ok(false);
+        }
+        self.undelete(plugin, key);
+        self.scratch
+            .set_if_absent(plugin, key, value, expires_at)
+            .await
+    }
+    async fn count(&self, plugin: &str) -> Result<u64, String> {
+        self.base.count(plugin).await
+    }
+}
+
 /// An in-memory [`PluginKv`], for `hookyard plugin test`.
 #[derive(Default)]
 pub struct MemoryKv(std::sync::Mutex<HashMap<(String, String), KvEntry>>);
@@ -843,6 +938,65 @@ mod tests {
         assert!(ok);
         assert_eq!(held_back, 250 - u64::from(LOG_LINES_PER_SECOND));
         assert_eq!(limit.admit(start + Duration::from_millis(1002)).1, 0);
+    }
+
+    #[tokio::test]
+    async fn a_read_only_fetcher_refuses_methods_that_change_things() {
+        use bindings::HttpHost;
+        let policy = crate::config::EgressConfig {
+            allow_private: vec![crate::config::Cidr("127.0.0.0/8".parse().unwrap())],
+        };
+        let egress = Arc::new(EgressPolicy::new(&policy));
+        let mut caps = Capabilities::none("shadowed", &serde_json::json!({}));
+        caps.allow_http = vec!["127.0.0.1:9".into()];
+        caps.fetcher = Fetcher::ReadOnly {
+            client: crate::destinations::http::client(egress.clone()),
+            egress,
+        };
+        let mut state = HostState::new(Arc::new(caps), "evt_1".into(), 1 << 20);
+        let request = |method: &str| Request {
+            method: method.into(),
+            url: "http://127.0.0.1:9/things".into(),
+            headers: vec![],
+            body: None,
+        };
+        for method in ["POST", "put", "DELETE", "PATCH"] {
+            let answer = state.fetch(request(method)).await.unwrap();
+            assert!(
+                matches!(&answer, Err(FetchError::Denied(why)) if why.contains("GET and HEAD only")),
+                "{method}: {answer:?}"
+            );
+        }
+        // A GET is let through (and fails only because nothing listens on port 9).
+        let answer = state.fetch(request("GET")).await.unwrap();
+        assert!(
+            !matches!(&answer, Err(FetchError::Denied(_))),
+            "GET: {answer:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_overlay_reads_the_live_kv_and_keeps_its_writes_to_itself() {
+        let live: Arc<dyn PluginKv> = Arc::new(MemoryKv::default());
+        live.set("p", "seen", b"1".to_vec(), None).await.unwrap();
+        live.set("p", "n", b"5".to_vec(), None).await.unwrap();
+        let overlay = OverlayKv::new(live.clone());
+        assert_eq!(overlay.get("p", "seen").await.unwrap(), Some(b"1".to_vec()));
+        assert!(
+            !overlay
+                .set_if_absent("p", "seen", b"2".to_vec(), None)
+                .await
+                .unwrap()
+        );
+        overlay.set("p", "new", b"x".to_vec(), None).await.unwrap();
+        overlay.delete("p", "seen").await.unwrap();
+        assert_eq!(overlay.increment("p", "n", 2, None).await.unwrap(), Some(7));
+        assert_eq!(overlay.get("p", "seen").await.unwrap(), None);
+        assert_eq!(overlay.get("p", "new").await.unwrap(), Some(b"x".to_vec()));
+        // The live kv is untouched.
+        assert_eq!(live.get("p", "seen").await.unwrap(), Some(b"1".to_vec()));
+        assert_eq!(live.get("p", "new").await.unwrap(), None);
+        assert_eq!(live.get("p", "n").await.unwrap(), Some(b"5".to_vec()));
     }
 
     #[test]
