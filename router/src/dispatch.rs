@@ -258,7 +258,10 @@ async fn record_outcomes(
     delivery_wake: Arc<Notify>,
 ) {
     let mut batch = Vec::with_capacity(FINISH_BATCH);
+    let mut last_write: Option<std::time::Instant> = None;
     while done.recv_many(&mut batch, FINISH_BATCH).await > 0 {
+        crate::store::gather(&mut done, &mut batch, FINISH_BATCH, last_write).await;
+        last_write = Some(std::time::Instant::now());
         let wake = batch.iter().any(|d| d.finished.outcome.has_deliveries());
         let ids: Vec<String> = batch.iter().map(|d| d.finished.id.clone()).collect();
         let (finished, held): (Vec<_>, Vec<_>) =

@@ -34,7 +34,8 @@ pub const ATTEMPT_DEADLINE: Duration = Duration::from_secs(280);
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// While attempts are in flight, the least time between two claims that found less than a
 /// full batch: deliveries gather meanwhile, so one claim (one store transaction) takes many.
-const CLAIM_SPACING: Duration = Duration::from_millis(2);
+/// 10 ms rather than 2 cut PostgreSQL's commits per event by a fifth in the e2e bench.
+const CLAIM_SPACING: Duration = Duration::from_millis(10);
 /// Most deliveries claimed in one go.
 const CLAIM_BATCH: usize = 128;
 
@@ -492,7 +493,10 @@ async fn record_attempts(
     wake: Arc<Notify>,
 ) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
+    let mut last_write: Option<Instant> = None;
     while attempts.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        crate::store::gather(&mut attempts, &mut batch, RECORD_BATCH, last_write).await;
+        last_write = Some(Instant::now());
         let n = batch.len();
         if let Err(e) = store.record_attempts(std::mem::take(&mut batch)).await {
             // Their leases will lapse and the deliveries will be attempted again.

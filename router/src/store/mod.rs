@@ -645,6 +645,33 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 }
 
+/// How long a stage that records work in batches waits for more when it wrote a batch
+/// moments ago (see [`gather`]).
+pub const GATHER: Duration = Duration::from_millis(5);
+
+/// Fills `batch` (which `recv_many` has just started) with what else arrives within
+/// [`GATHER`], but only under load: when the previous batch was written less than
+/// `2 × GATHER` ago. One store transaction then carries many outcomes or attempts instead of
+/// a few, at the price of a few milliseconds; a quiet router writes at once.
+pub async fn gather<T>(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>,
+    batch: &mut Vec<T>,
+    max: usize,
+    last_write: Option<std::time::Instant>,
+) {
+    let busy = last_write.is_some_and(|at| at.elapsed() < GATHER * 2);
+    if !busy || batch.len() >= max {
+        return;
+    }
+    tokio::time::sleep(GATHER).await;
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+}
+
 /// The kv namespace holding secrets providers hand over in a handshake (Asana, Notion), one
 /// per route, keyed by route name. Plugin names cannot contain `/`, so no plugin reaches it.
 pub const LEARNED_SECRETS: &str = "hookyard/learned-secrets";
@@ -652,4 +679,31 @@ pub const LEARNED_SECRETS: &str = "hookyard/learned-secrets";
 /// A new id with a type prefix, time-ordered (UUIDv7).
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_busy_stage_gathers_what_arrives_within_the_window_and_a_quiet_one_does_not_wait() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut batch = vec![0];
+        let started = std::time::Instant::now();
+        gather(&mut rx, &mut batch, 10, None).await;
+        assert!(started.elapsed() < GATHER, "quiet: written at once");
+        let late = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let _ = late.send(1);
+            let _ = late.send(2);
+        });
+        gather(&mut rx, &mut batch, 10, Some(std::time::Instant::now())).await;
+        assert_eq!(
+            batch,
+            [0, 1, 2],
+            "busy: what came within the window joined the batch"
+        );
+        drop(tx);
+    }
 }

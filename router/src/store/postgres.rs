@@ -43,8 +43,12 @@ pub struct PostgresStore {
 
 /// Most appends written in one statement.
 const APPEND_BATCH: usize = 512;
-/// Append statements in flight at once; more appends wait and go in the next statements.
-const APPEND_PIPELINE: usize = 4;
+/// Append statements in flight at once; more appends wait and go in the next statement.
+/// One, as the embedded store's writer does: under load each statement then carries every
+/// append that arrived while the last one committed (group commit). Measured on this
+/// machine with the e2e bench: 1 in flight delivered 2,963 events/s at 0.30 commits per
+/// event, 2 in flight 2,551 at 0.40, 4 in flight 2,159 at 0.71.
+const APPEND_PIPELINE: usize = 1;
 /// Appends queued for the batcher before callers wait for room.
 const APPEND_QUEUE: usize = 8 * APPEND_BATCH;
 
