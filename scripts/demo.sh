@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 export GITHUB_WEBHOOK_SECRET="${GITHUB_WEBHOOK_SECRET:-demo-secret}"
 export HOOKYARD_ADMIN_TOKEN="${HOOKYARD_ADMIN_TOKEN:-demo-admin-token-change-me}"
 scripts/build-plugins.sh
-cargo build -p hookyard --bin hookyard --example receiver
-"${CARGO_TARGET_DIR:-target}/debug/examples/receiver" 9000 &
+# Exactly what `cargo run -p hookyard` builds, so the README's next commands start at once.
+cargo build -p hookyard
+"${CARGO_TARGET_DIR:-target}/debug/hookyard" receive --port 9000 &
 receiver=$!
 trap 'kill $receiver 2>/dev/null' EXIT
 "${CARGO_TARGET_DIR:-target}/debug/hookyard" serve -c router.toml

@@ -513,3 +513,37 @@ async fn send_handshake_makes_each_providers_endpoint_check_and_the_router_answe
         "handshakes are not events"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn receive_prints_what_it_gets_and_answers_200() {
+    let port = free_port();
+    let mut child = hookyard()
+        .args(["receive", "--port", &port.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut answer = None;
+    for _ in 0..100 {
+        if let Ok(r) = client
+            .post(format!("http://127.0.0.1:{port}/chat"))
+            .header("hookyard-delivery-id", "dlv_1")
+            .body(r#"{"text":"hello"}"#)
+            .send()
+            .await
+        {
+            answer = Some((r.status().as_u16(), r.text().await.unwrap()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(answer, Some((200, "ok".to_string())));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("--> POST /chat  delivery dlv_1")
+            && printed.contains("\"text\": \"hello\""),
+        "{printed}"
+    );
+}

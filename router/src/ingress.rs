@@ -57,6 +57,9 @@ pub struct Ingress {
 /// The longest a request waits for its event to be journaled before it is answered 503: a
 /// store that hangs (a network partition) must not hold providers' requests for minutes.
 pub const APPEND_DEADLINE: Duration = Duration::from_secs(10);
+/// What a provider is told to wait when the store cannot journal its event: longer than a
+/// full backlog's wait, since a store outage is rarely over in seconds.
+const STORE_RETRY_AFTER_SECS: u64 = 30;
 /// The longest the health probe waits for the store.
 const PROBE_DEADLINE: Duration = Duration::from_secs(2);
 
@@ -512,7 +515,7 @@ async fn handle_hook(
                 "event store unavailable; retry later",
             );
             resp.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("30"));
+                .insert(header::RETRY_AFTER, STORE_RETRY_AFTER_SECS.into());
             resp
         }
     }

@@ -78,6 +78,13 @@ enum Command {
     /// Run a route's stored events through its chain with one step replaced, and show what
     /// would change (nothing is delivered).
     Shadow(shadow::ShadowArgs),
+    /// A local stand-in destination (a chat webhook, a CRM): prints every request it gets
+    /// and answers 200. For trying routes before the real destination exists.
+    Receive {
+        /// The port to listen on, on 127.0.0.1.
+        #[arg(long, default_value_t = 9000)]
+        port: u16,
+    },
     /// List every verification scheme: the named providers and the generic ones.
     Providers {
         /// Print the full table (what is signed, replay protection, delivery id,
@@ -213,6 +220,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             config,
         } => poll(&config, &route, dry_run, cursor.as_deref()),
         Command::Shadow(args) => shadow::run(args),
+        Command::Receive { port } => receive(port),
         Command::Providers { markdown } => {
             print!("{}", providers(markdown));
             Ok(ExitCode::SUCCESS)
@@ -256,6 +264,39 @@ fn poll(config_path: &Path, route: &str, dry_run: bool, cursor: Option<&str>) ->
         found.pages,
         found.cursor.as_deref().unwrap_or("(none)")
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `hookyard receive`: prints each request (pretty JSON when it is JSON) and answers 200.
+fn receive(port: u16) -> Result<ExitCode> {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, Uri};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+        println!("receiver listening on 127.0.0.1:{port}");
+        let app = axum::Router::new().fallback(
+            |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| async move {
+                let delivery = headers
+                    .get("hookyard-delivery-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                let shown = serde_json::from_slice::<serde_json::Value>(&body)
+                    .and_then(|v| serde_json::to_string_pretty(&v))
+                    .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+                println!("--> {method} {uri}  delivery {delivery}\n{shown}");
+                "ok"
+            },
+        );
+        axum::serve(listener, app)
+            .await
+            .context("the receiver stopped")
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
