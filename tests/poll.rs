@@ -240,6 +240,22 @@ async fn a_busy_api_is_waited_for_as_its_retry_after_says() {
     assert_eq!(orders["cursor"], "2026-12-01T10:00:02Z");
     assert_eq!(orders["status"]["items"], 2);
     assert_eq!(orders["status"]["failures"], 0);
+    // A dry run starts from the router's cursor: nothing newer yet.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookyard"))
+        .args(["poll", "orders", "--dry-run", "-c"])
+        .arg(router.config_path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("from the router's cursor: 2026-12-01T10:00:02Z") && said.contains("0 items"),
+        "{said}"
+    );
     // The UI shows the same on the destinations page.
     let html = ui_page(&router, "/ui/destinations").await;
     assert!(

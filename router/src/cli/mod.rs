@@ -68,7 +68,7 @@ enum Command {
         /// Poll once (the only mode).
         #[arg(long)]
         once: bool,
-        /// The cursor to poll from (the router keeps its own in the store).
+        /// The cursor to poll from; default: the running router's (through its admin API).
         #[arg(long)]
         cursor: Option<String>,
         /// The config file.
@@ -252,8 +252,31 @@ fn poll(config_path: &Path, route: &str, dry_run: bool, cursor: Option<&str>) ->
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // The router's own cursor, when its admin API answers: the next poll starts there.
+    let kept = match cursor {
+        Some(_) => None,
+        None => admin::Client::for_shadow(config_path, None, None)
+            .and_then(|c| c.get("/admin/polls", &[]))
+            .ok()
+            .and_then(|polls| {
+                polls["polls"]
+                    .as_array()?
+                    .iter()
+                    .find(|p| p["route"] == route)
+                    .and_then(|p| p["cursor"].as_str().map(str::to_string))
+            }),
+    };
+    if cursor.is_none() {
+        match &kept {
+            Some(c) => eprintln!("from the router's cursor: {c}"),
+            None => {
+                eprintln!("no cursor from the router (not running, or none yet): from the start")
+            }
+        }
+    }
+    let cursor = cursor.map(str::to_string).or(kept);
     let found = runtime
-        .block_on(source.fetch(&client, &egress, cursor, "cli-dry-run"))
+        .block_on(source.fetch(&client, &egress, cursor.as_deref(), "cli-dry-run"))
         .map_err(|e| anyhow::anyhow!("route {route:?}: {e}"))?;
     for item in &found.items {
         println!("{}", serde_json::to_string(item)?);
