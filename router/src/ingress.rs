@@ -456,9 +456,8 @@ async fn handle_hook(
         route: route_name.clone(),
         received_at: now_ms(),
         headers: journaled_headers(&parts.headers, route.verifier.credential_header()),
-        event_type: route
-            .verifier
-            .event_type(&parts.headers, &body)
+        event_type: verified
+            .event_type
             .or_else(|| event_type(&parts.headers, &body)),
         dedup_key: delivery_id.map(|d| format!("{route_name}:{d}")),
         body: body.to_vec(),

@@ -324,14 +324,7 @@ pub fn build_routes(config: &Config, plugins: &LoadedPlugins) -> Result<Routes, 
                         .map_err(|_| bad(format!("dedup.header {h:?} is not a header name")))
                 })
                 .transpose()?,
-            // A provider's own delivery id in the body, unless the route names one.
-            pointer: rc.dedup.pointer.clone().or_else(|| {
-                rc.dedup
-                    .header
-                    .is_none()
-                    .then(|| verifier.delivery_id_pointer().map(str::to_string))
-                    .flatten()
-            }),
+            pointer: rc.dedup.pointer.clone(),
             window: rc.dedup.window(),
         };
         let route = Route {

@@ -95,6 +95,8 @@ pub enum VerifyError {
 pub struct Verified {
     /// The provider's delivery id, used to drop duplicates (e.g. `webhook-id`).
     pub delivery_id: Option<String>,
+    /// The provider's event type, where the scheme knows where it is (a named preset).
+    pub event_type: Option<String>,
 }
 
 /// A `verify` table that cannot work (bad secret, missing or inapplicable key).
@@ -651,25 +653,6 @@ impl Verifier {
                 Handshake::None => Err(format!("{} makes no endpoint check", v.preset.title)),
             },
             _ => Err("this scheme has no endpoint check".into()),
-        }
-    }
-
-    /// The event type the provider puts in a request, where its preset says.
-    pub fn event_type(&self, headers: &HeaderMap, body: &[u8]) -> Option<String> {
-        match self {
-            Verifier::Preset(v) => v.event_type(headers, body),
-            _ => None,
-        }
-    }
-
-    /// The JSON pointer to the provider's delivery id in the body, where its preset says.
-    pub fn delivery_id_pointer(&self) -> Option<&'static str> {
-        match self {
-            Verifier::Preset(v) => match v.preset.delivery_id {
-                crate::config::Locate::Body(p) => Some(p),
-                _ => None,
-            },
-            _ => None,
         }
     }
 }

@@ -315,9 +315,13 @@ impl PresetVerifier {
     }
 
     /// Checks one request.
+    ///
+    /// The delivery id and event type are read where the row says, from headers or from
+    /// the body, which is parsed at most once for the check and both.
     pub fn verify(&self, req: &Request<'_>) -> Result<Verified, VerifyError> {
+        let mut doc = Doc::new(req.body);
         let mut verified = match &self.check {
-            Checker::Hmac(h) => h.verify(req)?,
+            Checker::Hmac(h) => h.verify(req, &mut doc)?,
             Checker::Token(t) => t.verify(req)?,
             Checker::Basic(b) => b.verify(req)?,
             Checker::Svix(s) => s.verify(req)?,
@@ -327,17 +331,19 @@ impl PresetVerifier {
                 configured,
                 learning,
             } => {
-                let keys = if configured.is_empty() {
-                    vec![learning.key().ok_or(VerifyError::NotLearned)?]
+                let learned;
+                let keys: &[Vec<u8>] = if configured.is_empty() {
+                    learned = [learning.key().ok_or(VerifyError::NotLearned)?];
+                    &learned
                 } else {
-                    configured.clone()
+                    configured
                 };
                 let value = single_header(req.headers, signature)?;
                 let tag = value
                     .strip_prefix(*prefix)
                     .and_then(|t| hex::decode(t.trim()).ok())
                     .ok_or_else(|| VerifyError::MalformedHeader(signature.clone()))?;
-                let tags = mac::tags(crate::config::HmacAlgorithm::Sha256, &keys, &[req.body]);
+                let tags = mac::tags(crate::config::HmacAlgorithm::Sha256, keys, &[req.body]);
                 if !mac::is_any_of(&tags, &tag) {
                     return Err(VerifyError::BadSignature);
                 }
@@ -378,11 +384,24 @@ impl PresetVerifier {
                 Verified::default()
             }
         };
-        if verified.delivery_id.is_none()
-            && let Locate::Header(h) = self.preset.delivery_id
-        {
-            verified.delivery_id = delivery_id(req.headers, h);
+        let usable = |v: String| (!v.is_empty() && v.len() <= 256).then_some(v);
+        if verified.delivery_id.is_none() {
+            verified.delivery_id = match self.preset.delivery_id {
+                Locate::Nowhere => None,
+                Locate::Header(h) => delivery_id(req.headers, h),
+                Locate::Body(p) => doc.field(p).and_then(usable),
+            };
         }
+        verified.event_type = match self.preset.event_type {
+            Locate::Nowhere => None,
+            Locate::Header(h) => req
+                .headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            Locate::Body(p) => doc.field(p),
+        }
+        .and_then(usable);
         Ok(verified)
     }
 
@@ -426,16 +445,6 @@ impl PresetVerifier {
             }
             _ => None,
         }
-    }
-
-    /// The event type, where the row says the provider puts it.
-    pub fn event_type(&self, headers: &http::HeaderMap, body: &[u8]) -> Option<String> {
-        let found = match self.preset.event_type {
-            Locate::Nowhere => None,
-            Locate::Header(h) => headers.get(h)?.to_str().ok().map(str::to_string),
-            Locate::Body(p) => Doc::new(body).field(p),
-        };
-        found.filter(|t| !t.is_empty() && t.len() <= 256)
     }
 
     /// What the provider would send with `body`: headers and the path to request. `None`
@@ -699,9 +708,8 @@ impl HmacCheck {
             .collect()
     }
 
-    fn verify(&self, req: &Request<'_>) -> Result<Verified, VerifyError> {
-        let mut doc = Doc::new(req.body);
-        let (candidates, pair_ts) = self.candidates(req, &mut doc)?;
+    fn verify(&self, req: &Request<'_>, doc: &mut Doc<'_>) -> Result<Verified, VerifyError> {
+        let (candidates, pair_ts) = self.candidates(req, doc)?;
         let timestamp: Cow<'_, str> = match self.rule.timestamp {
             None => Cow::Borrowed(""),
             Some(stamp) => {
@@ -738,7 +746,7 @@ impl HmacCheck {
         };
         let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
         let url = self.url(path_and_query);
-        let fields = self.fields(&mut doc)?;
+        let fields = self.fields(doc)?;
         let mut buf: [&[u8]; MAX_PIECES] = [b""; MAX_PIECES];
         let n = self.parts(req, &timestamp, &url, &fields, &mut buf)?;
         let parts = &buf[..n];
@@ -1441,7 +1449,9 @@ mod tests {
             r#"{{"signature":{{"timestamp":"{ts}","token":"{token}","signature":"{tag}"}},"event-data":{{"event":"delivered"}}}}"#
         );
         let v = verifier("mailgun", &[key]);
-        assert!(request(&v, &[], body.as_bytes(), "/", at(1_700_000_000)).is_ok());
+        let ok = request(&v, &[], body.as_bytes(), "/", at(1_700_000_000)).unwrap();
+        assert_eq!(ok.event_type.as_deref(), Some("delivered"));
+        assert_eq!(ok.delivery_id.as_deref(), Some(token));
         assert_eq!(
             request(
                 &v,
@@ -1456,10 +1466,6 @@ mod tests {
         assert_eq!(
             request(&v, &[], body.as_bytes(), "/", at(1_700_009_000)).unwrap_err(),
             VerifyError::StaleTimestamp
-        );
-        assert_eq!(
-            v.event_type(&HeaderMap::new(), body.as_bytes()).as_deref(),
-            Some("delivered")
         );
     }
 

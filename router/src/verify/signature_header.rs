@@ -301,6 +301,7 @@ impl SignatureHeader {
             delivery_id: self
                 .delivery_id_header
                 .and_then(|h| delivery_id(req.headers, h)),
+            ..Default::default()
         })
     }
 }

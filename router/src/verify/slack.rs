@@ -69,7 +69,10 @@ impl Slack {
             .ok()
             .and_then(|e| e.event_id)
             .filter(|id| !id.is_empty() && id.len() <= 256);
-        Ok(Verified { delivery_id })
+        Ok(Verified {
+            delivery_id,
+            ..Default::default()
+        })
     }
 }
 

@@ -136,6 +136,7 @@ impl StandardWebhooks {
         if matched {
             Ok(Verified {
                 delivery_id: Some(id.to_string()),
+                ..Default::default()
             })
         } else {
             Err(VerifyError::BadSignature)

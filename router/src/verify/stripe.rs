@@ -102,7 +102,10 @@ impl Stripe {
             .ok()
             .and_then(|e| e.id)
             .filter(|id| id.starts_with("evt_") && id.len() <= 256);
-        Ok(Verified { delivery_id })
+        Ok(Verified {
+            delivery_id,
+            ..Default::default()
+        })
     }
 }
 

@@ -161,6 +161,7 @@ impl Twilio {
         }
         Ok(Verified {
             delivery_id: delivery_id(req.headers, "i-twilio-idempotency-token"),
+            ..Default::default()
         })
     }
 }
