@@ -156,24 +156,8 @@ pub fn load_plugins(
     let mut plugins = HashMap::new();
     let mut shadows = HashMap::new();
     for (name, pc) in &config.plugins {
-        let caps = Arc::new(Capabilities {
-            plugin: name.as_str().into(),
-            config: pc.config.to_string().into(),
-            secrets: pc
-                .secrets
-                .iter()
-                .map(|(k, v)| (k.clone(), v.expose().to_string()))
-                .collect(),
-            allow_http: pc.allow_http.clone(),
-            http_timeout: pc.http_timeout.0,
-            http_max_response: pc.http_max_response.0 as usize,
-            fetcher: fetcher.clone(),
-            kv: kv.clone(),
-            capture_logs: false,
-            log_limit: Default::default(),
-            kv_quota: crate::pipeline::host::KvQuota::new(pc.kv_max_keys),
-        });
-        let plugin = Plugin::load(&engine, &config.resolve(&pc.path), pc, caps.clone())?;
+        let caps = Arc::new(Capabilities::granted(name, pc, fetcher.clone(), kv.clone()));
+        let plugin = Plugin::load(&engine, &config.resolve(&pc.path), pc, caps)?;
         plugins.insert(name.clone(), Arc::new(plugin));
         if let Some(path) = &pc.shadow {
             let mut candidate = pc.clone();
@@ -192,19 +176,12 @@ pub fn load_plugins(
                 }
                 other => other.clone(),
             };
-            let caps = Arc::new(Capabilities {
-                config: candidate.config.to_string().into(),
+            let caps = Arc::new(Capabilities::granted(
+                name,
+                &candidate,
                 fetcher,
-                kv: Arc::new(crate::pipeline::host::OverlayKv::new(kv.clone())),
-                kv_quota: crate::pipeline::host::KvQuota::new(pc.kv_max_keys),
-                secrets: caps.secrets.clone(),
-                allow_http: caps.allow_http.clone(),
-                plugin: caps.plugin.clone(),
-                http_timeout: caps.http_timeout,
-                http_max_response: caps.http_max_response,
-                capture_logs: false,
-                log_limit: Default::default(),
-            });
+                Arc::new(crate::pipeline::host::OverlayKv::new(kv.clone())),
+            ));
             let plugin = Plugin::load(&engine, &config.resolve(path), &candidate, caps)?;
             shadows.insert(name.clone(), Arc::new(plugin));
         }

@@ -20,7 +20,7 @@ use base64::Engine as _;
 use crate::config::{Config, PluginConfig};
 use crate::pipeline::bindings::Event;
 use crate::pipeline::engine::{PoolLimits, WasmEngine};
-use crate::pipeline::host::{Capabilities, Fetcher, KvQuota, MemoryKv};
+use crate::pipeline::host::{Capabilities, Fetcher, MemoryKv};
 use crate::pipeline::{Plugin, run_chain};
 use crate::shadow::{Verdict, outcome, verdict};
 
@@ -108,23 +108,12 @@ fn load(
     pc: &PluginConfig,
     fetcher: &Fetcher,
 ) -> Result<Arc<Plugin>> {
-    let caps = Arc::new(Capabilities {
-        plugin: name.into(),
-        config: pc.config.to_string().into(),
-        secrets: pc
-            .secrets
-            .iter()
-            .map(|(k, v)| (k.clone(), v.expose().to_string()))
-            .collect(),
-        allow_http: pc.allow_http.clone(),
-        http_timeout: pc.http_timeout.0,
-        http_max_response: pc.http_max_response.0 as usize,
-        fetcher: fetcher.clone(),
-        kv: Arc::new(MemoryKv::default()),
-        capture_logs: false,
-        log_limit: Default::default(),
-        kv_quota: KvQuota::new(pc.kv_max_keys),
-    });
+    let caps = Arc::new(Capabilities::granted(
+        name,
+        pc,
+        fetcher.clone(),
+        Arc::new(MemoryKv::default()),
+    ));
     Ok(Arc::new(
         Plugin::load(engine, path, pc, caps)
             .with_context(|| format!("cannot load plugin {name:?}"))?,

@@ -385,6 +385,33 @@ fn one_line(message: &str) -> std::borrow::Cow<'_, str> {
 }
 
 impl Capabilities {
+    /// What `[plugins.<name>]` grants plugin `name` (its config, secrets, hosts and budgets),
+    /// fetching through `fetcher` and keeping its kv in `kv`.
+    pub fn granted(
+        name: &str,
+        pc: &crate::config::PluginConfig,
+        fetcher: Fetcher,
+        kv: Arc<dyn PluginKv>,
+    ) -> Capabilities {
+        Capabilities {
+            plugin: name.into(),
+            config: pc.config.to_string().into(),
+            secrets: pc
+                .secrets
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose().to_string()))
+                .collect(),
+            allow_http: pc.allow_http.clone(),
+            http_timeout: pc.http_timeout.0,
+            http_max_response: pc.http_max_response.0 as usize,
+            fetcher,
+            kv,
+            capture_logs: false,
+            log_limit: Default::default(),
+            kv_quota: KvQuota::new(pc.kv_max_keys),
+        }
+    }
+
     /// Nothing granted beyond `config`: no secrets, no hosts to fetch from (fetches get no
     /// canned answer), an empty in-memory kv. For benchmarks and tests that run a plugin
     /// outside a router.
