@@ -543,29 +543,106 @@ struct HmacCheck {
     piece_names: Vec<Option<HeaderName>>,
 }
 
-/// The body as JSON, parsed once and only if a rule needs a field of it.
+/// Fields of the body as JSON, each read by skimming the body for its pointer (nothing but
+/// the field itself is kept), and only if a rule needs one.
 struct Doc<'a> {
     body: &'a [u8],
-    parsed: Option<Option<serde_json::Value>>,
 }
 
 impl<'a> Doc<'a> {
     fn new(body: &'a [u8]) -> Self {
-        Doc { body, parsed: None }
+        Doc { body }
     }
 
     /// The field at `pointer` as text: strings as they are, numbers as written.
     fn field(&mut self, pointer: &str) -> Option<String> {
-        let body = self.body;
-        let doc = self
-            .parsed
-            .get_or_insert_with(|| serde_json::from_slice(body).ok())
-            .as_ref()?;
-        match doc.pointer(pointer)? {
-            serde_json::Value::String(s) => Some(s.clone()),
-            serde_json::Value::Number(n) => Some(n.to_string()),
-            _ => None,
+        use serde::de::DeserializeSeed;
+        let path: Vec<String> = pointer
+            .split('/')
+            .skip(1)
+            .map(|t| t.replace("~1", "/").replace("~0", "~"))
+            .collect();
+        let mut de = serde_json::Deserializer::from_slice(self.body);
+        let found = Seek(&path).deserialize(&mut de).ok()?;
+        de.end().ok()?;
+        found
+    }
+}
+
+/// Follows a JSON pointer's tokens through a document, skimming every other value.
+struct Seek<'p>(&'p [String]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Seek<'_> {
+    type Value = Option<String>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        use serde::Deserialize;
+        if self.0.is_empty() {
+            return Ok(match serde_json::Value::deserialize(d)? {
+                serde_json::Value::String(s) => Some(s),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            });
         }
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Seek<'_> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            // The last of repeated keys wins, as in `serde_json::Value`.
+            if key == self.0[0] {
+                found = map.next_value_seed(Seek(&self.0[1..]))?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let wanted = self.0[0].parse::<usize>().ok();
+        let mut found = None;
+        let mut i = 0;
+        loop {
+            if Some(i) == wanted {
+                match seq.next_element_seed(Seek(&self.0[1..]))? {
+                    Some(v) => found = v,
+                    None => break,
+                }
+            } else if seq.next_element::<serde::de::IgnoredAny>()?.is_none() {
+                break;
+            }
+            i += 1;
+        }
+        Ok(found)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
     }
 }
 
@@ -1486,6 +1563,52 @@ mod tests {
             request(&strict, &headers, b"{}", "/", at(1_000_000 + 1800)).unwrap_err(),
             VerifyError::StaleTimestamp
         );
+    }
+
+    #[test]
+    fn a_skimmed_field_reads_as_serde_json_value_pointer_would() {
+        let docs = [
+            r#"{"a":{"b":[1,{"c":"x"},3]},"n":12.50,"big":18446744073709551615,"t":true}"#,
+            r#"{"a/b":{"m~n":"esc"},"dup":"first","dup":"last","s":"tab\tand \u00e9"}"#,
+            r#"[{"event":"delivered"},{"event":"open"}]"#,
+            r#"{"a":1} trailing"#,
+            r#"not json"#,
+            r#"{"obj":{"deep":null}}"#,
+        ];
+        let pointers = [
+            "",
+            "/a",
+            "/a/b/0",
+            "/a/b/1/c",
+            "/a/b/5",
+            "/n",
+            "/big",
+            "/t",
+            "/a~1b/m~0n",
+            "/dup",
+            "/s",
+            "/0/event",
+            "/1/event",
+            "/2/event",
+            "/obj/deep",
+            "/missing",
+            "/a/b/x",
+        ];
+        for doc in docs {
+            let value: Option<serde_json::Value> = serde_json::from_str(doc).ok();
+            for pointer in pointers {
+                let expected = value.as_ref().and_then(|v| match v.pointer(pointer)? {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                });
+                assert_eq!(
+                    Doc::new(doc.as_bytes()).field(pointer),
+                    expected,
+                    "{doc} {pointer}"
+                );
+            }
+        }
     }
 
     #[test]
