@@ -17,6 +17,9 @@
 //! events delivered: unlike rates it hardly moves with the machine's noise. A second table
 //! splits it by thread: the store writer, the plugin workers, and the async workers that
 //! serve requests and make deliveries.
+//!
+//! `HOOKYARD_BENCH_BINARY=/path/to/hookyard` measures that router binary instead of this
+//! build's: to compare two builds, run the bench with each in turn, several times.
 
 #[path = "../../tests/support/postgres.rs"]
 #[allow(dead_code)]
@@ -576,7 +579,9 @@ to = ["chat"]
         let path = dir.join("router.toml");
         std::fs::write(&path, config).expect("config");
         let log = std::fs::File::create(dir.join("router.log")).expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_hookyard"))
+        let binary = std::env::var_os("HOOKYARD_BENCH_BINARY")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_hookyard").into());
+        let child = Command::new(binary)
             .args(["serve", "-c"])
             .arg(&path)
             .env("RUST_LOG", "warn")

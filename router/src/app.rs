@@ -90,6 +90,8 @@ pub async fn run(
     let concurrency = config.runtime.workers();
 
     let (handoff, inbox) = crate::dispatch::Handoff::new(config.runtime.memory_queue);
+    let (deliveries, delivery_inbox) =
+        crate::delivery::DeliveryHandoff::new(config.runtime.max_deliveries_in_flight);
     let wake = Arc::new(Notify::new());
     let metrics = Arc::new(crate::telemetry::Metrics::default());
     let plugin_runtime = crate::dispatch::PluginRuntime::start(concurrency)?;
@@ -97,6 +99,7 @@ pub async fn run(
         store.clone(),
         live.clone(),
         wake.clone(),
+        deliveries,
         concurrency,
         metrics.clone(),
         plugin_runtime.handle(),
@@ -111,14 +114,8 @@ pub async fn run(
         };
         tokio::spawn(async move { store.relay_wake_ups(wakers, shutdown).await })
     };
-    let worker = DeliveryWorker::new(
-        store.clone(),
-        live.clone(),
-        wake.clone(),
-        metrics.clone(),
-        config.runtime.max_deliveries_in_flight,
-    );
-    let delivering = tokio::spawn(worker.run(shutdown.clone(), GRACE));
+    let worker = DeliveryWorker::new(store.clone(), live.clone(), wake.clone(), metrics.clone());
+    let delivering = tokio::spawn(worker.run(delivery_inbox, shutdown.clone(), GRACE));
     let polls = crate::poll::PollBoard::default();
     let polling = tokio::spawn(crate::poll::run(
         store.clone(),

@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
+use crate::delivery::DeliveryHandoff;
 use crate::live::{Live, Routes};
 use crate::pipeline::{self, bindings::Event};
 use crate::shutdown::Shutdown;
@@ -125,6 +126,7 @@ pub struct Dispatcher {
     store: Arc<dyn Store>,
     live: Arc<Live>,
     delivery_wake: Arc<Notify>,
+    deliveries: DeliveryHandoff,
     concurrency: usize,
     metrics: Arc<Metrics>,
     plugins: tokio::runtime::Handle,
@@ -140,12 +142,15 @@ struct Done {
 
 impl Dispatcher {
     /// A dispatcher running up to `concurrency` events at once on `plugins` (see
-    /// [`PluginRuntime`]), claiming events it finds in the store for `event_lease`; it
-    /// notifies `delivery_wake` whenever it stores deliveries.
+    /// [`PluginRuntime`]), claiming events it finds in the store for `event_lease`. It
+    /// creates as many new deliveries as the worker has room for claimed and hands them over
+    /// through `deliveries`, and notifies `delivery_wake` when it stores others.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         live: Arc<Live>,
         delivery_wake: Arc<Notify>,
+        deliveries: DeliveryHandoff,
         concurrency: usize,
         metrics: Arc<Metrics>,
         plugins: tokio::runtime::Handle,
@@ -155,6 +160,7 @@ impl Dispatcher {
             store,
             live,
             delivery_wake,
+            deliveries,
             concurrency: concurrency.max(1),
             metrics,
             plugins,
@@ -178,6 +184,7 @@ impl Dispatcher {
             done_rx,
             active.clone(),
             self.delivery_wake.clone(),
+            self.deliveries.clone(),
         ));
         let mut tasks = JoinSet::new();
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
@@ -251,24 +258,42 @@ impl Dispatcher {
 }
 
 /// Writes chain outcomes as they come, many per store call, until every sender is gone.
+/// The new deliveries the worker has room for are created claimed and handed to it.
 async fn record_outcomes(
     store: Arc<dyn Store>,
     mut done: mpsc::UnboundedReceiver<Done>,
     active: Arc<Mutex<HashSet<String>>>,
     delivery_wake: Arc<Notify>,
+    deliveries: DeliveryHandoff,
 ) {
     let mut batch = Vec::with_capacity(FINISH_BATCH);
     let mut last_write: Option<std::time::Instant> = None;
     while done.recv_many(&mut batch, FINISH_BATCH).await > 0 {
         crate::store::gather(&mut done, &mut batch, FINISH_BATCH, last_write).await;
         last_write = Some(std::time::Instant::now());
-        let wake = batch.iter().any(|d| d.finished.outcome.has_deliveries());
+        let created: usize = batch
+            .iter()
+            .map(|d| d.finished.outcome.parts().3.len())
+            .sum();
         let ids: Vec<String> = batch.iter().map(|d| d.finished.id.clone()).collect();
         let (finished, held): (Vec<_>, Vec<_>) =
             batch.drain(..).map(|d| (d.finished, d.unrecorded)).unzip();
-        if let Err(e) = store.finish_events(finished).await {
+        let reserved = deliveries.reserve(created);
+        let mut handed = 0;
+        match store
+            .finish_events(finished, reserved.as_ref().map(|r| r.claim()))
+            .await
+        {
+            Ok(claimed) => {
+                handed = claimed.len();
+                if let Some(reserved) = reserved {
+                    deliveries.hand_over(reserved, claimed);
+                }
+            }
             // Their leases lapse and they are processed again.
-            tracing::error!(events = ids.len(), error = %e, "cannot record event outcomes");
+            Err(e) => {
+                tracing::error!(events = ids.len(), error = %e, "cannot record event outcomes")
+            }
         }
         drop(held);
         if let Ok(mut a) = active.lock() {
@@ -276,7 +301,7 @@ async fn record_outcomes(
                 a.remove(id);
             }
         }
-        if wake {
+        if handed < created {
             delivery_wake.notify_one();
         }
     }

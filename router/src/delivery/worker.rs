@@ -1,4 +1,5 @@
-//! The delivery worker: claims due deliveries in batches, holds each until its
+//! The delivery worker: takes the deliveries the dispatcher hands over (see
+//! [`super::handoff`]) and claims the other due ones in batches, holds each until its
 //! destination's gate lets it go, attempts it, and hands the attempt to a recorder that
 //! writes many attempts per store call.
 
@@ -10,6 +11,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
 use super::gate;
+use super::handoff::{DeliveryInbox, Held};
 use crate::config::GonePolicy;
 use crate::destinations::{self as destination, retry};
 use crate::live::{Live, Snapshot};
@@ -38,12 +40,13 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 const CLAIM_SPACING: Duration = Duration::from_millis(10);
 /// Most deliveries claimed in one go.
 const CLAIM_BATCH: usize = 128;
+/// Beyond this many deliveries waiting here for one destination, its new deliveries are
+/// left in the store rather than handed over.
+const HANDOFF_QUEUE: usize = 256;
 
 /// The delivery worker of one router process.
 pub struct DeliveryWorker {
     store: Arc<dyn Store>,
-    /// Most attempts in flight at once, to all destinations together.
-    max_in_flight: usize,
     live: Arc<Live>,
     wake: Arc<Notify>,
     gates: Arc<Mutex<Gates>>,
@@ -75,19 +78,18 @@ impl Gates {
 }
 
 impl DeliveryWorker {
-    /// A worker for the destinations in `live`, with at most `max_in_flight` attempts in
-    /// flight to all of them together; `wake` is notified whenever new deliveries are stored.
+    /// A worker for the destinations in `live`; `wake` is notified whenever new deliveries
+    /// are stored unclaimed. How many it holds at once is the number of slots of the
+    /// [`DeliveryInbox`] it runs with.
     pub fn new(
         store: Arc<dyn Store>,
         live: Arc<Live>,
         wake: Arc<Notify>,
         metrics: Arc<Metrics>,
-        max_in_flight: usize,
     ) -> DeliveryWorker {
         let gates = Gates::for_snapshot(&live.get());
         DeliveryWorker {
             store,
-            max_in_flight: max_in_flight.max(1),
             live,
             wake,
             gates: Arc::new(Mutex::new(gates)),
@@ -131,7 +133,15 @@ impl DeliveryWorker {
 
     /// Runs until `shutdown`, then waits up to `grace` for attempts in flight. Attempts
     /// still running after that are abandoned; their leases lapse and they run again.
-    pub async fn run(self, mut shutdown: Shutdown, grace: Duration) {
+    ///
+    /// Every delivery held (in flight or parked) holds one of `inbox`'s slots, whether
+    /// claimed here or handed over.
+    pub async fn run(self, inbox: DeliveryInbox, mut shutdown: Shutdown, grace: Duration) {
+        let DeliveryInbox {
+            slots,
+            mut incoming,
+            busy,
+        } = inbox;
         let (record_tx, record_rx) = mpsc::unbounded_channel();
         let recording = tokio::spawn(record_attempts(
             self.store.clone(),
@@ -140,20 +150,40 @@ impl DeliveryWorker {
         ));
         let mut in_flight = JoinSet::new();
         // Claimed deliveries waiting for their destination's gate (we hold their leases).
-        let mut parked: HashMap<String, VecDeque<Delivery>> = HashMap::new();
+        let mut parked: HashMap<String, VecDeque<Held>> = HashMap::new();
         // When the last claim ran, and whether it came back full.
         let mut last_claim: Option<(Instant, bool)> = None;
+        // Handed over while the loop waited.
+        let mut handed: Vec<Held> = Vec::new();
+        // Whether the store may hold deliveries to claim now: it was said to (a wake-up),
+        // a due time came, or the last claim was full. Handed-over deliveries need no claim,
+        // so a busy worker does not ask the store for work it already has.
+        let mut look = true;
+        // Whether the last claim left out deliveries (destinations that could not take
+        // more, or a full batch): an attempt ending may make room for them.
+        let mut starved = false;
+        // When to look anyway: the next delivery falls due, or the backstop.
+        let mut next_look = Instant::now();
         loop {
             while in_flight.try_join_next().is_some() {}
             let snapshot = self.live.get();
             if self.refresh_gates(&snapshot) {
                 self.resume_restored(&snapshot).await;
             }
+            while let Ok(batch) = incoming.try_recv() {
+                handed.extend(batch);
+            }
+            for held in handed.drain(..) {
+                self.start_or_park(&mut in_flight, &snapshot, &record_tx, &mut parked, held);
+            }
             let now = Instant::now();
+            if now >= next_look {
+                look = true;
+            }
             let mut wake_at = now + IDLE_POLL;
             // Start what the gates let through, oldest first.
             for (dest, queue) in parked.iter_mut() {
-                while !queue.is_empty() && in_flight.len() < self.max_in_flight {
+                while !queue.is_empty() {
                     match self.admit(dest, now) {
                         Admission::Go => {}
                         Admission::Wait(at) => {
@@ -163,20 +193,31 @@ impl DeliveryWorker {
                             break;
                         }
                     }
-                    if let Some(delivery) = queue.pop_front() {
-                        self.spawn_attempt(&mut in_flight, &snapshot, &record_tx, delivery);
+                    if let Some(held) = queue.pop_front() {
+                        self.spawn_attempt(&mut in_flight, &snapshot, &record_tx, held);
                     }
                 }
             }
             parked.retain(|_, q| !q.is_empty());
-            // Destinations that cannot take more now are not claimed for.
+            // Destinations that cannot take more now are not claimed for. New deliveries are
+            // still handed over for those that are only at their concurrency (they wait here
+            // for a slot, as claimed ones would), but not for those that are rate limited,
+            // have an open circuit or already have a long queue here.
             let mut skip: Vec<String> = parked.keys().cloned().collect();
+            let mut not_now: Vec<String> = parked
+                .iter()
+                .filter(|(_, q)| q.len() >= HANDOFF_QUEUE)
+                .map(|(name, _)| name.clone())
+                .collect();
             if let Ok(gates) = self.gates.lock() {
                 for (name, gate) in gates.by_name.iter() {
                     let mut probe = gate_view(gate);
                     if let Admission::Wait(at) = probe.check(now) {
                         if let Some(at) = at {
                             wake_at = wake_at.min(at);
+                            if !not_now.contains(name) {
+                                not_now.push(name.clone());
+                            }
                         }
                         if !skip.contains(name) {
                             skip.push(name.clone());
@@ -184,13 +225,12 @@ impl DeliveryWorker {
                     }
                 }
             }
-            // Claimed deliveries wait in `parked` holding their leases, so claim no more than
-            // the global limit has room for.
-            let parked_count: usize = parked.values().map(VecDeque::len).sum();
-            let room = self
-                .max_in_flight
-                .saturating_sub(in_flight.len() + parked_count);
-            let limit = CLAIM_BATCH.min(room);
+            if let Ok(mut busy) = busy.lock() {
+                *busy = not_now;
+            }
+            // Claimed deliveries wait in `parked` holding their leases and slots, so claim
+            // no more than there are free slots.
+            let limit = CLAIM_BATCH.min(slots.available_permits());
             // When no configured destination can take more, a claim could only find deliveries
             // it must skip, and looking costs the store a scan of everything waiting.
             // (With none configured, claims still run: leftovers for removed destinations are
@@ -201,60 +241,94 @@ impl DeliveryWorker {
             let spaced = match last_claim {
                 Some((at, full)) if !full && !in_flight.is_empty() => {
                     let next = at + CLAIM_SPACING;
-                    wake_at = wake_at.min(next);
+                    if look {
+                        wake_at = wake_at.min(next);
+                    }
                     now >= next
                 }
                 _ => true,
             };
-            let claiming = spaced && !all_busy;
-            let mut claimed = 0;
-            let batch = if claiming {
-                self.store.claim_deliveries(LEASE, limit, &skip).await
+            // What a claim would have found for a destination that could not take it is still
+            // in the store: look again once an attempt ends.
+            if look && all_busy {
+                starved = true;
+            }
+            // The slots for what the claim may find; those it does not use go back.
+            let reserved = if look && spaced && !all_busy {
+                u32::try_from(limit)
+                    .ok()
+                    .and_then(|n| slots.clone().try_acquire_many_owned(n).ok())
             } else {
-                Ok(Vec::new())
+                None
             };
-            match batch {
-                Ok(batch) => {
-                    claimed = batch.len();
-                    for delivery in batch {
-                        let dest = delivery.new.destination.clone();
-                        if parked.contains_key(&dest)
-                            || in_flight.len() >= self.max_in_flight
-                            || self.admit(&dest, Instant::now()) != Admission::Go
-                        {
-                            parked.entry(dest).or_default().push_back(delivery);
-                        } else {
-                            self.spawn_attempt(&mut in_flight, &snapshot, &record_tx, delivery);
+            let claiming = reserved.is_some();
+            let mut claimed = 0;
+            if let Some(mut reserved) = reserved {
+                match self.store.claim_deliveries(LEASE, limit, &skip).await {
+                    Ok(batch) => {
+                        claimed = batch.len();
+                        for delivery in batch {
+                            let Some(slot) = reserved.split(1) else {
+                                // The store returns no more than `limit`.
+                                tracing::error!(delivery = %delivery.new.id, "claimed more than asked");
+                                continue;
+                            };
+                            let held = Held { delivery, slot };
+                            self.start_or_park(
+                                &mut in_flight,
+                                &snapshot,
+                                &record_tx,
+                                &mut parked,
+                                held,
+                            );
                         }
                     }
+                    Err(e) => tracing::error!(error = %e, "cannot claim deliveries"),
                 }
-                Err(e) => tracing::error!(error = %e, "cannot claim deliveries"),
-            }
-            if claiming {
                 last_claim = Some((Instant::now(), claimed == limit));
+                look = claimed == limit;
+                starved = claimed == limit || !skip.is_empty();
             }
-            if claimed > 0 && claimed == limit && in_flight.len() < self.max_in_flight {
+            if claimed > 0 && claimed == limit && slots.available_permits() > 0 {
                 continue; // more may be due right now
             }
             // Only when a claim found nothing is it worth asking when the next one falls due;
             // otherwise the attempts just started wake the loop soon enough.
-            let until_due = if claiming && claimed == 0 {
-                self.until_next_due(&skip).await
-            } else {
-                IDLE_POLL
-            };
+            if claiming {
+                let until_due = if claimed == 0 {
+                    self.until_next_due(&skip).await
+                } else {
+                    IDLE_POLL
+                };
+                next_look = Instant::now() + until_due;
+            }
             let wait = wake_at
-                .saturating_duration_since(Instant::now())
-                .min(until_due);
+                .min(next_look)
+                .saturating_duration_since(Instant::now());
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => look = true,
                 _ = tokio::time::sleep(wait) => {}
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => look |= starved,
+                Some(batch) = incoming.recv() => handed.extend(batch),
                 _ = shutdown.wait() => break,
             }
         }
+        // No more hand-overs; what was handed over before this still goes out (the
+        // dispatcher records its last outcomes while attempts finish).
+        slots.close();
+        let snapshot = self.live.get();
         let _ = tokio::time::timeout(grace, async {
-            while in_flight.join_next().await.is_some() {}
+            loop {
+                while let Ok(batch) = incoming.try_recv() {
+                    handed.extend(batch);
+                }
+                for held in handed.drain(..) {
+                    self.spawn_attempt(&mut in_flight, &snapshot, &record_tx, held);
+                }
+                if in_flight.join_next().await.is_none() {
+                    break;
+                }
+            }
         })
         .await;
         // Attempts abandoned above still hold a sender; the recorder writes what finished.
@@ -282,12 +356,30 @@ impl DeliveryWorker {
         }
     }
 
+    /// Starts `held` now if its destination's gate lets it go and nothing for that
+    /// destination waits before it; parks it otherwise.
+    fn start_or_park(
+        &self,
+        in_flight: &mut JoinSet<()>,
+        snapshot: &Arc<Snapshot>,
+        recorder: &mpsc::UnboundedSender<Recorded>,
+        parked: &mut HashMap<String, VecDeque<Held>>,
+        held: Held,
+    ) {
+        let dest = &held.delivery.new.destination;
+        if parked.contains_key(dest) || self.admit(dest, Instant::now()) != Admission::Go {
+            parked.entry(dest.clone()).or_default().push_back(held);
+        } else {
+            self.spawn_attempt(in_flight, snapshot, recorder, held);
+        }
+    }
+
     fn spawn_attempt(
         &self,
         in_flight: &mut JoinSet<()>,
         snapshot: &Arc<Snapshot>,
-        recorder: &mpsc::UnboundedSender<(Attempt, AttemptOutcome)>,
-        delivery: Delivery,
+        recorder: &mpsc::UnboundedSender<Recorded>,
+        held: Held,
     ) {
         let job = Job {
             store: self.store.clone(),
@@ -295,8 +387,17 @@ impl DeliveryWorker {
             snapshot: snapshot.clone(),
             gates: self.gates.clone(),
             metrics: self.metrics.clone(),
+            ordered: false,
         };
-        in_flight.spawn(job.attempt(delivery));
+        let Held { delivery, slot } = held;
+        let job = Job {
+            ordered: delivery.new.ordering_key.is_some(),
+            ..job
+        };
+        in_flight.spawn(async move {
+            job.attempt(delivery).await;
+            drop(slot);
+        });
     }
 
     async fn until_next_due(&self, skip: &[String]) -> Duration {
@@ -337,15 +438,27 @@ impl Drop for Slot {
     }
 }
 
+/// A finished attempt on its way to the store.
+struct Recorded {
+    attempt: Attempt,
+    outcome: AttemptOutcome,
+    /// Whether writing it may let other deliveries go or changes when the next one is due
+    /// (an ordered delivery, or one that is not delivered): the worker then looks at the
+    /// store again.
+    unblocks: bool,
+}
+
 /// What one attempt needs.
 struct Job {
     store: Arc<dyn Store>,
     /// Where finished attempts go to be written (see [`record_attempts`]).
-    recorder: mpsc::UnboundedSender<(Attempt, AttemptOutcome)>,
+    recorder: mpsc::UnboundedSender<Recorded>,
     /// The config version the attempt runs on, whatever reloads meanwhile.
     snapshot: Arc<Snapshot>,
     gates: Arc<Mutex<Gates>>,
     metrics: Arc<Metrics>,
+    /// Whether the delivery has an ordering key (later ones with its key wait for it).
+    ordered: bool,
 }
 
 impl Job {
@@ -479,17 +592,23 @@ impl Job {
                 tracing::warn!(delivery = %id, %destination, %reason, "dead letter")
             }
         }
-        if self.recorder.send((attempt, outcome)).is_err() {
+        let unblocks = self.ordered || !matches!(outcome, AttemptOutcome::Delivered);
+        let recorded = Recorded {
+            attempt,
+            outcome,
+            unblocks,
+        };
+        if self.recorder.send(recorded).is_err() {
             tracing::error!(delivery = %id, "attempt not recorded: the worker is stopping");
         }
     }
 }
 
 /// Writes finished attempts as they come, many per store call, until every sender is gone;
-/// after each write, wakes the worker (an ordered delivery may now be free to go).
+/// after a write that may let other deliveries go or schedules a retry, wakes the worker.
 async fn record_attempts(
     store: Arc<dyn Store>,
-    mut attempts: mpsc::UnboundedReceiver<(Attempt, AttemptOutcome)>,
+    mut attempts: mpsc::UnboundedReceiver<Recorded>,
     wake: Arc<Notify>,
 ) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
@@ -498,11 +617,15 @@ async fn record_attempts(
         crate::store::gather(&mut attempts, &mut batch, RECORD_BATCH, last_write).await;
         last_write = Some(Instant::now());
         let n = batch.len();
-        if let Err(e) = store.record_attempts(std::mem::take(&mut batch)).await {
+        let unblocks = batch.iter().any(|r| r.unblocks);
+        let attempts_and_outcomes = batch.drain(..).map(|r| (r.attempt, r.outcome)).collect();
+        if let Err(e) = store.record_attempts(attempts_and_outcomes).await {
             // Their leases will lapse and the deliveries will be attempted again.
             tracing::error!(attempts = n, error = %e, "cannot record attempts");
         }
-        wake.notify_one();
+        if unblocks {
+            wake.notify_one();
+        }
     }
 }
 

@@ -118,6 +118,103 @@ where
     an_event_to_retry_later_waits_then_is_claimed_again(&s).await;
     let (s, _g) = open().await;
     only_the_claim_that_holds_a_delivery_records_its_attempt(&s).await;
+    let (s, _g) = open().await;
+    new_deliveries_can_be_created_claimed_by_the_finisher(&s).await;
+}
+
+async fn new_deliveries_can_be_created_claimed_by_the_finisher<S: Store>(s: &S) {
+    for id in ["evt_1", "evt_2", "evt_gone"] {
+        s.append_event(sample_event(id, None), LONG, WINDOW)
+            .await
+            .unwrap();
+    }
+    s.set_destination_paused("paused", Some("by hand".into()))
+        .await
+        .unwrap();
+    // evt_gone was finished elsewhere: its deliveries are neither created nor claimed.
+    s.finish_event(
+        "evt_gone",
+        EventOutcome::Failed("first".into()),
+        RunRecord::default(),
+    )
+    .await
+    .unwrap();
+    let to = |id: &str, event: &str, dest: &str, key: Option<&str>| NewDelivery {
+        destination: dest.into(),
+        ordering_key: key.map(str::to_string),
+        ..delivery(id, event)
+    };
+    let processed = |id: &str, deliveries: Vec<NewDelivery>| FinishedEvent {
+        id: id.into(),
+        outcome: EventOutcome::Processed(deliveries),
+        run: RunRecord::default(),
+    };
+    let before = now_ms();
+    let claimed = s
+        .finish_events(
+            vec![
+                processed(
+                    "evt_1",
+                    vec![
+                        to("d1", "evt_1", "crm", None),
+                        to("d2", "evt_1", "crm", Some("cus_1")),
+                        to("d3", "evt_1", "paused", None),
+                    ],
+                ),
+                processed("evt_gone", vec![to("g1", "evt_gone", "crm", None)]),
+                processed(
+                    "evt_2",
+                    vec![
+                        to("s1", "evt_2", "skipped", None),
+                        to("d4", "evt_2", "chat", None),
+                        to("d5", "evt_2", "chat", None),
+                        to("d6", "evt_2", "chat", None),
+                    ],
+                ),
+            ],
+            Some(ClaimNew {
+                lease: LONG,
+                limit: 3,
+                skip: vec!["skipped".into()],
+            }),
+        )
+        .await
+        .unwrap();
+    let ids: Vec<&str> = claimed.iter().map(|d| d.new.id.as_str()).collect();
+    // Not the ordered one, not the paused or skipped destination's, no more than the limit.
+    assert_eq!(ids, ["d1", "d4", "d5"]);
+    for d in &claimed {
+        let stored = s.delivery(&d.new.id).await.unwrap().unwrap();
+        assert_eq!(d, &stored, "what was handed back is what is stored");
+        assert!(
+            d.lease >= before + LONG.as_millis() as Millis,
+            "held under the lease"
+        );
+        assert_eq!(d.status, DeliveryStatus::Pending);
+    }
+    assert!(s.delivery("g1").await.unwrap().is_none());
+    // Claimed ones are not claimed again; the rest are claimable as usual.
+    let rest = s.claim_deliveries(LONG, 10, &[]).await.unwrap();
+    let rest: Vec<&str> = rest.iter().map(|d| d.new.id.as_str()).collect();
+    assert_eq!(
+        rest,
+        ["d2", "s1", "d6"],
+        "d3 waits: its destination is paused"
+    );
+    // An attempt under the creation lease records like any claimed one.
+    let held = &claimed[0];
+    s.record_attempt(
+        Attempt {
+            lease: held.lease,
+            ..attempt("d1", 1, Some(200), None)
+        },
+        AttemptOutcome::Delivered,
+    )
+    .await
+    .unwrap();
+    let d1 = s.delivery("d1").await.unwrap().unwrap();
+    assert_eq!(d1.status, DeliveryStatus::Delivered);
+    assert_eq!(d1.lease, 0);
 }
 
 async fn only_the_claim_that_holds_a_delivery_records_its_attempt<S: Store>(s: &S) {
@@ -173,10 +270,13 @@ async fn an_event_to_retry_later_waits_then_is_claimed_again<S: Store>(s: &S) {
         },
         run: RunRecord::default(),
     };
-    s.finish_events(vec![
-        retry("evt_soon", now_ms() - 1),
-        retry("evt_later", now_ms() + 3_600_000),
-    ])
+    s.finish_events(
+        vec![
+            retry("evt_soon", now_ms() - 1),
+            retry("evt_later", now_ms() + 3_600_000),
+        ],
+        None,
+    )
     .await
     .unwrap();
     let later = s.event("evt_later").await.unwrap().unwrap();
@@ -239,8 +339,8 @@ async fn a_batch_of_outcomes_lands_whole_and_skips_events_already_finished<S: St
             run: RunRecord::default(),
         },
     ];
-    s.finish_events(finished).await.unwrap();
-    s.finish_events(Vec::new()).await.unwrap();
+    assert!(s.finish_events(finished, None).await.unwrap().is_empty());
+    s.finish_events(Vec::new(), None).await.unwrap();
     let a = s.event("evt_a").await.unwrap().unwrap();
     assert_eq!(a.status, EventStatus::Processed);
     assert_eq!(a.run.elapsed_us, 7);

@@ -297,6 +297,24 @@ pub struct Delivery {
     pub lease: Millis,
 }
 
+impl Delivery {
+    /// A delivery as it is created at `created_at` (pending, never attempted, due at once),
+    /// stored at `seq` and held under `lease`.
+    pub fn created(new: NewDelivery, seq: i64, created_at: Millis, lease: Millis) -> Delivery {
+        Delivery {
+            new,
+            status: DeliveryStatus::Pending,
+            seq,
+            created_at,
+            attempts: 0,
+            attempts_in_round: 0,
+            next_attempt_at: created_at,
+            last_error: None,
+            lease,
+        }
+    }
+}
+
 /// One attempt to deliver, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
@@ -340,6 +358,28 @@ pub struct FinishedEvent {
     pub outcome: EventOutcome,
     /// What the run cost.
     pub run: RunRecord,
+}
+
+/// How many of the deliveries [`Store::finish_events`] creates it claims for the caller,
+/// and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimNew {
+    /// How long the claim holds (as [`Store::claim_deliveries`]'s `lease`).
+    pub lease: Duration,
+    /// Most deliveries claimed.
+    pub limit: usize,
+    /// Destinations whose deliveries are not claimed (as [`Store::claim_deliveries`]'s).
+    pub skip: Vec<String>,
+}
+
+impl ClaimNew {
+    /// Whether `delivery` may be created claimed, besides the limit; `paused` lists the
+    /// paused destinations where the store has read them.
+    fn takes(&self, delivery: &NewDelivery, paused: &[String]) -> bool {
+        delivery.ordering_key.is_none()
+            && !self.skip.contains(&delivery.destination)
+            && !paused.contains(&delivery.destination)
+    }
 }
 
 /// Work waiting in one queue (a route's events, or a destination's deliveries).
@@ -491,21 +531,35 @@ pub trait Store: Send + Sync + 'static {
     /// Records each event's chain outcome and what it cost, and creates its deliveries, all
     /// in one transaction. An event that is no longer `Received` is left as it is (another
     /// worker finished it) and its deliveries are not created.
-    async fn finish_events(&self, finished: Vec<FinishedEvent>) -> Result<(), StoreError>;
+    ///
+    /// With `claim`, up to `claim.limit` of the new deliveries are created already claimed
+    /// by the caller (as [`Store::claim_deliveries`] would claim them) and returned, so its
+    /// delivery worker can start them without a claim: those without an ordering key (an
+    /// ordered one may have to wait for an earlier one) whose destination is not paused or
+    /// in `claim.skip`.
+    async fn finish_events(
+        &self,
+        finished: Vec<FinishedEvent>,
+        claim: Option<ClaimNew>,
+    ) -> Result<Vec<Delivery>, StoreError>;
 
-    /// [`Store::finish_events`] for one event.
+    /// [`Store::finish_events`] for one event, claiming none of its deliveries.
     async fn finish_event(
         &self,
         id: &str,
         outcome: EventOutcome,
         run: RunRecord,
     ) -> Result<(), StoreError> {
-        self.finish_events(vec![FinishedEvent {
-            id: id.to_string(),
-            outcome,
-            run,
-        }])
+        self.finish_events(
+            vec![FinishedEvent {
+                id: id.to_string(),
+                outcome,
+                run,
+            }],
+            None,
+        )
         .await
+        .map(drop)
     }
 
     /// Claims up to `limit` deliveries that are due, for `lease`, skipping destinations in

@@ -14,7 +14,7 @@
 //! (`INSERT ... ON CONFLICT` for dedup on append and `set-if-absent`) or take a
 //! transaction-scoped advisory lock on their key (kv increments).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -796,9 +796,13 @@ impl Store for PostgresStore {
         Ok(events)
     }
 
-    async fn finish_events(&self, finished: Vec<FinishedEvent>) -> Result<(), StoreError> {
+    async fn finish_events(
+        &self,
+        finished: Vec<FinishedEvent>,
+        claim: Option<ClaimNew>,
+    ) -> Result<Vec<Delivery>, StoreError> {
         if finished.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         // One statement for the whole batch: the events' updates, then the deliveries of
         // exactly those events the update changed (one still `received`), in one commit.
@@ -815,10 +819,21 @@ impl Store for PostgresStore {
         );
         let mut leases: Vec<Millis> = Vec::with_capacity(n);
         let mut d = DeliveryColumns::default();
+        // Which deliveries may be created claimed, and a copy of each to hand back; the
+        // server leaves out paused destinations and events finished elsewhere, then claims
+        // the first `limit` left.
+        let mut claiming: Vec<bool> = Vec::new();
+        let mut candidates: HashMap<String, NewDelivery> = HashMap::new();
+        let limit = claim.as_ref().map_or(0, |c| c.limit as i64);
         for FinishedEvent { id, outcome, run } in finished {
             let (status, error, lease_until, deliveries) = outcome.into_parts();
             leases.push(lease_until);
             for delivery in deliveries {
+                let mine = claim.as_ref().is_some_and(|c| c.takes(&delivery, &[]));
+                if mine {
+                    candidates.insert(delivery.id.clone(), delivery.clone());
+                }
+                claiming.push(mine);
                 d.push(delivery);
             }
             ids.push(id);
@@ -828,50 +843,87 @@ impl Store for PostgresStore {
             fuel.push(big(run.fuel));
             dropped.push(run.dropped);
         }
+        let now = now_ms();
+        let lease = claim.as_ref().map_or(0, |c| lease_end(c.lease));
         let conn = self.pool.get().await?;
-        conn.execute(
-            "WITH finished AS (
-                UPDATE events e SET status = f.status, error = f.error, lease_until = f.lease_until,
-                       run_us = f.run_us, run_fuel = f.run_fuel, dropped = f.dropped
-                FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[],
-                            $17::bigint[])
-                     AS f(id, status, error, run_us, run_fuel, dropped, lease_until)
-                WHERE e.id = f.id AND e.status = 'received'
-                RETURNING e.id
-             ), created AS (
-                INSERT INTO deliveries (id, event_id, destination, body, headers, content_type, status,
-                                        next_attempt_at, created_at, ordering_key, method, path)
-                SELECT d.id, d.event_id, d.destination, d.body, d.headers, d.content_type, 'pending',
-                       $7::bigint, $7::bigint, d.ordering_key, d.method, d.path
-                FROM unnest($8::text[], $9::text[], $10::text[], $11::bytea[], $12::text[], $13::text[],
-                            $14::text[], $15::text[], $16::text[])
-                     AS d(id, event_id, destination, body, headers, content_type, ordering_key, method, path)
-                WHERE d.event_id IN (SELECT id FROM finished)
-                RETURNING 1
-             )
-             SELECT pg_notify('hookyard_deliveries', '') WHERE EXISTS (SELECT 1 FROM created)",
-            &[
-                &ids,
-                &statuses,
-                &errors,
-                &run_us,
-                &fuel,
-                &dropped,
-                &now_ms(),
-                &d.id,
-                &d.event_id,
-                &d.destination,
-                &d.body,
-                &d.headers,
-                &d.content_type,
-                &d.ordering_key,
-                &d.method,
-                &d.path,
-                &leases,
-            ],
-        )
-        .await?;
-        Ok(())
+        // Other nodes' workers (and this one's) hear of deliveries nobody holds; the claimed
+        // ones come back as rows, and one row of nulls says the notice went out.
+        let rows = conn
+            .query(
+                "WITH finished AS (
+                    UPDATE events e SET status = f.status, error = f.error, lease_until = f.lease_until,
+                           run_us = f.run_us, run_fuel = f.run_fuel, dropped = f.dropped
+                    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[],
+                                $17::bigint[])
+                         AS f(id, status, error, run_us, run_fuel, dropped, lease_until)
+                    WHERE e.id = f.id AND e.status = 'received'
+                    RETURNING e.id
+                 ), created AS (
+                    INSERT INTO deliveries (id, event_id, destination, body, headers, content_type, status,
+                                            next_attempt_at, created_at, ordering_key, method, path,
+                                            lease_until)
+                    SELECT c.id, c.event_id, c.destination, c.body, c.headers, c.content_type, 'pending',
+                           $7::bigint, $7::bigint, c.ordering_key, c.method, c.path,
+                           CASE WHEN c.claim AND c.claimed <= $20 THEN $19::bigint ELSE 0 END
+                    FROM (
+                        SELECT d.*, sum(d.claim::int) OVER (ORDER BY d.ord) AS claimed
+                        FROM (
+                            SELECT u.id, u.event_id, u.destination, u.body, u.headers, u.content_type,
+                                   u.ordering_key, u.method, u.path, u.ord,
+                                   u.claim AND u.destination NOT IN (SELECT name FROM paused_destinations)
+                                       AS claim
+                            FROM unnest($8::text[], $9::text[], $10::text[], $11::bytea[], $12::text[],
+                                        $13::text[], $14::text[], $15::text[], $16::text[], $18::bool[])
+                                 WITH ORDINALITY
+                                 AS u(id, event_id, destination, body, headers, content_type,
+                                      ordering_key, method, path, claim, ord)
+                            WHERE u.event_id IN (SELECT id FROM finished)
+                        ) AS d
+                    ) AS c
+                    ORDER BY c.ord
+                    RETURNING id, seq, lease_until
+                 ), woken AS (
+                    SELECT pg_notify('hookyard_deliveries', '')
+                    FROM (SELECT 1 FROM created WHERE lease_until = 0 LIMIT 1) AS unclaimed
+                 )
+                 SELECT id, seq FROM created WHERE lease_until <> 0
+                 UNION ALL
+                 SELECT NULL::text, NULL::bigint FROM woken",
+                &[
+                    &ids,
+                    &statuses,
+                    &errors,
+                    &run_us,
+                    &fuel,
+                    &dropped,
+                    &now,
+                    &d.id,
+                    &d.event_id,
+                    &d.destination,
+                    &d.body,
+                    &d.headers,
+                    &d.content_type,
+                    &d.ordering_key,
+                    &d.method,
+                    &d.path,
+                    &leases,
+                    &claiming,
+                    &lease,
+                    &limit,
+                ],
+            )
+            .await?;
+        let mut claimed = Vec::new();
+        for row in rows {
+            let (Some(id), Some(seq)) = (row.get::<_, Option<String>>(0), row.get(1)) else {
+                continue;
+            };
+            if let Some(new) = candidates.remove(&id) {
+                claimed.push(Delivery::created(new, seq, now, lease));
+            }
+        }
+        claimed.sort_by_key(|d| d.seq);
+        Ok(claimed)
     }
 
     async fn claim_deliveries(

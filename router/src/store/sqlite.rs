@@ -525,9 +525,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn finish_events(&self, finished: Vec<FinishedEvent>) -> Result<(), StoreError> {
+    async fn finish_events(
+        &self,
+        finished: Vec<FinishedEvent>,
+        claim: Option<ClaimNew>,
+    ) -> Result<Vec<Delivery>, StoreError> {
         if finished.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         self.write(move |conn| {
             let mut update = conn.prepare_cached(
@@ -537,10 +541,19 @@ impl Store for SqliteStore {
             )?;
             let mut insert = conn.prepare_cached(
                 "INSERT INTO deliveries (id, event_id, destination, body, headers, content_type, status,
-                                         next_attempt_at, created_at, ordering_key, method, path)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8, ?9, ?10)",
+                                         next_attempt_at, created_at, ordering_key, method, path, lease_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8, ?9, ?10, ?11)",
             )?;
+            let mut left = claim.as_ref().map_or(0, |c| c.limit);
+            let paused: Vec<String> = if left > 0 {
+                let mut stmt = conn.prepare_cached("SELECT name FROM paused_destinations")?;
+                collect(&mut stmt, [], |row| Ok(row.get(0)?))?
+            } else {
+                Vec::new()
+            };
+            let lease = claim.as_ref().map_or(0, |c| lease_end(c.lease));
             let now = now_ms();
+            let mut claimed = Vec::new();
             for FinishedEvent { id, outcome, run } in &finished {
                 let (status, error, lease_until, deliveries) = outcome.parts();
                 let changed = update.execute(params![
@@ -556,6 +569,7 @@ impl Store for SqliteStore {
                     continue;
                 }
                 for d in deliveries {
+                    let mine = left > 0 && claim.as_ref().is_some_and(|c| c.takes(d, &paused));
                     insert.execute(params![
                         d.id,
                         d.event_id,
@@ -567,10 +581,16 @@ impl Store for SqliteStore {
                         d.ordering_key,
                         d.method,
                         d.path,
+                        if mine { lease } else { 0 },
                     ])?;
+                    if mine {
+                        left -= 1;
+                        let seq = conn.last_insert_rowid();
+                        claimed.push(Delivery::created(d.clone(), seq, now, lease));
+                    }
                 }
             }
-            Ok(())
+            Ok(claimed)
         })
         .await
     }
