@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookyard::store::postgres::PostgresStore;
+use hookyard::store::postgres::{PgOptions, PostgresStore};
 use hookyard::store::{Store, conformance};
 
 use crate::support::postgres::PgCluster;
@@ -19,6 +19,28 @@ async fn postgres_passes_the_store_conformance_suite() {
         async move {
             let url = cluster.new_database().await;
             let store = PostgresStore::open(&url).await.expect("open");
+            (store, ())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_without_kept_statements_or_listen_passes_the_store_conformance_suite() {
+    // The settings for PgBouncer in transaction mode: every statement sent as text.
+    let cluster = Arc::new(PgCluster::start().expect("PostgreSQL starts"));
+    conformance::run_all(|| {
+        let cluster = cluster.clone();
+        async move {
+            let url = cluster.new_database().await;
+            let options = PgOptions {
+                listen: false,
+                statement_cache: false,
+                ..PgOptions::default()
+            };
+            let store = PostgresStore::open_with_options(&url, options)
+                .await
+                .expect("open");
             (store, ())
         }
     })

@@ -20,6 +20,9 @@
 //!
 //! `HOOKYARD_BENCH_BINARY=/path/to/hookyard` measures that router binary instead of this
 //! build's: to compare two builds, run the bench with each in turn, several times.
+//! `HOOKYARD_BENCH_PG_STATEMENTS=1` also prints, for the 1-node PostgreSQL row, each
+//! statement's calls per delivered event and share of the server's execution time
+//! (`pg_stat_statements`).
 
 #[path = "../../tests/support/postgres.rs"]
 #[allow(dead_code)]
@@ -131,12 +134,24 @@ fn main() {
     }
 
     if with_pg {
-        match postgres::PgCluster::start() {
+        let statements = std::env::var("HOOKYARD_BENCH_PG_STATEMENTS").is_ok_and(|v| v == "1");
+        let cluster = if statements {
+            postgres::PgCluster::start_with_settings(&[(
+                "shared_preload_libraries",
+                "pg_stat_statements",
+            )])
+        } else {
+            postgres::PgCluster::start()
+        };
+        match cluster {
             Err(e) => println!("| PostgreSQL: not measured ({e:#}) | | | | | | | | |"),
             Ok(cluster) => {
                 let pg_secs = secs.min(15);
                 let url = rt.block_on(cluster.new_database());
                 let one = Node::start(&root, &work, "pg1", &url, receiver.addr);
+                if statements {
+                    rt.block_on(reset_statements(&url));
+                }
                 let row = measure(
                     &rt,
                     &work,
@@ -151,6 +166,9 @@ fn main() {
                 let what = format!("PostgreSQL, 1 node, {CONNECTIONS} connections, {pg_secs} s");
                 row.print(&what, base_rate);
                 breakdowns.push((what, row.cpu_split()));
+                if statements {
+                    rt.block_on(print_statements(&url, row.delivered));
+                }
                 drop(one);
                 let url = rt.block_on(cluster.new_database());
                 let a = Node::start(&root, &work, "pg2a", &url, receiver.addr);
@@ -175,6 +193,57 @@ fn main() {
         }
     }
     print_breakdowns(&breakdowns);
+}
+
+/// Starts counting statements afresh (`HOOKYARD_BENCH_PG_STATEMENTS=1`).
+async fn reset_statements(url: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the bench database");
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset();",
+        )
+        .await
+        .expect("pg_stat_statements");
+}
+
+/// Where the server's time went in the 1-node row: each statement's calls per delivered
+/// event and share of execution time, most calls first.
+async fn print_statements(url: &str, delivered: u64) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the bench database");
+    tokio::spawn(connection);
+    let rows = client
+        .query(
+            "SELECT query, calls, total_exec_time, sum(total_exec_time) OVER () FROM pg_stat_statements
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+             ORDER BY calls DESC LIMIT 12",
+            &[],
+        )
+        .await
+        .expect("pg_stat_statements");
+    println!();
+    println!(
+        "| statement (PostgreSQL, 1 node) | calls per delivered event | share of execution time |"
+    );
+    println!("| --- | --- | --- |");
+    for row in rows {
+        let query: String = row.get(0);
+        let calls: i64 = row.get(1);
+        let time: f64 = row.get(2);
+        let all: f64 = row.get(3);
+        let text: String = query.split_whitespace().collect::<Vec<_>>().join(" ");
+        let short: String = text.chars().take(90).collect();
+        println!(
+            "| `{}` | {:.3} | {:.0}% |",
+            short.replace('|', "\\|"),
+            calls as f64 / delivered.max(1) as f64,
+            100.0 * time / all.max(f64::MIN_POSITIVE)
+        );
+    }
 }
 
 /// The second table: router CPU per delivered event, by thread kind.

@@ -74,8 +74,12 @@ pub async fn run(
                 .store
                 .max_connections
                 .unwrap_or(crate::store::postgres::DEFAULT_CONNECTIONS);
-            let listen = config.store.listen.unwrap_or(true);
-            Arc::new(PostgresStore::open_with_listen(&url, connections, listen).await?)
+            let options = crate::store::postgres::PgOptions {
+                max_connections: connections,
+                listen: config.store.listen.unwrap_or(true),
+                statement_cache: config.store.statement_cache.unwrap_or(true),
+            };
+            Arc::new(PostgresStore::open_with_options(&url, options).await?)
         }
         None => {
             return Err(StoreError::Database(

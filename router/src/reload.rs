@@ -108,6 +108,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         url,
         max_connections,
         listen: store_listen,
+        statement_cache,
         retention,
     } = &new.store;
     let RuntimeConfig {
@@ -135,6 +136,10 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             st.max_connections != *max_connections,
         ),
         ("store.listen", st.listen != *store_listen),
+        (
+            "store.statement_cache",
+            st.statement_cache != *statement_cache,
+        ),
         ("store.retention", st.retention != *retention),
         ("runtime.cache_dir", r.cache_dir != *cache_dir),
         ("runtime.concurrency", r.concurrency != *concurrency),

@@ -20,7 +20,12 @@ pub struct PgCluster {
 impl PgCluster {
     /// Initialises and starts a cluster.
     pub fn start() -> Result<PgCluster> {
-        PgCluster::start_inner(false)
+        PgCluster::start_inner(false, &[])
+    }
+
+    /// Like [`PgCluster::start`], with extra server settings (`-c name=value`).
+    pub fn start_with_settings(settings: &[(&str, &str)]) -> Result<PgCluster> {
+        PgCluster::start_inner(false, settings)
     }
 
     /// Stops every process of the server (`SIGSTOP`) without closing a socket: to a client
@@ -65,7 +70,7 @@ impl PgCluster {
     /// Like [`PgCluster::start`], also accepting TLS with a certificate for `127.0.0.1` and
     /// `localhost` signed by a CA made for this cluster ([`PgCluster::ca_file`]).
     pub fn start_with_tls() -> Result<PgCluster> {
-        PgCluster::start_inner(true)
+        PgCluster::start_inner(true, &[])
     }
 
     /// The PEM file of the CA that signed the server's certificate (TLS clusters).
@@ -73,7 +78,7 @@ impl PgCluster {
         self.dir.path().join("ca.pem")
     }
 
-    fn start_inner(tls: bool) -> Result<PgCluster> {
+    fn start_inner(tls: bool, settings: &[(&str, &str)]) -> Result<PgCluster> {
         let bin = pg_bin()?;
         let dir = tempfile::tempdir().context("tempdir")?;
         let as_root = is_root();
@@ -102,6 +107,9 @@ impl PgCluster {
             "-p {port} -k {} -c listen_addresses=127.0.0.1",
             dir.path().display()
         );
+        for (name, value) in settings {
+            options += &format!(" -c {name}={value}");
+        }
         if tls {
             let (cert, key) = write_certificates(dir.path(), as_root)?;
             options += &format!(

@@ -87,6 +87,10 @@ pub struct StoreConfig {
     /// store (default `true`). Set `false` behind PgBouncer in transaction mode, where
     /// `LISTEN` does not work; nodes then find each other's work by polling every second.
     pub listen: Option<bool>,
+    /// PostgreSQL only: keep the statements run for every event prepared on each connection,
+    /// so the server parses and plans them once (default `true`). Set `false` behind PgBouncer
+    /// in transaction mode older than 1.21, which cannot keep prepared statements.
+    pub statement_cache: Option<bool>,
     /// Finished events older than this are deleted with their deliveries and attempts
     /// (dead letters included); events with deliveries still due are kept. Default: keep
     /// everything.

@@ -39,6 +39,49 @@ pub struct PostgresStore {
     connect: (tokio_postgres::Config, Option<MakeRustlsConnect>),
     /// Whether to `LISTEN` at all (`store.listen`).
     listen: bool,
+    /// Whether the hot statements are prepared once per connection and kept
+    /// (`store.statement_cache`; see [`rows`]).
+    cached: bool,
+}
+
+/// How [`PostgresStore::open_with_options`] connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgOptions {
+    /// Most connections this node opens.
+    pub max_connections: usize,
+    /// Whether to hear other nodes' work by `LISTEN` (`store.listen`).
+    pub listen: bool,
+    /// Whether to keep prepared statements per connection (`store.statement_cache`).
+    pub statement_cache: bool,
+}
+
+impl Default for PgOptions {
+    fn default() -> PgOptions {
+        PgOptions {
+            max_connections: DEFAULT_CONNECTIONS,
+            listen: true,
+            statement_cache: true,
+        }
+    }
+}
+
+/// Runs `sql` on `conn` and returns its rows. With `cached`, as a statement prepared once per
+/// connection and kept: the server parses and plans it once, and each run is one round trip
+/// and one transaction, where a statement sent as text is prepared and then run, two
+/// transactions in the server's count. Without (`store.statement_cache = false`, for
+/// PgBouncer in transaction mode before 1.21, which cannot keep prepared statements), as text.
+async fn rows(
+    conn: &deadpool_postgres::Client,
+    cached: bool,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, StoreError> {
+    if cached {
+        let statement = conn.prepare_cached(sql).await?;
+        Ok(conn.query(&statement, params).await?)
+    } else {
+        Ok(conn.query(sql, params).await?)
+    }
 }
 
 /// Most appends written in one statement.
@@ -71,7 +114,7 @@ struct AppendJob {
 /// Writes appends as they come, many per statement (and so per commit): while
 /// [`APPEND_PIPELINE`] statements are in flight, new appends gather for the next one, as the
 /// embedded store's writer gathers its jobs. Ends when the store is dropped.
-async fn append_batches(pool: Pool, mut queued: mpsc::Receiver<AppendJob>) {
+async fn append_batches(pool: Pool, cached: bool, mut queued: mpsc::Receiver<AppendJob>) {
     let permits = Arc::new(tokio::sync::Semaphore::new(APPEND_PIPELINE));
     let mut batch = Vec::with_capacity(APPEND_BATCH);
     loop {
@@ -86,7 +129,7 @@ async fn append_batches(pool: Pool, mut queued: mpsc::Receiver<AppendJob>) {
         tokio::spawn(async move {
             let (appends, replies): (Vec<_>, Vec<_>) =
                 jobs.into_iter().map(|job| (job.append, job.reply)).unzip();
-            match append_batch(&pool, appends).await {
+            match append_batch(&pool, cached, appends).await {
                 Ok(results) => {
                     for (reply, result) in replies.into_iter().zip(results) {
                         let _ = reply.send(Ok(result));
@@ -111,6 +154,7 @@ async fn append_batches(pool: Pool, mut queued: mpsc::Receiver<AppendJob>) {
 /// originals.
 async fn append_batch(
     pool: &Pool,
+    cached: bool,
     appends: Vec<PendingAppend>,
 ) -> Result<Vec<Appended>, StoreError> {
     let n = appends.len();
@@ -147,9 +191,10 @@ async fn append_batch(
         announce.push(tell);
     }
     let conn = pool.get().await?;
-    let stored: HashSet<String> = conn
-        .query(
-            "WITH input AS (
+    let stored: HashSet<String> = rows(
+        &conn,
+        cached,
+        "WITH input AS (
                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bytea[],
                                      $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::boolean[])
                     WITH ORDINALITY
@@ -172,15 +217,15 @@ async fn append_batch(
              SELECT id, (SELECT pg_notify('hookyard_events', '') WHERE EXISTS (
                             SELECT 1 FROM stored JOIN input USING (id) WHERE input.announce))
              FROM stored",
-            &[
-                &ids, &routes, &received, &headers, &bodies, &types, &keys, &leases, &since,
-                &announce,
-            ],
-        )
-        .await?
-        .iter()
-        .map(|row| row.get::<_, String>(0))
-        .collect();
+        &[
+            &ids, &routes, &received, &headers, &bodies, &types, &keys, &leases, &since,
+            &announce,
+        ],
+    )
+    .await?
+    .iter()
+    .map(|row| row.get::<_, String>(0))
+    .collect();
     let mut results = Vec::with_capacity(n);
     for (id, key) in ids.iter().zip(&keys) {
         if stored.contains(id) {
@@ -325,15 +370,26 @@ impl PostgresStore {
 
     /// [`PostgresStore::open`] with at most `max_connections` connections.
     pub async fn open_with(url: &str, max_connections: usize) -> Result<PostgresStore, StoreError> {
-        PostgresStore::open_with_listen(url, max_connections, true).await
+        PostgresStore::open_with_options(
+            url,
+            PgOptions {
+                max_connections,
+                ..PgOptions::default()
+            },
+        )
+        .await
     }
 
-    /// [`PostgresStore::open_with`], hearing other nodes' work by `LISTEN` only if `listen`.
-    pub async fn open_with_listen(
+    /// [`PostgresStore::open`] with `options`.
+    pub async fn open_with_options(
         url: &str,
-        max_connections: usize,
-        listen: bool,
+        options: PgOptions,
     ) -> Result<PostgresStore, StoreError> {
+        let PgOptions {
+            max_connections,
+            listen,
+            statement_cache: cached,
+        } = options;
         let (config, tls) = connect_config(url)?;
         let connect = (config.clone(), tls.clone());
         let manager_config = ManagerConfig {
@@ -352,12 +408,13 @@ impl PostgresStore {
             .build()
             .map_err(|e| StoreError::Database(format!("cannot build the connection pool: {e}")))?;
         let (appends, queued) = mpsc::channel(APPEND_QUEUE);
-        tokio::spawn(append_batches(pool.clone(), queued));
+        tokio::spawn(append_batches(pool.clone(), cached, queued));
         let store = PostgresStore {
             pool,
             appends,
             connect,
             listen,
+            cached,
         };
         store.migrate().await?;
         Ok(store)
@@ -780,7 +837,9 @@ impl Store for PostgresStore {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let conn = self.pool.get().await?;
         let mut events = all(
-            conn.query(
+            rows(
+                &conn,
+                self.cached,
                 &format!(
                     "UPDATE events SET lease_until = $1 WHERE seq IN (
                         SELECT seq FROM events WHERE status = 'received' AND lease_until <= $2
@@ -848,8 +907,9 @@ impl Store for PostgresStore {
         let conn = self.pool.get().await?;
         // Other nodes' workers (and this one's) hear of deliveries nobody holds; the claimed
         // ones come back as rows, and one row of nulls says the notice went out.
-        let rows = conn
-            .query(
+        let rows = rows(
+                &conn,
+                self.cached,
                 "WITH finished AS (
                     UPDATE events e SET status = f.status, error = f.error, lease_until = f.lease_until,
                            run_us = f.run_us, run_fuel = f.run_fuel, dropped = f.dropped
@@ -936,7 +996,9 @@ impl Store for PostgresStore {
         // An ordered delivery waits while an earlier one with its key is unfinished (leased
         // by another node or not); dead ones no longer block.
         let mut claimed = all(
-            conn.query(
+            rows(
+                &conn,
+                self.cached,
                 &format!(
                     "UPDATE deliveries SET lease_until = $1 WHERE seq IN (
                         SELECT d.seq FROM deliveries d
@@ -997,7 +1059,9 @@ impl Store for PostgresStore {
             ids.push(attempt.delivery_id);
         }
         let conn = self.pool.get().await?;
-        conn.execute(
+        rows(
+            &conn,
+            self.cached,
             "WITH moved AS (
                 UPDATE deliveries d SET status = u.status, attempts = d.attempts + 1,
                        next_attempt_at = u.next, last_error = u.error, lease_until = 0
@@ -1112,16 +1176,17 @@ impl Store for PostgresStore {
 
     async fn next_delivery_due(&self, skip: &[String]) -> Result<Option<Millis>, StoreError> {
         let conn = self.pool.get().await?;
-        Ok(conn
-            .query_one(
-                "SELECT MIN(GREATEST(next_attempt_at, lease_until)) FROM deliveries
-                 WHERE status IN ('pending', 'retrying')
-                   AND NOT (destination = ANY($1))
-                   AND destination NOT IN (SELECT name FROM paused_destinations)",
-                &[&skip],
-            )
-            .await?
-            .get(0))
+        let due = rows(
+            &conn,
+            self.cached,
+            "SELECT MIN(GREATEST(next_attempt_at, lease_until)) FROM deliveries
+             WHERE status IN ('pending', 'retrying')
+               AND NOT (destination = ANY($1))
+               AND destination NOT IN (SELECT name FROM paused_destinations)",
+            &[&skip],
+        )
+        .await?;
+        Ok(due.first().and_then(|row| row.get(0)))
     }
 
     async fn event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
@@ -1359,10 +1424,14 @@ impl Store for PostgresStore {
 
     async fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let conn = self.pool.get().await?;
-        Ok(conn
-            .query_opt(KV_LIVE_VALUE, &[&plugin, &key, &now_ms()])
-            .await?
-            .map(|r| r.get(0)))
+        let found = rows(
+            &conn,
+            self.cached,
+            KV_LIVE_VALUE,
+            &[&plugin, &key, &now_ms()],
+        )
+        .await?;
+        Ok(found.first().map(|r| r.get(0)))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
