@@ -21,4 +21,5 @@ mod recipes;
 mod reliability;
 mod reload;
 mod shadow;
+mod telemetry;
 mod verification;

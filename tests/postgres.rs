@@ -70,8 +70,38 @@ async fn a_foreign_or_newer_postgres_database_is_refused_with_a_reason() {
         .expect("refused")
         .to_string();
     assert!(
-        err.contains("schema version 99, newer than this hookyard's 1"),
+        err.contains("schema version 99, newer than this hookyard's 2"),
         "{err}"
+    );
+    // A version 1 database (before traces were kept) is brought up to date, data kept.
+    let old = cluster.new_database().await;
+    {
+        let store = PostgresStore::open(&old).await.expect("created");
+        store
+            .append_event(
+                conformance::sample_event("evt_old", None),
+                Duration::ZERO,
+                Duration::from_secs(60),
+            )
+            .await
+            .expect("append");
+    }
+    cluster
+        .query(
+            &old,
+            "ALTER TABLE events DROP COLUMN traceparent;
+             ALTER TABLE deliveries DROP COLUMN traceparent;
+             UPDATE hookyard_schema SET version = 1",
+        )
+        .await;
+    let store = PostgresStore::open(&old).await.expect("migrated");
+    let kept = store.event("evt_old").await.expect("read").expect("kept");
+    assert_eq!(kept.event.traceparent, None);
+    assert_eq!(
+        cluster
+            .query(&old, "SELECT version FROM hookyard_schema")
+            .await,
+        ["2"]
     );
     // Opening again (a second node, a restart) finds the schema and keeps the data.
     let url = cluster.new_database().await;

@@ -318,6 +318,7 @@ fn event(body: &[u8]) -> NewEvent {
         body: body.to_vec(),
         event_type: Some("push".into()),
         dedup_key: Some(new_id("gh")),
+        traceparent: None,
     }
 }
 

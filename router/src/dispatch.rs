@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use crate::delivery::DeliveryHandoff;
 use crate::live::{Live, Routes};
@@ -311,6 +312,18 @@ async fn record_outcomes(
 pub async fn run_event(routes: &Routes, metrics: &Metrics, event: NewEvent) -> FinishedEvent {
     let id = event.id.clone();
     let route_name = event.route.clone();
+    let span = tracing::info_span!(
+        target: crate::trace::TARGET,
+        "process",
+        hookyard.event_id = %id,
+        hookyard.route = %route_name,
+        hookyard.deliveries = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+    );
+    crate::trace::join(&span, event.traceparent.as_deref());
+    // The deliveries' attempts join the trace under this span.
+    let traceparent = crate::trace::traceparent(&span);
     let mut run = RunRecord::default();
     let outcome = match routes.get(&route_name) {
         None => EventOutcome::Failed(format!("route {route_name:?} is no longer configured")),
@@ -318,9 +331,15 @@ pub async fn run_event(routes: &Routes, metrics: &Metrics, event: NewEvent) -> F
             // A shadowed route runs the candidate chain on the same event, after the live one;
             // its outputs are only compared (see `crate::shadow`).
             let shadow_copy = route.shadow.as_ref().map(|_| into_wit(event.clone()));
-            let chain = pipeline::run_chain(&route.steps, &into_wit(event)).await;
+            let chain = pipeline::run_chain(&route.steps, &into_wit(event))
+                .instrument(span.clone())
+                .await;
             if let (Some(shadow), Some(copy)) = (&route.shadow, &shadow_copy) {
-                let candidate = pipeline::run_chain(&shadow.steps, copy).await;
+                let candidate = pipeline::run_chain(&shadow.steps, copy)
+                    .instrument(
+                        tracing::info_span!(target: crate::trace::TARGET, parent: &span, "shadow"),
+                    )
+                    .await;
                 let verdict = shadow.board.record(&id, &chain, &candidate);
                 metrics.inc(
                     "hookyard_shadow_events_total",
@@ -341,7 +360,7 @@ pub async fn run_event(routes: &Routes, metrics: &Metrics, event: NewEvent) -> F
                     at: crate::store::now_ms() + STORE_TROUBLE_RETRY.as_millis() as i64,
                 },
                 Err(e) => EventOutcome::Failed(e.to_string()),
-                Ok(outputs) => match deliveries_for(route, &id, outputs) {
+                Ok(outputs) => match deliveries_for(route, &id, traceparent, outputs) {
                     Ok(deliveries) => EventOutcome::Processed(deliveries),
                     Err(message) => EventOutcome::Failed(message),
                 },
@@ -354,6 +373,15 @@ pub async fn run_event(routes: &Routes, metrics: &Metrics, event: NewEvent) -> F
         (EventOutcome::Processed(_), Some(_)) => "dropped",
         (EventOutcome::Processed(_), None) => "processed",
     };
+    match &outcome {
+        EventOutcome::Processed(d) => {
+            span.record("hookyard.deliveries", d.len() as i64);
+        }
+        EventOutcome::Failed(reason) | EventOutcome::RetryLater { reason, .. } => {
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_description", reason.as_str());
+        }
+    }
     let route_label = [("route", route_name.as_str())];
     metrics.inc(
         "hookyard_events_total",
@@ -402,6 +430,7 @@ fn into_wit(event: NewEvent) -> Event {
 fn deliveries_for(
     route: &crate::live::Route,
     event_id: &str,
+    traceparent: Option<String>,
     outputs: Vec<pipeline::Routed>,
 ) -> Result<Vec<NewDelivery>, String> {
     let mut deliveries = Vec::new();
@@ -428,6 +457,7 @@ fn deliveries_for(
                 content_type: routed.output.content_type.clone(),
                 method: routed.output.method.clone(),
                 path: routed.output.path.clone(),
+                traceparent: traceparent.clone(),
             });
         }
     }

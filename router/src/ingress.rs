@@ -19,6 +19,8 @@ use axum::http::{HeaderMap, HeaderName, Request, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt, Limited};
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::backlog::{Backpressure, RETRY_AFTER_SECS};
 use crate::dispatch::Handoff;
@@ -26,6 +28,7 @@ use crate::live::Live;
 use crate::shutdown::Shutdown;
 use crate::store::{Appended, LEARNED_SECRETS, NewEvent, Store, new_id, now_ms};
 use crate::telemetry::Metrics;
+use crate::trace;
 use crate::verify::{Answer, GetHandshake, Request as VerifyRequest};
 
 /// What the ingress handlers share.
@@ -332,7 +335,24 @@ async fn receive(
 ) -> Response {
     let metrics = ingress.metrics.clone();
     let known = ingress.live.get().routes.contains_key(&route_name);
-    let response = handle_hook(ingress, route_name.clone(), request).await;
+    let span = tracing::info_span!(
+        target: trace::TARGET,
+        "ingress",
+        otel.kind = "server",
+        hookyard.route = %route_name,
+        hookyard.event_id = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    if let Some(sender) = trace::sender_context(request.headers()) {
+        let _ = span.set_parent(sender);
+    }
+    let response = handle_hook(ingress, route_name.clone(), request)
+        .instrument(span.clone())
+        .await;
+    span.record(
+        "http.response.status_code",
+        i64::from(response.status().as_u16()),
+    );
     if known {
         let outcome = match response.status().as_u16() {
             202 => "accepted",
@@ -419,7 +439,10 @@ async fn handle_hook(
             }
         }
     }
-    let verified = match verify_off_reactor_if_large(&route, &parts, &body).await {
+    let verified = match verify_off_reactor_if_large(&route, &parts, &body)
+        .instrument(tracing::info_span!(target: trace::TARGET, "verify"))
+        .await
+    {
         Ok(v) => v,
         Err(e) => {
             tracing::info!(route = %route_name, reason = %e, "rejected unverified request");
@@ -461,7 +484,9 @@ async fn handle_hook(
             .or_else(|| event_type(&parts.headers, &body)),
         dedup_key: delivery_id.map(|d| format!("{route_name}:{d}")),
         body: body.to_vec(),
+        traceparent: trace::traceparent(&tracing::Span::current()),
     };
+    tracing::Span::current().record("hookyard.event_id", event.id.as_str());
     // A slot in the in-memory queue, taken before journaling: with one the event is leased to
     // this node and handed over in memory; without one it is journaled unleased for the
     // dispatcher (of any node) to claim from the store at once.
@@ -475,6 +500,7 @@ async fn handle_hook(
         APPEND_DEADLINE,
         ingress.store.append_event(event, lease, route.dedup.window),
     )
+    .instrument(tracing::info_span!(target: trace::TARGET, "journal"))
     .await
     .unwrap_or_else(|_| {
         Err(crate::store::StoreError::Database(format!(

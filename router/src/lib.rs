@@ -24,7 +24,8 @@
 //! - [`reload`]: watches for SIGHUP and file changes, and swaps a new version into [`live`].
 //! - [`admin`]: the admin API and UI: inspect, retry, replay, resume.
 //! - [`app`]: opens the store, starts every stage and serves; [`shutdown`]: the stop signal.
-//! - [`telemetry`]: counters scraped from `GET /admin/metrics`.
+//! - [`telemetry`]: counters scraped from `GET /admin/metrics`; [`trace`]: one
+//!   OpenTelemetry trace per event, exported over OTLP.
 //! - [`cli`]: the `hookyard` command line.
 
 #![deny(missing_docs)]
@@ -47,6 +48,7 @@ pub mod shadow;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod trace;
 pub mod verify;
 
 pub use app::run;

@@ -473,7 +473,14 @@ impl PollJob {
             .await?;
         let mut new = 0;
         for item in found.items {
+            // Each polled item starts its own trace, as a webhook's request does.
+            let span = tracing::info_span!(
+                target: crate::trace::TARGET,
+                "poll",
+                hookyard.route = %self.route,
+            );
             let event = NewEvent {
+                traceparent: crate::trace::traceparent(&span),
                 id: new_id("evt"),
                 route: self.route.clone(),
                 received_at: now_ms(),

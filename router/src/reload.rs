@@ -149,6 +149,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             "runtime.max_deliveries_in_flight",
             r.max_deliveries_in_flight != *max_deliveries_in_flight,
         ),
+        ("[telemetry]", old.telemetry != new.telemetry),
     ]
     .into_iter()
     .filter_map(|(name, changed)| changed.then_some(name))

@@ -149,10 +149,20 @@ pub fn js_plugin() -> &'static Path {
 
 /// A free port on 127.0.0.1 (bound, then released for the router to take).
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    // The kernel may hand the same ephemeral port out again as soon as it is closed, so a
+    // router given two "free" ports could get one port twice: never return a port twice.
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = StdListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A running `hookyard serve` in its own directory with its own store.

@@ -364,7 +364,11 @@ async fn event_page(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> 
         esc(&s.status),
         esc(&s.status),
     );
-    for (label, value) in [("error", &s.error), ("dropped", &s.dropped)] {
+    for (label, value) in [
+        ("error", &s.error),
+        ("dropped", &s.dropped),
+        ("trace", &detail.trace_id),
+    ] {
         if let Some(v) = value {
             let _ = write!(body, "<tr><th>{label}</th><td>{}</td></tr>", esc(v));
         }
@@ -491,17 +495,19 @@ fn delivery_block(d: &views::DeliveryView) -> String {
         && !attempts.is_empty()
     {
         out.push_str(
-            "<table><tr><th>#</th><th>started</th><th>status</th><th>latency</th><th>error</th></tr>",
+            "<table><tr><th>#</th><th>started</th><th>status</th><th>latency</th><th>error</th>\
+             <th>trace</th></tr>",
         );
         for a in attempts {
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} ms</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} ms</td><td>{}</td><td><code>{}</code></td></tr>",
                 a.number,
                 time(a.started_at),
                 a.status_code.map(|c| c.to_string()).unwrap_or_default(),
                 a.latency_ms,
-                esc(a.error.as_deref().unwrap_or(""))
+                esc(a.error.as_deref().unwrap_or("")),
+                esc(a.trace_id.as_deref().unwrap_or(""))
             );
         }
         out.push_str("</table>");

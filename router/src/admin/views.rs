@@ -84,6 +84,8 @@ pub struct EventDetail {
     pub body: Option<String>,
     /// The body in base64 when it is not UTF-8.
     pub body_base64: Option<String>,
+    /// The OpenTelemetry trace it is recorded in, when traces are on.
+    pub trace_id: Option<String>,
     /// Its deliveries, with their attempts.
     pub deliveries: Vec<DeliveryView>,
 }
@@ -92,6 +94,7 @@ impl EventDetail {
     /// The detail view of a stored event.
     pub fn new(seq: i64, e: StoredEvent, deliveries: Vec<DeliveryView>) -> EventDetail {
         let body_size = e.event.body.len() as u64;
+        let trace_id = trace_id_of(e.event.traceparent.as_deref());
         let (body, body_base64) = text_or_base64(e.event.body);
         EventDetail {
             summary: EventView {
@@ -111,9 +114,17 @@ impl EventDetail {
             headers: e.event.headers,
             body,
             body_base64,
+            trace_id,
             deliveries,
         }
     }
+}
+
+/// The trace id a kept `traceparent` names.
+fn trace_id_of(traceparent: Option<&str>) -> Option<String> {
+    traceparent
+        .and_then(crate::trace::trace_id)
+        .map(str::to_string)
 }
 
 fn text_or_base64(bytes: Vec<u8>) -> (Option<String>, Option<String>) {
@@ -151,6 +162,8 @@ pub struct DeliveryView {
     pub ordering_key: Option<String>,
     /// Request content type.
     pub content_type: Option<String>,
+    /// The OpenTelemetry trace its attempts are recorded in, when traces are on.
+    pub trace_id: Option<String>,
     /// Request body as text, in detail views.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub body: Option<String>,
@@ -165,7 +178,9 @@ impl From<Delivery> for DeliveryView {
             d.status,
             crate::store::DeliveryStatus::Pending | crate::store::DeliveryStatus::Retrying
         );
+        let trace_id = trace_id_of(d.new.traceparent.as_deref());
         DeliveryView {
+            trace_id,
             seq: d.seq,
             id: d.new.id,
             event_id: d.new.event_id,
@@ -189,7 +204,15 @@ impl DeliveryView {
         let body = String::from_utf8_lossy(&d.new.body).into_owned();
         let mut view = DeliveryView::from(d);
         view.body = Some(body);
-        view.attempt_log = Some(attempts.into_iter().map(AttemptView::from).collect());
+        view.attempt_log = Some(
+            attempts
+                .into_iter()
+                .map(|a| AttemptView {
+                    trace_id: view.trace_id.clone(),
+                    ..AttemptView::from(a)
+                })
+                .collect(),
+        );
         view
     }
 }
@@ -209,6 +232,9 @@ pub struct AttemptView {
     pub error: Option<String>,
     /// The first 16 KiB of the response body, as text.
     pub response_body: Option<String>,
+    /// The OpenTelemetry trace its span is in (its delivery's), when traces are on.
+    #[serde(default)]
+    pub trace_id: Option<String>,
 }
 
 impl From<Attempt> for AttemptView {
@@ -222,6 +248,7 @@ impl From<Attempt> for AttemptView {
             response_body: a
                 .response_body
                 .map(|b| String::from_utf8_lossy(&b).into_owned()),
+            trace_id: None,
         }
     }
 }

@@ -146,7 +146,10 @@ enum Command {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // `serve` starts logging once it has read its config (which may ask for traces).
+        let _ = init_tracing(None);
+    }
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -161,14 +164,37 @@ fn describe(e: &anyhow::Error) -> String {
     crate::describe_error(e.as_ref())
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKYARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+/// Logs to stderr (`HOOKYARD_LOG`, default `info`). With `traces` (`[telemetry]` with an
+/// `otlp_endpoint`, and the runtime exports run on), trace spans also go to the collector;
+/// the exporter returned must live until the process ends.
+fn init_tracing(
+    traces: Option<(&crate::config::TelemetryConfig, tokio::runtime::Handle)>,
+) -> Result<Option<crate::trace::Exporter>> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{EnvFilter, Layer as _};
+    // Trace spans are for the collector, not the log.
+    let filter = EnvFilter::try_from_env("HOOKYARD_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive(format!("{}=off", crate::trace::TARGET).parse()?);
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_filter(filter);
+    let logging = tracing_subscriber::registry().with(logs);
+    let Some((telemetry, runtime)) = traces else {
+        let _ = logging.try_init();
+        return Ok(None);
+    };
+    let Some(endpoint) = &telemetry.otlp_endpoint else {
+        let _ = logging.try_init();
+        return Ok(None);
+    };
+    let (layer, exporter) = crate::trace::layer(telemetry, endpoint, runtime)
+        .context("cannot set up the OTLP trace exporter")?;
+    let _ = logging.with(layer).try_init();
+    tracing::info!(collector = %endpoint, "exporting traces");
+    Ok(Some(exporter))
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -352,6 +378,8 @@ fn serve(path: &Path) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // Dropped after the router stops, while the runtime still runs: the last spans go out.
+    let _traces = init_tracing(Some((&config.telemetry, runtime.handle().clone())))?;
     runtime.block_on(async move {
         let listeners = crate::app::Listeners::bind(&config)
             .await

@@ -81,6 +81,9 @@ pub struct Config {
     /// Rules for every outbound connection.
     #[serde(default)]
     pub egress: EgressConfig,
+    /// OpenTelemetry traces.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// The directory of the config file; relative paths in it resolve from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -457,6 +460,11 @@ impl Config {
                 self.store.max_connections.is_some(),
             ),
             ("listen", "listen =", self.store.listen.is_some()),
+            (
+                "statement_cache",
+                "statement_cache",
+                self.store.statement_cache.is_some(),
+            ),
         ] {
             if set && !on_postgres {
                 return Err(ConfigError::Invalid {
@@ -465,6 +473,29 @@ impl Config {
                     message: format!("store.{key} applies to a postgres:// store only"),
                 });
             }
+        }
+        let telemetry = &self.telemetry;
+        if !(0.0..=1.0).contains(&telemetry.sample_ratio) {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: find_line(text, "sample_ratio"),
+                message: format!(
+                    "telemetry.sample_ratio must be between 0.0 and 1.0, not {}",
+                    telemetry.sample_ratio
+                ),
+            });
+        }
+        if let Some(endpoint) = &telemetry.otlp_endpoint
+            && !url::Url::parse(endpoint)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: find_line(text, "otlp_endpoint"),
+                message: format!(
+                    "telemetry.otlp_endpoint {endpoint:?} must be an http:// or https:// URL, e.g. \"http://collector:4318\""
+                ),
+            });
         }
         if self.store.max_connections == Some(0) {
             return Err(ConfigError::Invalid {

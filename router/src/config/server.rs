@@ -152,3 +152,37 @@ impl Default for RuntimeConfig {
         }
     }
 }
+
+/// `[telemetry]`: OpenTelemetry traces, off unless `otlp_endpoint` is set.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The OTLP/HTTP collector, e.g. `http://collector:4318` (`/v1/traces` is added unless
+    /// the URL has a path of its own).
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` spans carry. Default `hookyard`.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// Share of traces kept, `0.0` to `1.0`, decided by trace id (so every stage and node
+    /// agrees); a sender's `traceparent` decision is followed. Default `1.0`.
+    #[serde(default = "default_sample_ratio")]
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> TelemetryConfig {
+        TelemetryConfig {
+            otlp_endpoint: None,
+            service_name: default_service_name(),
+            sample_ratio: default_sample_ratio(),
+        }
+    }
+}
+
+fn default_service_name() -> String {
+    "hookyard".to_string()
+}
+
+fn default_sample_ratio() -> f64 {
+    1.0
+}

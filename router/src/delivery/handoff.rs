@@ -135,6 +135,7 @@ mod tests {
                 ordering_key: None,
                 method: None,
                 path: None,
+                traceparent: None,
             },
             1,
             now_ms(),

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use super::gate;
 use super::handoff::{DeliveryInbox, Held};
@@ -394,10 +395,28 @@ impl DeliveryWorker {
             ordered: delivery.new.ordering_key.is_some(),
             ..job
         };
-        in_flight.spawn(async move {
-            job.attempt(delivery).await;
-            drop(slot);
-        });
+        let span = tracing::info_span!(
+            target: crate::trace::TARGET,
+            "delivery",
+            otel.name = %format!("delivery {}", delivery.new.destination),
+            otel.kind = "client",
+            hookyard.destination = %delivery.new.destination,
+            hookyard.delivery_id = %delivery.new.id,
+            hookyard.attempt = i64::from(delivery.attempts) + 1,
+            http.response.status_code = tracing::field::Empty,
+            hookyard.latency_ms = tracing::field::Empty,
+            hookyard.outcome = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+        );
+        crate::trace::join(&span, delivery.new.traceparent.as_deref());
+        in_flight.spawn(
+            async move {
+                job.attempt(delivery).await;
+                drop(slot);
+            }
+            .instrument(span),
+        );
     }
 
     async fn until_next_due(&self, skip: &[String]) -> Duration {
@@ -576,6 +595,16 @@ impl Job {
             AttemptOutcome::RetryAt(_) => "retry",
             AttemptOutcome::Dead(_) => "dead",
         };
+        let span = tracing::Span::current();
+        span.record("hookyard.outcome", result);
+        span.record("hookyard.latency_ms", attempt.latency_ms as i64);
+        if let Some(status) = attempt.status_code {
+            span.record("http.response.status_code", i64::from(status));
+        }
+        if let Some(error) = &attempt.error {
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_description", error.as_str());
+        }
         self.metrics.inc(
             "hookyard_delivery_attempts_total",
             &[("destination", destination), ("result", result)],

@@ -258,6 +258,8 @@ impl HttpDestination {
             }
             _ => {}
         }
+        // The receiver's trace joins the event's (replacing any `traceparent` a plugin set).
+        req = req.headers(crate::trace::outbound_headers(&tracing::Span::current()));
         if let Some(signer) = &self.signer {
             // The delivery id is the message id: the same on every retry, so receivers dedup.
             let ts = crate::verify::unix_secs(SystemTime::now());

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use async_trait::async_trait;
 use wasmtime::ResourceLimiter;
@@ -687,10 +688,24 @@ async fn http_fetch(
 ) -> Result<Response, FetchError> {
     let method = http::Method::from_bytes(request.method.as_bytes())
         .map_err(|_| FetchError::Failed(format!("invalid method {:?}", request.method)))?;
+    let host = url.host_str().unwrap_or("").to_string();
+    let span = tracing::info_span!(
+        target: crate::trace::TARGET,
+        "fetch",
+        otel.name = %format!("fetch {host}"),
+        otel.kind = "client",
+        server.address = %host,
+        http.request.method = %method,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+    );
     let mut req = client.request(method, url).timeout(caps.http_timeout);
     for (name, value) in &request.headers {
         req = req.header(name, value);
     }
+    // The receiver's trace joins this one (replacing any the plugin set).
+    req = req.headers(crate::trace::outbound_headers(&span));
     if let Some(body) = request.body {
         req = req.body(body);
     }
@@ -715,9 +730,20 @@ async fn http_fetch(
             body,
         })
     };
-    tokio::time::timeout(caps.http_timeout, work)
+    let result = tokio::time::timeout(caps.http_timeout, work)
+        .instrument(span.clone())
         .await
-        .unwrap_or(Err(FetchError::Timeout))
+        .unwrap_or(Err(FetchError::Timeout));
+    match &result {
+        Ok(response) => {
+            span.record("http.response.status_code", i64::from(response.status));
+        }
+        Err(e) => {
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_description", format!("{e:?}"));
+        }
+    }
+    result
 }
 
 fn classify_fetch_error(e: &reqwest::Error) -> FetchError {

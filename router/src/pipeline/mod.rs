@@ -18,6 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument as _;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Store, Trap};
 
@@ -574,7 +575,37 @@ async fn run_steps(
         // inputs the step before fanned out to.
         let mut left = step.allowance();
         for (input, routed_to) in inputs {
-            let run = step.handle_within(&input, &mut left).await?;
+            let span = tracing::info_span!(
+                target: crate::trace::TARGET,
+                "plugin",
+                otel.name = %format!("plugin {}", step.name()),
+                hookyard.plugin = %step.name(),
+                hookyard.elapsed_us = tracing::field::Empty,
+                hookyard.fuel = tracing::field::Empty,
+                hookyard.outputs = tracing::field::Empty,
+                hookyard.dropped = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+                otel.status_description = tracing::field::Empty,
+            );
+            let run = step
+                .handle_within(&input, &mut left)
+                .instrument(span.clone())
+                .await;
+            match &run {
+                Ok(run) => {
+                    span.record("hookyard.elapsed_us", run.elapsed.as_micros() as i64);
+                    span.record("hookyard.fuel", i64::try_from(run.fuel).unwrap_or(i64::MAX));
+                    span.record("hookyard.outputs", run.outputs.len() as i64);
+                    if let Some(reason) = &run.dropped {
+                        span.record("hookyard.dropped", reason.as_str());
+                    }
+                }
+                Err(e) => {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("otel.status_description", e.to_string());
+                }
+            }
+            let run = run?;
             stats.elapsed_us += run.elapsed.as_micros() as u64;
             stats.fuel = stats.fuel.saturating_add(run.fuel);
             if stats.dropped.is_none() && run.outputs.is_empty() {

@@ -17,6 +17,7 @@ pub fn sample_event(id: &str, dedup_key: Option<&str>) -> NewEvent {
         body: br#"{"ok":true}"#.to_vec(),
         event_type: Some("push".into()),
         dedup_key: dedup_key.map(str::to_string),
+        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
     }
 }
 
@@ -31,6 +32,7 @@ fn delivery(id: &str, event_id: &str) -> NewDelivery {
         ordering_key: None,
         method: Some("PATCH".into()),
         path: Some("/contacts/ada%40example.com?upsert=1".into()),
+        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01".into()),
     }
 }
 

@@ -50,10 +50,10 @@ const PRUNABLE: &str = "e.received_at < ?1 AND e.status IN ('processed', 'failed
     ORDER BY e.seq";
 
 /// The columns every backend reads an event from, in this order.
-const EVENT_COLUMNS: &str = "id, route, received_at, headers, body, event_type, dedup_key, status, error, seq, duplicates, run_us, run_fuel, dropped";
+const EVENT_COLUMNS: &str = "id, route, received_at, headers, body, event_type, dedup_key, status, error, seq, duplicates, run_us, run_fuel, dropped, traceparent";
 
 /// The columns every backend reads a delivery from, in this order.
-const DELIVERY_COLUMNS: &str = "id, event_id, destination, body, headers, content_type, status, attempts, next_attempt_at, last_error, ordering_key, seq, created_at, round_start, method, path, lease_until";
+const DELIVERY_COLUMNS: &str = "id, event_id, destination, body, headers, content_type, status, attempts, next_attempt_at, last_error, ordering_key, seq, created_at, round_start, method, path, lease_until, traceparent";
 
 /// The current time in [`Millis`].
 pub fn now_ms() -> Millis {
@@ -93,6 +93,9 @@ pub struct NewEvent {
     pub event_type: Option<String>,
     /// `route:provider-delivery-id`; a second event with the same key is a duplicate.
     pub dedup_key: Option<String>,
+    /// The W3C `traceparent` of the span that received it, when traces are on: the later
+    /// stages' spans join its trace.
+    pub traceparent: Option<String>,
 }
 
 /// The result of appending an event.
@@ -235,6 +238,9 @@ pub struct NewDelivery {
     pub method: Option<String>,
     /// Appended to the destination's URL.
     pub path: Option<String>,
+    /// The W3C `traceparent` of the span that created it, when traces are on: each
+    /// attempt's span joins that trace, and HTTP attempts send their own.
+    pub traceparent: Option<String>,
 }
 
 /// Where a delivery is in its life.

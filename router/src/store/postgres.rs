@@ -172,6 +172,7 @@ async fn append_batch(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
+    let mut traces: Vec<Option<String>> = Vec::with_capacity(n);
     for PendingAppend {
         event,
         lease_until,
@@ -189,6 +190,7 @@ async fn append_batch(
         leases.push(lease_until);
         since.push(cut_off);
         announce.push(tell);
+        traces.push(event.traceparent);
     }
     let conn = pool.get().await?;
     let stored: HashSet<String> = rows(
@@ -196,10 +198,11 @@ async fn append_batch(
         cached,
         "WITH input AS (
                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bytea[],
-                                     $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::boolean[])
+                                     $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::boolean[],
+                                     $11::text[])
                     WITH ORDINALITY
                     AS i(id, route, received_at, headers, body, event_type, dedup_key, lease_until,
-                         since, announce, n)
+                         since, announce, traceparent, n)
              ), claimed AS (
                 INSERT INTO dedup (key, event_id, received_at)
                 SELECT DISTINCT ON (dedup_key) dedup_key, id, received_at FROM input
@@ -208,8 +211,10 @@ async fn append_batch(
                     WHERE dedup.received_at < (SELECT since FROM input WHERE input.id = excluded.event_id)
                 RETURNING event_id
              ), stored AS (
-                INSERT INTO events (id, route, received_at, headers, body, event_type, dedup_key, status, lease_until)
-                SELECT id, route, received_at, headers, body, event_type, dedup_key, 'received', lease_until
+                INSERT INTO events (id, route, received_at, headers, body, event_type, dedup_key, status, lease_until,
+                                    traceparent)
+                SELECT id, route, received_at, headers, body, event_type, dedup_key, 'received', lease_until,
+                       traceparent
                 FROM input WHERE dedup_key IS NULL OR id IN (SELECT event_id FROM claimed)
                 ORDER BY n
                 RETURNING id
@@ -219,7 +224,7 @@ async fn append_batch(
              FROM stored",
         &[
             &ids, &routes, &received, &headers, &bodies, &types, &keys, &leases, &since,
-            &announce,
+            &announce, &traces,
         ],
     )
     .await?
@@ -289,7 +294,8 @@ CREATE TABLE events (
     duplicates   INTEGER NOT NULL DEFAULT 0,
     run_us       BIGINT NOT NULL DEFAULT 0,
     run_fuel     BIGINT NOT NULL DEFAULT 0,
-    dropped      TEXT
+    dropped      TEXT,
+    traceparent  TEXT
 );
 CREATE INDEX events_dedup ON events(dedup_key, received_at) WHERE dedup_key IS NOT NULL;
 CREATE INDEX events_waiting ON events(lease_until) WHERE status = 'received';
@@ -310,7 +316,8 @@ CREATE TABLE deliveries (
     round_start     INTEGER NOT NULL DEFAULT 0,
     ordering_key    TEXT,
     method          TEXT,
-    path            TEXT
+    path            TEXT,
+    traceparent     TEXT
 );
 CREATE INDEX deliveries_ordering ON deliveries(destination, ordering_key, seq)
     WHERE ordering_key IS NOT NULL AND status IN ('pending', 'retrying');
@@ -354,7 +361,14 @@ const KV_LIVE_VALUE: &str = "SELECT value FROM kv WHERE plugin = $1 AND key = $2
 pub const DEFAULT_CONNECTIONS: usize = 16;
 
 /// The schema version this build writes (in `hookyard_schema`).
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
+
+/// Version 2 keeps the trace each event and delivery belongs to.
+const V1_TO_V2: &str = "
+ALTER TABLE events ADD COLUMN IF NOT EXISTS traceparent TEXT;
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS traceparent TEXT;
+UPDATE hookyard_schema SET version = 2;
+";
 
 impl PostgresStore {
     /// Connects to `url` (`postgres://user:password@host:port/database`), creating the
@@ -458,6 +472,10 @@ impl PostgresStore {
                 .await?;
             }
             Some(SCHEMA_VERSION) => {}
+            Some(1) => {
+                tracing::info!("store: keeping trace contexts (schema 1 -> 2)");
+                tx.batch_execute(V1_TO_V2).await?;
+            }
             Some(v) if v > SCHEMA_VERSION => {
                 return Err(StoreError::Database(format!(
                     "the database has schema version {v}, newer than this hookyard's {SCHEMA_VERSION}: upgrade hookyard"
@@ -513,6 +531,7 @@ struct DeliveryColumns {
     ordering_key: Vec<Option<String>>,
     method: Vec<Option<String>>,
     path: Vec<Option<String>>,
+    traceparent: Vec<Option<String>>,
 }
 
 impl DeliveryColumns {
@@ -526,6 +545,7 @@ impl DeliveryColumns {
         self.ordering_key.push(d.ordering_key);
         self.method.push(d.method);
         self.path.push(d.path);
+        self.traceparent.push(d.traceparent);
     }
 }
 
@@ -544,6 +564,7 @@ fn event_from_row(row: &Row) -> Result<StoredEvent, StoreError> {
             headers: headers_from_json(&headers)?,
             body: row.get(4),
             event_type: row.get(5),
+            traceparent: row.get(14),
             dedup_key: row.get(6),
         },
         status: EventStatus::parse(&status)?,
@@ -572,6 +593,7 @@ fn delivery_from_row(row: &Row) -> Result<Delivery, StoreError> {
             ordering_key: row.get(10),
             method: row.get(14),
             path: row.get(15),
+            traceparent: row.get(17),
         },
         status: DeliveryStatus::parse(&status)?,
         attempts: count(row, 7),
@@ -921,22 +943,24 @@ impl Store for PostgresStore {
                  ), created AS (
                     INSERT INTO deliveries (id, event_id, destination, body, headers, content_type, status,
                                             next_attempt_at, created_at, ordering_key, method, path,
-                                            lease_until)
+                                            lease_until, traceparent)
                     SELECT c.id, c.event_id, c.destination, c.body, c.headers, c.content_type, 'pending',
                            $7::bigint, $7::bigint, c.ordering_key, c.method, c.path,
-                           CASE WHEN c.claim AND c.claimed <= $20 THEN $19::bigint ELSE 0 END
+                           CASE WHEN c.claim AND c.claimed <= $20 THEN $19::bigint ELSE 0 END,
+                           c.traceparent
                     FROM (
                         SELECT d.*, sum(d.claim::int) OVER (ORDER BY d.ord) AS claimed
                         FROM (
                             SELECT u.id, u.event_id, u.destination, u.body, u.headers, u.content_type,
-                                   u.ordering_key, u.method, u.path, u.ord,
+                                   u.ordering_key, u.method, u.path, u.traceparent, u.ord,
                                    u.claim AND u.destination NOT IN (SELECT name FROM paused_destinations)
                                        AS claim
                             FROM unnest($8::text[], $9::text[], $10::text[], $11::bytea[], $12::text[],
-                                        $13::text[], $14::text[], $15::text[], $16::text[], $18::bool[])
+                                        $13::text[], $14::text[], $15::text[], $16::text[], $18::bool[],
+                                        $21::text[])
                                  WITH ORDINALITY
                                  AS u(id, event_id, destination, body, headers, content_type,
-                                      ordering_key, method, path, claim, ord)
+                                      ordering_key, method, path, claim, traceparent, ord)
                             WHERE u.event_id IN (SELECT id FROM finished)
                         ) AS d
                     ) AS c
@@ -970,6 +994,7 @@ impl Store for PostgresStore {
                     &claiming,
                     &lease,
                     &limit,
+                    &d.traceparent,
                 ],
             )
             .await?;

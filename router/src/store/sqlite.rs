@@ -102,7 +102,8 @@ CREATE TABLE IF NOT EXISTS events (
     duplicates   INTEGER NOT NULL DEFAULT 0,
     run_us       INTEGER NOT NULL DEFAULT 0,
     run_fuel     INTEGER NOT NULL DEFAULT 0,
-    dropped      TEXT
+    dropped      TEXT,
+    traceparent  TEXT
 );
 CREATE INDEX IF NOT EXISTS events_dedup ON events(dedup_key, received_at) WHERE dedup_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_waiting ON events(lease_until) WHERE status = 'received';
@@ -123,7 +124,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     round_start     INTEGER NOT NULL DEFAULT 0,
     ordering_key    TEXT,
     method          TEXT,
-    path            TEXT
+    path            TEXT,
+    traceparent     TEXT
 );
 CREATE INDEX IF NOT EXISTS deliveries_ordering ON deliveries(destination, ordering_key, seq)
     WHERE ordering_key IS NOT NULL AND status IN ('pending', 'retrying');
@@ -166,7 +168,7 @@ CREATE TABLE IF NOT EXISTS event_payloads (
 "#;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Version 1 kept an event's headers and body in its `events` row. SQLite rewrites a whole
 /// row (overflow pages included) on every update, so each claim and each finish wrote the
@@ -175,6 +177,12 @@ const V1_TO_V2: &str = r#"
 INSERT INTO event_payloads (seq, headers, body) SELECT seq, headers, body FROM events;
 ALTER TABLE events DROP COLUMN headers;
 ALTER TABLE events DROP COLUMN body;
+"#;
+
+/// Version 3 keeps the trace each event and delivery belongs to. Runs after [`V1_TO_V2`].
+const V2_TO_V3: &str = r#"
+ALTER TABLE events ADD COLUMN traceparent TEXT;
+ALTER TABLE deliveries ADD COLUMN traceparent TEXT;
 "#;
 
 /// Creates the schema in a new file, or brings an existing file up to this version, one
@@ -194,10 +202,16 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             Ok(())
         }
         SCHEMA_VERSION => Ok(()),
-        1 => {
-            tracing::info!(path = %path.display(), "store: moving event bodies out of the events table (schema 1 -> 2)");
+        1 | 2 => {
+            let steps = if version == 1 {
+                tracing::info!(path = %path.display(), "store: moving event bodies out of the events table (schema 1 -> 2)");
+                format!("{EVENT_PAYLOADS} {V1_TO_V2} {V2_TO_V3}")
+            } else {
+                V2_TO_V3.to_string()
+            };
+            tracing::info!(path = %path.display(), "store: keeping trace contexts (schema 2 -> 3)");
             conn.execute_batch(&format!(
-                "BEGIN; {EVENT_PAYLOADS} {V1_TO_V2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN; {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
             .inspect_err(|_| {
                 let _ = conn.execute_batch("ROLLBACK");
@@ -394,6 +408,7 @@ fn event_from_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
             body: row.get(4)?,
             event_type: row.get(5)?,
             dedup_key: row.get(6)?,
+            traceparent: row.get(14)?,
         },
         status: EventStatus::parse(&status)?,
         error: row.get(8)?,
@@ -421,6 +436,7 @@ fn delivery_from_row(row: &Row<'_>) -> Result<Delivery, StoreError> {
             ordering_key: row.get(10)?,
             method: row.get(14)?,
             path: row.get(15)?,
+            traceparent: row.get(17)?,
         },
         status: DeliveryStatus::parse(&status)?,
         attempts: row.get(7)?,
@@ -472,8 +488,9 @@ impl Store for SqliteStore {
                 }
             }
             conn.prepare_cached(
-                "INSERT INTO events (id, route, received_at, event_type, dedup_key, status, lease_until)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'received', ?6)",
+                "INSERT INTO events (id, route, received_at, event_type, dedup_key, status, lease_until,
+                                     traceparent)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'received', ?6, ?7)",
             )?
             .execute(params![
                 event.id,
@@ -482,6 +499,7 @@ impl Store for SqliteStore {
                 event.event_type,
                 event.dedup_key,
                 lease_end(lease),
+                event.traceparent,
             ])?;
             conn.prepare_cached(
                 "INSERT INTO event_payloads (seq, headers, body) VALUES (last_insert_rowid(), ?1, ?2)",
@@ -541,8 +559,9 @@ impl Store for SqliteStore {
             )?;
             let mut insert = conn.prepare_cached(
                 "INSERT INTO deliveries (id, event_id, destination, body, headers, content_type, status,
-                                         next_attempt_at, created_at, ordering_key, method, path, lease_until)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8, ?9, ?10, ?11)",
+                                         next_attempt_at, created_at, ordering_key, method, path, lease_until,
+                                         traceparent)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?;
             let mut left = claim.as_ref().map_or(0, |c| c.limit);
             let paused: Vec<String> = if left > 0 {
@@ -582,6 +601,7 @@ impl Store for SqliteStore {
                         d.method,
                         d.path,
                         if mine { lease } else { 0 },
+                        d.traceparent,
                     ])?;
                     if mine {
                         left -= 1;
@@ -1068,7 +1088,7 @@ fn skip_list(names: &[String]) -> String {
 }
 
 /// An event with its payload, to which a `WHERE` on `events` is appended.
-const SELECT_EVENT: &str = "SELECT e.id, e.route, e.received_at, p.headers, p.body, e.event_type, e.dedup_key, e.status, e.error, e.seq, e.duplicates, e.run_us, e.run_fuel, e.dropped FROM events e JOIN event_payloads p ON p.seq = e.seq";
+const SELECT_EVENT: &str = "SELECT e.id, e.route, e.received_at, p.headers, p.body, e.event_type, e.dedup_key, e.status, e.error, e.seq, e.duplicates, e.run_us, e.run_fuel, e.dropped, e.traceparent FROM events e JOIN event_payloads p ON p.seq = e.seq";
 
 /// The WHERE clause shared by delivery listings and requeues; parameters ?1-?8, limit ?9.
 const DELIVERY_WHERE: &str = "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR event_id = ?2)
@@ -1223,7 +1243,7 @@ mod tests {
             .expect("refused")
             .to_string();
         assert!(
-            err.contains("schema version 99, newer than this hookyard's 2"),
+            err.contains("schema version 99, newer than this hookyard's 3"),
             "{err}"
         );
     }
@@ -1250,12 +1270,15 @@ mod tests {
                  UPDATE events SET headers = p.headers, body = p.body
                      FROM event_payloads p WHERE p.seq = events.seq;
                  DROP TABLE event_payloads;
+                 ALTER TABLE events DROP COLUMN traceparent;
+                 ALTER TABLE deliveries DROP COLUMN traceparent;
                  PRAGMA user_version = 1;",
             )
             .unwrap();
         let store = SqliteStore::open(&path).unwrap();
         let event = store.event("old").await.unwrap().expect("kept");
         assert_eq!(event.event.body, sample.body);
+        assert_eq!(event.event.traceparent, None, "older events have no trace");
         assert_eq!(event.event.headers, sample.headers);
         let listed = store
             .events(EventFilter {
@@ -1279,6 +1302,7 @@ mod tests {
             !columns.iter().any(|c| c == "body" || c == "headers"),
             "{columns:?}"
         );
+        assert!(columns.iter().any(|c| c == "traceparent"), "{columns:?}");
     }
 
     #[tokio::test]
