@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod alerts;
 mod backlog;
 mod capabilities;
 mod cli;

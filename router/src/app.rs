@@ -98,12 +98,23 @@ pub async fn run(
         crate::delivery::DeliveryHandoff::new(config.runtime.max_deliveries_in_flight);
     let wake = Arc::new(Notify::new());
     let metrics = Arc::new(crate::telemetry::Metrics::default());
+    let (alerter, signals) = crate::alerts::Alerter::new();
+    let alerts = crate::alerts::Board::default();
+    let alerting = tokio::spawn(crate::alerts::run(
+        signals,
+        store.clone(),
+        live.clone(),
+        handoff.waker(),
+        alerts.clone(),
+        shutdown.clone(),
+    ));
     let plugin_runtime = crate::dispatch::PluginRuntime::start(concurrency)?;
     let dispatcher = Dispatcher::new(
         store.clone(),
         live.clone(),
         wake.clone(),
         deliveries,
+        alerter.clone(),
         concurrency,
         metrics.clone(),
         plugin_runtime.handle(),
@@ -118,7 +129,13 @@ pub async fn run(
         };
         tokio::spawn(async move { store.relay_wake_ups(wakers, shutdown).await })
     };
-    let worker = DeliveryWorker::new(store.clone(), live.clone(), wake.clone(), metrics.clone());
+    let worker = DeliveryWorker::new(
+        store.clone(),
+        live.clone(),
+        wake.clone(),
+        metrics.clone(),
+        alerter.clone(),
+    );
     let delivering = tokio::spawn(worker.run(delivery_inbox, shutdown.clone(), GRACE));
     let polls = crate::poll::PollBoard::default();
     let polling = tokio::spawn(crate::poll::run(
@@ -127,6 +144,7 @@ pub async fn run(
         handoff.waker(),
         metrics.clone(),
         polls.clone(),
+        alerter.clone(),
         shutdown.clone(),
     ));
 
@@ -138,6 +156,8 @@ pub async fn run(
             delivery_wake: wake.clone(),
             metrics: metrics.clone(),
             polls: polls.clone(),
+            alerter: alerter.clone(),
+            alerts: alerts.clone(),
         });
         if let Ok(addr) = admin_listener.local_addr() {
             tracing::info!(listen = %addr, "admin API serving");
@@ -190,6 +210,7 @@ pub async fn run(
     let _ = dispatching.await;
     let _ = delivering.await;
     let _ = polling.await;
+    let _ = alerting.await;
     if let Some(admin) = admin_serving {
         let _ = admin.await;
     }

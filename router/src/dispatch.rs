@@ -18,6 +18,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
+use crate::alerts::{Alerter, Signal};
 use crate::delivery::DeliveryHandoff;
 use crate::live::{Live, Routes};
 use crate::pipeline::{self, bindings::Event};
@@ -128,6 +129,7 @@ pub struct Dispatcher {
     live: Arc<Live>,
     delivery_wake: Arc<Notify>,
     deliveries: DeliveryHandoff,
+    alerter: Alerter,
     concurrency: usize,
     metrics: Arc<Metrics>,
     plugins: tokio::runtime::Handle,
@@ -152,6 +154,7 @@ impl Dispatcher {
         live: Arc<Live>,
         delivery_wake: Arc<Notify>,
         deliveries: DeliveryHandoff,
+        alerter: Alerter,
         concurrency: usize,
         metrics: Arc<Metrics>,
         plugins: tokio::runtime::Handle,
@@ -162,6 +165,7 @@ impl Dispatcher {
             live,
             delivery_wake,
             deliveries,
+            alerter,
             concurrency: concurrency.max(1),
             metrics,
             plugins,
@@ -236,13 +240,22 @@ impl Dispatcher {
                 };
                 let live = self.live.clone();
                 let metrics = self.metrics.clone();
+                let alerter = self.alerter.clone();
                 let done = done_tx.clone();
                 tasks.spawn_on(
                     async move {
                         // The event finishes on the version it started with, whatever reloads.
                         let snapshot = live.get();
+                        let route = event.route.clone();
                         let finished = run_event(&snapshot.routes, &metrics, event).await;
                         drop(permit);
+                        alerter.raise(Signal::Ran {
+                            route,
+                            failed: match &finished.outcome {
+                                EventOutcome::Failed(reason) => Some(reason.clone()),
+                                _ => None,
+                            },
+                        });
                         let _ = done.send(Done {
                             finished,
                             unrecorded: pending,

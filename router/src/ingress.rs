@@ -297,6 +297,17 @@ fn store_unavailable(route: &str, e: crate::store::StoreError) -> Response {
 
 /// `GET /hooks/<route>`: the endpoint checks some providers make before they post (see
 /// [`crate::verify::Verifier::get_handshake`]); not an event. Other routes take only `POST`.
+/// The route of that name that providers may reach (not the router's internal ones).
+fn public_route(ingress: &Ingress, name: &str) -> Option<Arc<crate::live::Route>> {
+    ingress
+        .live
+        .get()
+        .routes
+        .get(name)
+        .filter(|r| !r.internal)
+        .cloned()
+}
+
 async fn subscribe(
     State(ingress): State<Arc<Ingress>>,
     Path(route_name): Path<String>,
@@ -304,7 +315,7 @@ async fn subscribe(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let Some(route) = ingress.live.get().routes.get(&route_name).cloned() else {
+    let Some(route) = public_route(&ingress, &route_name) else {
         return reply(StatusCode::NOT_FOUND, "unknown route");
     };
     match route.verifier.get_handshake(&query, &headers, &uri) {
@@ -377,7 +388,7 @@ async fn handle_hook(
     route_name: String,
     request: Request<Body>,
 ) -> Response {
-    let Some(route) = ingress.live.get().routes.get(&route_name).cloned() else {
+    let Some(route) = public_route(&ingress, &route_name) else {
         return reply(StatusCode::NOT_FOUND, "unknown route");
     };
     if route.poll.is_some() {

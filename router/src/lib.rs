@@ -25,12 +25,14 @@
 //! - [`admin`]: the admin API and UI: inspect, retry, replay, resume.
 //! - [`app`]: opens the store, starts every stage and serves; [`shutdown`]: the stop signal.
 //! - [`telemetry`]: counters scraped from `GET /admin/metrics`; [`trace`]: one
-//!   OpenTelemetry trace per event, exported over OTLP.
+//!   OpenTelemetry trace per event, exported over OTLP; [`alerts`]: operators told when
+//!   deliveries die, destinations pause, work waits or plugins fail, and when it clears.
 //! - [`cli`]: the `hookyard` command line.
 
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod alerts;
 pub mod app;
 pub mod backlog;
 pub mod cli;

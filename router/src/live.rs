@@ -72,6 +72,8 @@ pub struct Route {
     /// When a step has a `shadow` candidate: the chain with the candidates in, run beside
     /// the live one, and what comparing them found.
     pub shadow: Option<RouteShadow>,
+    /// Made by the router for its own events (alerts): nobody posts to it.
+    pub internal: bool,
 }
 
 /// A route's live shadow (see [`crate::shadow`]).
@@ -334,8 +336,33 @@ pub fn build_routes(config: &Config, plugins: &LoadedPlugins) -> Result<Routes, 
                         .collect(),
                     board: Default::default(),
                 }),
+            internal: false,
         };
         routes.insert(name, Arc::new(route));
+    }
+    if let Some(alerts) = &config.alerts {
+        // Alerts are events of their own route: its steps, then `alerts.to`.
+        let route = Route {
+            name: crate::alerts::ROUTE.to_string(),
+            verifier: Verifier::Polled,
+            steps: alerts
+                .steps
+                .iter()
+                .filter_map(|s| plugins.plugins.get(s.get_ref()).cloned())
+                .collect(),
+            to: alerts.to.iter().map(|t| t.get_ref().clone()).collect(),
+            destinations: known.clone(),
+            dedup: Dedup {
+                header: None,
+                pointer: None,
+                window: alerts.debounce.0,
+            },
+            allow_ips: None,
+            poll: None,
+            shadow: None,
+            internal: true,
+        };
+        routes.insert(route.name.clone(), Arc::new(route));
     }
     Ok(routes)
 }
@@ -369,6 +396,8 @@ pub struct Snapshot {
     /// The token the admin API and UI require (`server.admin_token`); `None` only where the
     /// config serves them without one. Part of the version so that a reload rotates it.
     pub admin_token: Option<Secret>,
+    /// `[alerts]`, when configured.
+    pub alerts: Option<Arc<crate::config::AlertsConfig>>,
 }
 
 impl Snapshot {
@@ -395,6 +424,7 @@ impl Snapshot {
             egress,
             plugins,
             admin_token: config.server.admin_token.clone(),
+            alerts: config.alerts.clone().map(Arc::new),
         })
     }
 }

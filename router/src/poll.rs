@@ -298,6 +298,7 @@ pub async fn run(
     wake: Arc<tokio::sync::Notify>,
     metrics: Arc<Metrics>,
     board: PollBoard,
+    alerter: crate::alerts::Alerter,
     mut shutdown: Shutdown,
 ) {
     let node = new_id("node");
@@ -411,6 +412,11 @@ pub async fn run(
                     }
                 };
                 s.next_at = Instant::now() + wait;
+                alerter.raise(crate::alerts::Signal::Polled {
+                    route: name.clone(),
+                    failed: (s.failures > 0).then(|| said.clone()),
+                    in_a_row: s.failures,
+                });
                 if let Ok(mut b) = board.lock() {
                     let status = b.entry(name.clone()).or_default();
                     status.last_at = Some(now_ms());

@@ -55,6 +55,10 @@ pub struct Admin {
     pub metrics: Arc<crate::telemetry::Metrics>,
     /// How this node's polls of polled routes went.
     pub polls: crate::poll::PollBoard,
+    /// Where a resume is reported for alerts.
+    pub alerter: crate::alerts::Alerter,
+    /// The alert conditions open on this node.
+    pub alerts: crate::alerts::Board,
 }
 
 impl Admin {
@@ -160,6 +164,7 @@ fn api(admin: Arc<Admin>) -> Router {
             get(show_learned_secret).delete(forget_learned_secret),
         )
         .route("/admin/polls", get(list_polls))
+        .route("/admin/alerts", get(list_alerts))
         .route("/admin/shadow", get(list_shadow))
         .route("/admin/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
@@ -432,6 +437,10 @@ async fn resume(admin: &Admin, name: &str) -> Result<bool, StoreError> {
     }
     admin.store.set_destination_paused(name, None).await?;
     admin.delivery_wake.notify_one();
+    admin.alerter.raise(crate::alerts::Signal::Paused {
+        destination: name.to_string(),
+        reason: None,
+    });
     Ok(true)
 }
 
@@ -624,6 +633,63 @@ async fn list_shadow(State(admin): State<Arc<Admin>>) -> Response {
 async fn list_polls(State(admin): State<Arc<Admin>>) -> Response {
     match poll_views(&admin).await {
         Ok(polls) => json(StatusCode::OK, &serde_json::json!({ "polls": polls })),
+        Err(e) => internal(e),
+    }
+}
+
+/// Alert conditions open on this node, and the latest alerts raised (by any node).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct AlertsView {
+    /// Whether `[alerts]` is configured.
+    pub configured: bool,
+    /// Conditions open on this node, oldest first.
+    pub open: Vec<crate::alerts::Open>,
+    /// The latest alerts, newest first: the alert, the event that carries it, and where its
+    /// deliveries are.
+    pub recent: Vec<RecentAlert>,
+}
+
+/// An alert that was raised.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct RecentAlert {
+    /// The alert's event (`alt_...`): its deliveries show who was told.
+    pub event_id: String,
+    /// The alert as sent.
+    #[serde(flatten)]
+    pub alert: crate::alerts::Alert,
+}
+
+/// [`AlertsView`] from the store and this node's board.
+pub async fn alerts_view(admin: &Admin, limit: usize) -> Result<AlertsView, StoreError> {
+    let summaries = admin
+        .store
+        .events(EventFilter {
+            route: Some(crate::alerts::ROUTE.to_string()),
+            limit,
+            ..EventFilter::default()
+        })
+        .await?;
+    let mut recent = Vec::new();
+    for summary in summaries {
+        if let Some(stored) = admin.store.event(&summary.id).await?
+            && let Ok(alert) = serde_json::from_slice(&stored.event.body)
+        {
+            recent.push(RecentAlert {
+                event_id: summary.id,
+                alert,
+            });
+        }
+    }
+    Ok(AlertsView {
+        configured: admin.live.get().alerts.is_some(),
+        open: admin.alerts.open(),
+        recent,
+    })
+}
+
+async fn list_alerts(State(admin): State<Arc<Admin>>) -> Response {
+    match alerts_view(&admin, 50).await {
+        Ok(view) => json(StatusCode::OK, &view),
         Err(e) => internal(e),
     }
 }

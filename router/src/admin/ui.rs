@@ -42,6 +42,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/ui/deliveries/{id}/retry", post(retry_delivery))
         .route("/ui/destinations", get(destinations_page))
         .route("/ui/shadow", get(shadow_page))
+        .route("/ui/alerts", get(alerts_page))
         .route("/ui/destinations/{name}/resume", post(resume_destination))
         .layer(middleware::from_fn_with_state(
             admin.clone(),
@@ -149,7 +150,7 @@ fn page(title: &str, body: &str) -> Html<String> {
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{} · Hookyard</title>\
          <style>{STYLE}</style></head><body><nav><a href=\"/ui/events\">Events</a>\
          <a href=\"/ui/deliveries?status=dead\">Dead letters</a><a href=\"/ui/deliveries\">Deliveries</a>\
-         <a href=\"/ui/destinations\">Destinations</a><a href=\"/ui/shadow\">Shadow</a><form method=\"post\" action=\"/ui/logout\">\
+         <a href=\"/ui/destinations\">Destinations</a><a href=\"/ui/shadow\">Shadow</a><a href=\"/ui/alerts\">Alerts</a><form method=\"post\" action=\"/ui/logout\">\
          <button>Sign out</button></form></nav><main><h1>{}</h1>{body}</main></body></html>",
         esc(title),
         esc(title)
@@ -778,6 +779,75 @@ async fn shadow_page(State(admin): State<Arc<Admin>>) -> Response {
         body.push_str("</table>");
     }
     page("Shadow", &body).into_response()
+}
+
+async fn alerts_page(State(admin): State<Arc<Admin>>) -> Response {
+    let view = match super::alerts_view(&admin, 50).await {
+        Ok(v) => v,
+        Err(e) => return failure(e),
+    };
+    let mut body = String::new();
+    if !view.configured {
+        body.push_str(
+            "<p>No <code>[alerts]</code> in the config: nobody is told when deliveries die. \
+             See docs/operations.md, \"Alerts\".</p>",
+        );
+    }
+    let subject = |s: &std::collections::HashMap<String, String>| {
+        s.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    body.push_str("<h2>Open on this node</h2>");
+    if view.open.is_empty() {
+        body.push_str("<p>Nothing open.</p>");
+    } else {
+        body.push_str(
+            "<table><tr><th>condition</th><th>subject</th><th>since</th><th>count</th><th>latest</th></tr>",
+        );
+        for o in &view.open {
+            let _ = write!(
+                body,
+                "<tr><td class=\"failed\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&o.alert),
+                esc(&subject(&o.subject)),
+                time(o.since),
+                o.count,
+                esc(o.detail.as_deref().unwrap_or(""))
+            );
+        }
+        body.push_str("</table>");
+    }
+    body.push_str("<h2>Latest alerts</h2>");
+    if view.recent.is_empty() {
+        body.push_str("<p>None raised.</p>");
+    } else {
+        body.push_str(
+            "<table><tr><th>raised</th><th>condition</th><th>state</th><th>subject</th><th>summary</th><th>sent as</th></tr>",
+        );
+        for r in &view.recent {
+            let class = if r.alert.state == "firing" {
+                "failed"
+            } else {
+                "delivered"
+            };
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td class=\"{class}\">{}</td><td>{}</td><td>{}</td>\
+                 <td><a href=\"/ui/events/{}\">{}</a></td></tr>",
+                time(r.alert.at),
+                esc(&r.alert.alert),
+                esc(&r.alert.state),
+                esc(&subject(&r.alert.subject)),
+                esc(&r.alert.summary),
+                enc(&r.event_id),
+                esc(&r.event_id)
+            );
+        }
+        body.push_str("</table>");
+    }
+    page("Alerts", &body).into_response()
 }
 
 #[cfg(test)]

@@ -538,3 +538,62 @@ pub fn destinations(conn: &Connection, cmd: Option<DestinationsCmd>) -> Result<(
     }
     Ok(())
 }
+
+/// `hookyard alerts`: the conditions open on the node answering, and the latest alerts.
+pub fn alerts(conn: &Connection) -> Result<()> {
+    let client = Client::new(conn)?;
+    let value = client.get("/admin/alerts", &[])?;
+    if client.printed_json(&value) {
+        return Ok(());
+    }
+    if value["configured"] != true {
+        println!("[alerts] is not configured: no alerts are raised");
+    }
+    let subject = |v: &serde_json::Value| -> String {
+        v.as_object()
+            .and_then(|o| o.iter().next())
+            .map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or("")))
+            .unwrap_or_default()
+    };
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    let open: Vec<Vec<String>> = value["open"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|o| {
+                    vec![
+                        text(&o["alert"]),
+                        subject(&o["subject"]),
+                        o["count"].to_string(),
+                        text(&o["detail"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    println!("Open on this node:");
+    table(&["CONDITION", "SUBJECT", "COUNT", "LATEST"], open);
+    let recent: Vec<Vec<String>> = value["recent"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| {
+                    vec![
+                        text(&r["alert"]),
+                        text(&r["state"]),
+                        subject(&r["subject"]),
+                        text(&r["summary"]),
+                        text(&r["event_id"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    println!();
+    println!("Latest alerts:");
+    table(
+        &["CONDITION", "STATE", "SUBJECT", "SUMMARY", "EVENT"],
+        recent,
+    );
+    Ok(())
+}

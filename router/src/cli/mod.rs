@@ -129,6 +129,11 @@ enum Command {
         #[command(subcommand)]
         command: Option<admin::DestinationsCmd>,
     },
+    /// Alert conditions open now, and the latest alerts raised (admin API).
+    Alerts {
+        #[command(flatten)]
+        connection: admin::Connection,
+    },
     /// Show or forget the secret a route learned from its provider's handshake (Asana, Notion).
     Secret {
         #[command(flatten)]
@@ -220,6 +225,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             connection,
             command,
         } => admin::destinations(&connection, command).map(|()| ExitCode::SUCCESS),
+        Command::Alerts { connection } => admin::alerts(&connection).map(|()| ExitCode::SUCCESS),
         Command::Send {
             route,
             payload,

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
+mod alerts;
 mod destination;
 mod plugin;
 mod presets;
@@ -20,6 +21,7 @@ mod route;
 mod server;
 mod values;
 
+pub use alerts::*;
 pub use destination::*;
 pub use plugin::*;
 pub use presets::*;
@@ -84,6 +86,8 @@ pub struct Config {
     /// OpenTelemetry traces.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Who is told when deliveries start dying, and of what.
+    pub alerts: Option<AlertsConfig>,
     /// The directory of the config file; relative paths in it resolve from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -293,6 +297,44 @@ impl Config {
                         ),
                     ));
                 }
+            }
+        }
+        if let Some(alerts) = &self.alerts {
+            if alerts.to.is_empty() {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line: find_line(text, "[alerts]"),
+                    message: "alerts.to must name at least one destination".into(),
+                });
+            }
+            for dest in &alerts.to {
+                if !self.destinations.contains_key(dest.get_ref()) {
+                    return Err(invalid(
+                        dest.span(),
+                        format!(
+                            "alerts.to: destination {:?} is not defined under [destinations]",
+                            dest.get_ref()
+                        ),
+                    ));
+                }
+            }
+            for step in &alerts.steps {
+                if !self.plugins.contains_key(step.get_ref()) {
+                    return Err(invalid(
+                        step.span(),
+                        format!(
+                            "alerts.steps: {:?} is not defined under [plugins]",
+                            step.get_ref()
+                        ),
+                    ));
+                }
+            }
+            if !(0.0..=1.0).contains(&alerts.plugin_failure_rate) {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line: find_line(text, "plugin_failure_rate"),
+                    message: "alerts.plugin_failure_rate must be between 0.0 and 1.0".into(),
+                });
             }
         }
         for (name, dest) in &self.destinations {

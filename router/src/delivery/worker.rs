@@ -13,6 +13,7 @@ use tracing::Instrument as _;
 
 use super::gate;
 use super::handoff::{DeliveryInbox, Held};
+use crate::alerts::{Alerter, Signal};
 use crate::config::GonePolicy;
 use crate::destinations::{self as destination, retry};
 use crate::live::{Live, Snapshot};
@@ -49,6 +50,7 @@ const HANDOFF_QUEUE: usize = 256;
 pub struct DeliveryWorker {
     store: Arc<dyn Store>,
     live: Arc<Live>,
+    alerter: Alerter,
     wake: Arc<Notify>,
     gates: Arc<Mutex<Gates>>,
     metrics: Arc<Metrics>,
@@ -87,11 +89,13 @@ impl DeliveryWorker {
         live: Arc<Live>,
         wake: Arc<Notify>,
         metrics: Arc<Metrics>,
+        alerter: Alerter,
     ) -> DeliveryWorker {
         let gates = Gates::for_snapshot(&live.get());
         DeliveryWorker {
             store,
             live,
+            alerter,
             wake,
             gates: Arc::new(Mutex::new(gates)),
             metrics,
@@ -123,7 +127,13 @@ impl DeliveryWorker {
         for (name, reason) in paused {
             if reason.starts_with(NOT_CONFIGURED) && snapshot.destinations.contains_key(&name) {
                 match self.store.set_destination_paused(&name, None).await {
-                    Ok(()) => tracing::info!(destination = %name, "configured again; resumed"),
+                    Ok(()) => {
+                        tracing::info!(destination = %name, "configured again; resumed");
+                        self.alerter.raise(Signal::Paused {
+                            destination: name.clone(),
+                            reason: None,
+                        });
+                    }
                     Err(e) => {
                         tracing::error!(destination = %name, error = %e, "cannot resume destination")
                     }
@@ -388,11 +398,17 @@ impl DeliveryWorker {
             snapshot: snapshot.clone(),
             gates: self.gates.clone(),
             metrics: self.metrics.clone(),
+            alerter: self.alerter.clone(),
             ordered: false,
+            from_alert: false,
         };
         let Held { delivery, slot } = held;
         let job = Job {
             ordered: delivery.new.ordering_key.is_some(),
+            from_alert: delivery
+                .new
+                .event_id
+                .starts_with(&format!("{}_", crate::alerts::ID_PREFIX)),
             ..job
         };
         let span = tracing::info_span!(
@@ -478,6 +494,10 @@ struct Job {
     metrics: Arc<Metrics>,
     /// Whether the delivery has an ordering key (later ones with its key wait for it).
     ordered: bool,
+    /// Where what happened is reported for alerts.
+    alerter: Alerter,
+    /// Whether it delivers an alert (which raises no alerts of its own).
+    from_alert: bool,
 }
 
 impl Job {
@@ -502,6 +522,10 @@ impl Job {
             {
                 tracing::error!(destination = %dest_name, error = %e, "cannot pause destination");
             }
+            self.alerter.raise(Signal::Paused {
+                destination: dest_name.clone(),
+                reason: Some(reason.clone()),
+            });
             let attempt = Attempt {
                 delivery_id: id.clone(),
                 number,
@@ -550,11 +574,15 @@ impl Job {
                 tracing::warn!(destination = %dest_name, %reason, "pausing destination");
                 if let Err(e) = self
                     .store
-                    .set_destination_paused(&dest_name, Some(reason))
+                    .set_destination_paused(&dest_name, Some(reason.clone()))
                     .await
                 {
                     tracing::error!(destination = %dest_name, error = %e, "cannot pause destination");
                 }
+                self.alerter.raise(Signal::Paused {
+                    destination: dest_name.clone(),
+                    reason: Some(reason),
+                });
                 // Due again at once, so it goes first when the destination is resumed.
                 AttemptOutcome::RetryAt(now_ms())
             }
@@ -595,6 +623,27 @@ impl Job {
             AttemptOutcome::RetryAt(_) => "retry",
             AttemptOutcome::Dead(_) => "dead",
         };
+        if !self.from_alert {
+            let breaker_open = self
+                .gates
+                .lock()
+                .ok()
+                .and_then(|g| {
+                    g.by_name
+                        .get(destination)
+                        .map(|g| g.is_open(Instant::now()))
+                })
+                .unwrap_or(false);
+            self.alerter.raise(Signal::Attempt {
+                destination: destination.to_string(),
+                delivered: matches!(outcome, AttemptOutcome::Delivered),
+                dead: match &outcome {
+                    AttemptOutcome::Dead(reason) => Some(reason.clone()),
+                    _ => None,
+                },
+                breaker_open,
+            });
+        }
         let span = tracing::Span::current();
         span.record("hookyard.outcome", result);
         span.record("hookyard.latency_ms", attempt.latency_ms as i64);
