@@ -8,6 +8,7 @@ mod alerts;
 mod backlog;
 mod capabilities;
 mod cli;
+mod console;
 mod delivery;
 mod destinations;
 mod email;

@@ -98,6 +98,12 @@ pub async fn run(
         crate::delivery::DeliveryHandoff::new(config.runtime.max_deliveries_in_flight);
     let wake = Arc::new(Notify::new());
     let metrics = Arc::new(crate::telemetry::Metrics::default());
+    let activity = crate::activity::Activity::default();
+    let sampling = tokio::spawn(crate::activity::sample_backlog(
+        activity.clone(),
+        store.clone(),
+        shutdown.clone(),
+    ));
     let (alerter, signals) = crate::alerts::Alerter::new();
     let alerts = crate::alerts::Board::default();
     let alerting = tokio::spawn(crate::alerts::run(
@@ -115,6 +121,7 @@ pub async fn run(
         wake.clone(),
         deliveries,
         alerter.clone(),
+        activity.clone(),
         concurrency,
         metrics.clone(),
         plugin_runtime.handle(),
@@ -135,6 +142,7 @@ pub async fn run(
         wake.clone(),
         metrics.clone(),
         alerter.clone(),
+        activity.clone(),
     );
     let delivering = tokio::spawn(worker.run(delivery_inbox, shutdown.clone(), GRACE));
     let polls = crate::poll::PollBoard::default();
@@ -158,6 +166,7 @@ pub async fn run(
             polls: polls.clone(),
             alerter: alerter.clone(),
             alerts: alerts.clone(),
+            activity: activity.clone(),
         });
         if let Ok(addr) = admin_listener.local_addr() {
             tracing::info!(listen = %addr, "admin API serving");
@@ -191,6 +200,7 @@ pub async fn run(
         event_lease: config.runtime.event_lease.0,
         backpressure,
         store_health: store_health.clone(),
+        activity: activity.clone(),
     });
     tracing::info!(
         listen = %listener.local_addr()?,
@@ -211,6 +221,7 @@ pub async fn run(
     let _ = delivering.await;
     let _ = polling.await;
     let _ = alerting.await;
+    let _ = sampling.await;
     if let Some(admin) = admin_serving {
         let _ = admin.await;
     }

@@ -130,6 +130,7 @@ pub struct Dispatcher {
     delivery_wake: Arc<Notify>,
     deliveries: DeliveryHandoff,
     alerter: Alerter,
+    activity: crate::activity::Activity,
     concurrency: usize,
     metrics: Arc<Metrics>,
     plugins: tokio::runtime::Handle,
@@ -155,6 +156,7 @@ impl Dispatcher {
         delivery_wake: Arc<Notify>,
         deliveries: DeliveryHandoff,
         alerter: Alerter,
+        activity: crate::activity::Activity,
         concurrency: usize,
         metrics: Arc<Metrics>,
         plugins: tokio::runtime::Handle,
@@ -166,6 +168,7 @@ impl Dispatcher {
             delivery_wake,
             deliveries,
             alerter,
+            activity,
             concurrency: concurrency.max(1),
             metrics,
             plugins,
@@ -241,6 +244,7 @@ impl Dispatcher {
                 let live = self.live.clone();
                 let metrics = self.metrics.clone();
                 let alerter = self.alerter.clone();
+                let activity = self.activity.clone();
                 let done = done_tx.clone();
                 tasks.spawn_on(
                     async move {
@@ -249,13 +253,14 @@ impl Dispatcher {
                         let route = event.route.clone();
                         let finished = run_event(&snapshot.routes, &metrics, event).await;
                         drop(permit);
-                        alerter.raise(Signal::Ran {
-                            route,
-                            failed: match &finished.outcome {
-                                EventOutcome::Failed(reason) => Some(reason.clone()),
-                                _ => None,
-                            },
-                        });
+                        let failed = match &finished.outcome {
+                            EventOutcome::Failed(reason) => Some(reason.clone()),
+                            _ => None,
+                        };
+                        if failed.is_some() {
+                            activity.event_failed(&route);
+                        }
+                        alerter.raise(Signal::Ran { route, failed });
                         let _ = done.send(Done {
                             finished,
                             unrecorded: pending,

@@ -55,6 +55,8 @@ pub struct Ingress {
     pub backpressure: Arc<Backpressure>,
     /// Whether the store answers; `/readyz` says 503 while it does not.
     pub store_health: Arc<StoreHealth>,
+    /// Per-minute activity for the console's charts.
+    pub activity: crate::activity::Activity,
 }
 
 /// The longest a request waits for its event to be journaled before it is answered 503: a
@@ -526,6 +528,7 @@ async fn handle_hook(
     match appended {
         Ok(Appended::Stored) => {
             ingress.backpressure.accepted();
+            ingress.activity.received(&route_name);
             match (slot, copy) {
                 (Some(slot), Some(event)) => {
                     slot.send(event);

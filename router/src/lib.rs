@@ -24,6 +24,7 @@
 //! - [`reload`]: watches for SIGHUP and file changes, and swaps a new version into [`live`].
 //! - [`admin`]: the admin API and UI: inspect, retry, replay, resume.
 //! - [`app`]: opens the store, starts every stage and serves; [`shutdown`]: the stop signal.
+//! - [`activity`]: this node's per-minute activity, for the console's charts.
 //! - [`telemetry`]: counters scraped from `GET /admin/metrics`; [`trace`]: one
 //!   OpenTelemetry trace per event, exported over OTLP; [`alerts`]: operators told when
 //!   deliveries die, destinations pause, work waits or plugins fail, and when it clears.
@@ -31,6 +32,7 @@
 
 #![deny(missing_docs)]
 
+pub mod activity;
 pub mod admin;
 pub mod alerts;
 pub mod app;

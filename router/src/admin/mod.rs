@@ -17,6 +17,7 @@
 //!
 //! The same listener serves the UI for people at `/ui` ([`ui`]).
 
+mod console;
 pub mod ui;
 mod views;
 
@@ -59,6 +60,8 @@ pub struct Admin {
     pub alerter: crate::alerts::Alerter,
     /// The alert conditions open on this node.
     pub alerts: crate::alerts::Board,
+    /// This node's per-minute activity, for the charts.
+    pub activity: crate::activity::Activity,
 }
 
 impl Admin {
@@ -133,8 +136,14 @@ fn names_loopback_listener(headers: &header::HeaderMap, listen: SocketAddr) -> b
     names.contains(&host)
 }
 
-/// Whether the browser says this request comes from a page of another origin.
+/// Whether the browser says this request comes from a page of another origin. Browsers
+/// that send `Sec-Fetch-Site` say so there; an `Origin` of `null` (sent for privacy, e.g.
+/// under some referrer policies) is trusted only with `Sec-Fetch-Site: same-origin`.
 fn cross_origin(headers: &header::HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        // `none`: the operator typed the address or used a bookmark.
+        return !matches!(site, "same-origin" | "none");
+    }
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return false;
     };
@@ -229,6 +238,11 @@ pub struct ListQuery {
     until: Option<String>,
     limit: Option<usize>,
     before: Option<i64>,
+    /// Events only: of this provider event type.
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    /// Events only: whose headers or body contain this text.
+    q: Option<String>,
     /// Bulk replay only: re-run the events' plugins instead of re-queuing deliveries.
     #[serde(default)]
     rerun_plugins: bool,
@@ -251,18 +265,22 @@ pub fn parse_time(s: &str, now: Millis) -> Result<Millis, String> {
         .map_err(|_| format!("invalid time {s:?}; use RFC 3339, epoch milliseconds, or a duration ago like \"2h\""))
 }
 
+/// A form field left empty means no filter.
+fn nonempty(value: &Option<String>) -> Option<String> {
+    value
+        .as_deref()
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
 impl ListQuery {
     fn times(&self) -> Result<(Option<Millis>, Option<Millis>), String> {
         let now = now_ms();
-        let since = self
-            .since
-            .as_deref()
-            .map(|s| parse_time(s, now))
+        let since = nonempty(&self.since)
+            .map(|s| parse_time(&s, now))
             .transpose()?;
-        let until = self
-            .until
-            .as_deref()
-            .map(|s| parse_time(s, now))
+        let until = nonempty(&self.until)
+            .map(|s| parse_time(&s, now))
             .transpose()?;
         Ok((since, until))
     }
@@ -272,11 +290,7 @@ impl ListQuery {
     }
 
     fn event_filter(&self) -> Result<EventFilter, String> {
-        if self.destination.is_some() {
-            return Err("events cannot be filtered by destination".into());
-        }
-        let status = self
-            .status
+        let status = nonempty(&self.status)
             .as_deref()
             .map(|s| {
                 EventStatus::parse(s)
@@ -286,11 +300,14 @@ impl ListQuery {
         let (since, until) = self.times()?;
         Ok(EventFilter {
             status,
-            route: self.route.clone(),
+            route: nonempty(&self.route),
             since,
             until,
             before: self.before,
             limit: self.limit(),
+            event_type: nonempty(&self.event_type),
+            destination: nonempty(&self.destination),
+            search: nonempty(&self.q),
         })
     }
 
@@ -765,6 +782,16 @@ mod tests {
         assert!(!cross_origin(&h));
         h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
         assert!(cross_origin(&h));
+        h.insert(header::ORIGIN, "null".parse().unwrap());
+        assert!(cross_origin(&h), "an opaque origin without Sec-Fetch-Site");
+        // What Chromium sends for the console's own forms.
+        h.insert("sec-fetch-site", "same-origin".parse().unwrap());
+        assert!(!cross_origin(&h));
+        for foreign in ["cross-site", "same-site"] {
+            h.insert(header::ORIGIN, "http://127.0.0.1:8081".parse().unwrap());
+            h.insert("sec-fetch-site", foreign.parse().unwrap());
+            assert!(cross_origin(&h), "{foreign}, whatever Origin says");
+        }
     }
 
     #[test]

@@ -43,6 +43,14 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/ui/destinations", get(destinations_page))
         .route("/ui/shadow", get(shadow_page))
         .route("/ui/alerts", get(alerts_page))
+        .route(
+            "/ui/replay",
+            get(super::console::replay_confirm).post(super::console::replay),
+        )
+        .route("/ui/charts", get(super::console::charts))
+        .route("/ui/tail", get(super::console::tail_page))
+        .route("/ui/tail.js", get(super::console::tail_js))
+        .route("/ui/tail.json", get(super::console::tail_json))
         .route("/ui/destinations/{name}/resume", post(resume_destination))
         .layer(middleware::from_fn_with_state(
             admin.clone(),
@@ -71,7 +79,8 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// Headers on every page: nothing cached (pages show webhook bodies), no framing, no
-/// scripts or outside resources, forms only to this origin, no referrer leaving it.
+/// scripts or outside resources, forms only to this origin, no referrer leaving it. A page
+/// that sets its own policy keeps it (the live tail runs its own script).
 const PAGE_HEADERS: [(header::HeaderName, &str); 4] = [
     (header::CACHE_CONTROL, "no-store"),
     (
@@ -79,7 +88,8 @@ const PAGE_HEADERS: [(header::HeaderName, &str); 4] = [
         "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
     ),
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    (header::REFERRER_POLICY, "no-referrer"),
+    // Not `no-referrer`: under it browsers send `Origin: null` with the console's own forms.
+    (header::REFERRER_POLICY, "same-origin"),
 ];
 
 async fn require_session(
@@ -91,7 +101,8 @@ async fn require_session(
     for (name, value) in PAGE_HEADERS {
         response
             .headers_mut()
-            .insert(name, header::HeaderValue::from_static(value));
+            .entry(name)
+            .or_insert(header::HeaderValue::from_static(value));
     }
     response
 }
@@ -145,12 +156,13 @@ th{background:#f4f6f9}pre{background:#f4f6f9;padding:.8em;overflow:auto;max-heig
 .received,.pending,.retrying{color:#8a6100}.processed,.delivered{color:#17713a}\
 .failed,.dead{color:#b3261e}.tabs a{margin-right:1em}button{cursor:pointer}code{font-size:13px}";
 
-fn page(title: &str, body: &str) -> Html<String> {
+pub(super) fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{} · Hookyard</title>\
          <style>{STYLE}</style></head><body><nav><a href=\"/ui/events\">Events</a>\
          <a href=\"/ui/deliveries?status=dead\">Dead letters</a><a href=\"/ui/deliveries\">Deliveries</a>\
-         <a href=\"/ui/destinations\">Destinations</a><a href=\"/ui/shadow\">Shadow</a><a href=\"/ui/alerts\">Alerts</a><form method=\"post\" action=\"/ui/logout\">\
+         <a href=\"/ui/destinations\">Destinations</a><a href=\"/ui/charts\">Charts</a><a href=\"/ui/tail\">Live tail</a>\
+         <a href=\"/ui/shadow\">Shadow</a><a href=\"/ui/alerts\">Alerts</a><form method=\"post\" action=\"/ui/logout\">\
          <button>Sign out</button></form></nav><main><h1>{}</h1>{body}</main></body></html>",
         esc(title),
         esc(title)
@@ -161,7 +173,7 @@ pub(super) fn page_response(status: StatusCode, title: &str, body: &str) -> Resp
     (status, page(title, body)).into_response()
 }
 
-fn failure(e: StoreError) -> Response {
+pub(super) fn failure(e: StoreError) -> Response {
     tracing::error!(error = %e, "admin UI request failed");
     page_response(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -281,13 +293,9 @@ async fn events_page(State(admin): State<Arc<Admin>>, Query(q): Query<ListQuery>
         "<form method=\"get\" action=\"/ui/find\"><p><input name=\"id\" size=\"40\" \
          placeholder=\"evt_... or dlv_...\"> <button>Find</button></p></form>",
     );
-    body.push_str(&tabs(
-        "/ui/events",
-        &["received", "processed", "failed"],
-        q.status.as_deref(),
-    ));
+    body.push_str(&super::console::filter_form(&admin.live.get(), &q));
     body.push_str(
-        "<table><tr><th>received</th><th>event</th><th>route</th><th>type</th><th>status</th>\
+        "<table id=\"events\"><tr><th>received</th><th>event</th><th>route</th><th>type</th><th>status</th>\
          <th>note</th><th>plugins</th></tr>",
     );
     let page_of = views::Page::new(
@@ -320,10 +328,10 @@ async fn events_page(State(admin): State<Arc<Admin>>, Query(q): Query<ListQuery>
     if page_of.items.is_empty() {
         body.push_str("<p>No events.</p>");
     }
-    body.push_str(&older(
+    body.push_str(&super::console::older(
         "/ui/events",
         page_of.next_before,
-        q.status.as_deref(),
+        &q,
     ));
     page("Events", &body).into_response()
 }

@@ -51,6 +51,7 @@ pub struct DeliveryWorker {
     store: Arc<dyn Store>,
     live: Arc<Live>,
     alerter: Alerter,
+    activity: crate::activity::Activity,
     wake: Arc<Notify>,
     gates: Arc<Mutex<Gates>>,
     metrics: Arc<Metrics>,
@@ -90,12 +91,14 @@ impl DeliveryWorker {
         wake: Arc<Notify>,
         metrics: Arc<Metrics>,
         alerter: Alerter,
+        activity: crate::activity::Activity,
     ) -> DeliveryWorker {
         let gates = Gates::for_snapshot(&live.get());
         DeliveryWorker {
             store,
             live,
             alerter,
+            activity,
             wake,
             gates: Arc::new(Mutex::new(gates)),
             metrics,
@@ -399,6 +402,7 @@ impl DeliveryWorker {
             gates: self.gates.clone(),
             metrics: self.metrics.clone(),
             alerter: self.alerter.clone(),
+            activity: self.activity.clone(),
             ordered: false,
             from_alert: false,
         };
@@ -496,6 +500,8 @@ struct Job {
     ordered: bool,
     /// Where what happened is reported for alerts.
     alerter: Alerter,
+    /// Per-minute activity for the console's charts.
+    activity: crate::activity::Activity,
     /// Whether it delivers an alert (which raises no alerts of its own).
     from_alert: bool,
 }
@@ -623,6 +629,11 @@ impl Job {
             AttemptOutcome::RetryAt(_) => "retry",
             AttemptOutcome::Dead(_) => "dead",
         };
+        self.activity.attempt(
+            destination,
+            matches!(outcome, AttemptOutcome::Delivered),
+            attempt.latency_ms,
+        );
         if !self.from_alert {
             let breaker_open = self
                 .gates

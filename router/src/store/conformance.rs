@@ -867,9 +867,13 @@ async fn requeued_dead_letters_get_a_fresh_budget<S: Store>(s: &S) {
 
 async fn replayed_events_run_again_and_listings_filter<S: Store>(s: &S) {
     let mut ev = sample_event("evt_gh", None);
+    ev.body = br#"{"order":"ord_4711","ok":true}"#.to_vec();
     s.append_event(ev.clone(), NONE, WINDOW).await.unwrap();
     ev.id = "evt_stripe".into();
     ev.route = "stripe".into();
+    ev.event_type = Some("invoice.paid".into());
+    ev.body = br#"{"ok":true}"#.to_vec();
+    ev.headers.push(("x-request-id".into(), "req_ABC".into()));
     s.append_event(ev, NONE, WINDOW).await.unwrap();
     s.finish_event(
         "evt_gh",
@@ -898,7 +902,55 @@ async fn replayed_events_run_again_and_listings_filter<S: Store>(s: &S) {
         ["evt_stripe", "evt_gh"],
         "newest first"
     );
-    assert_eq!(all[1].body_size, 11);
+    assert_eq!(all[1].body_size, 30);
+    let ids = |events: Vec<EventSummary>| events.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    let find = |f: EventFilter| async move {
+        ids(s.events(EventFilter { limit: 10, ..f }).await.unwrap())
+    };
+    assert_eq!(
+        find(EventFilter {
+            event_type: Some("invoice.paid".into()),
+            ..Default::default()
+        })
+        .await,
+        ["evt_stripe"]
+    );
+    assert_eq!(
+        find(EventFilter {
+            destination: Some("chat".into()),
+            ..Default::default()
+        })
+        .await,
+        ["evt_gh"],
+        "only events with a delivery to it"
+    );
+    assert_eq!(
+        find(EventFilter {
+            search: Some("ord_4711".into()),
+            ..Default::default()
+        })
+        .await,
+        ["evt_gh"],
+        "found in the body"
+    );
+    assert_eq!(
+        find(EventFilter {
+            search: Some("req_ABC".into()),
+            ..Default::default()
+        })
+        .await,
+        ["evt_stripe"],
+        "found in the headers"
+    );
+    assert!(
+        find(EventFilter {
+            search: Some("req_abc".into()),
+            ..Default::default()
+        })
+        .await
+        .is_empty(),
+        "the search is exact"
+    );
     let failed = s
         .events(EventFilter {
             status: Some(EventStatus::Failed),

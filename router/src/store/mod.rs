@@ -488,6 +488,12 @@ pub struct EventFilter {
     pub before: Option<i64>,
     /// At most this many, newest first.
     pub limit: usize,
+    /// Only of this provider event type.
+    pub event_type: Option<String>,
+    /// Only events with a delivery to this destination.
+    pub destination: Option<String>,
+    /// Only events whose headers or body contain this text (case-sensitive).
+    pub search: Option<String>,
 }
 
 /// An event in a listing: everything but the body.

@@ -791,7 +791,11 @@ impl DeliveryParams {
 /// The WHERE clause shared by event listings and replays; parameters $1-$5.
 const EVENT_WHERE: &str = "($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR route = $2)
     AND ($3::bigint IS NULL OR received_at >= $3) AND ($4::bigint IS NULL OR received_at < $4)
-    AND ($5::bigint IS NULL OR seq < $5)";
+    AND ($5::bigint IS NULL OR seq < $5) AND ($7::text IS NULL OR event_type = $7)
+    AND ($8::text IS NULL OR EXISTS (SELECT 1 FROM deliveries d
+                                     WHERE d.event_id = events.id AND d.destination = $8))
+    AND ($9::text IS NULL OR strpos(headers, $9) > 0
+         OR position(convert_to($9, 'UTF8') in body) > 0)";
 
 /// Values for [`EVENT_WHERE`] and the limit ($6, NULL for none).
 struct EventParams {
@@ -801,6 +805,9 @@ struct EventParams {
     until: Option<Millis>,
     before: Option<i64>,
     limit: Option<i64>,
+    event_type: Option<String>,
+    destination: Option<String>,
+    search: Option<String>,
 }
 
 impl EventParams {
@@ -812,10 +819,13 @@ impl EventParams {
             until: f.until,
             before: f.before,
             limit,
+            event_type: f.event_type.clone(),
+            destination: f.destination.clone(),
+            search: f.search.clone(),
         }
     }
 
-    fn values(&self) -> [&(dyn ToSql + Sync); 6] {
+    fn values(&self) -> [&(dyn ToSql + Sync); 9] {
         [
             &self.status,
             &self.route,
@@ -823,6 +833,9 @@ impl EventParams {
             &self.until,
             &self.before,
             &self.limit,
+            &self.event_type,
+            &self.destination,
+            &self.search,
         ]
     }
 }
@@ -1356,7 +1369,7 @@ impl Store for PostgresStore {
                 &format!(
                     "UPDATE events SET status = 'received', error = NULL, lease_until = 0
                      WHERE seq IN (SELECT seq FROM events WHERE {EVENT_WHERE}
-                                   AND ($7::text[] IS NULL OR id = ANY($7))
+                                   AND ($10::text[] IS NULL OR id = ANY($10))
                                    ORDER BY seq LIMIT $6)"
                 ),
                 &values,

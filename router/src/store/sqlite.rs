@@ -870,11 +870,11 @@ impl Store for SqliteStore {
             let mut stmt = conn.prepare_cached(&format!(
                 "UPDATE events SET status = 'received', error = NULL, lease_until = 0
                  WHERE seq IN (SELECT seq FROM events WHERE {EVENT_WHERE}
-                               AND (?7 IS NULL OR id IN (SELECT value FROM json_each(?7)))
+                               AND (?10 IS NULL OR id IN (SELECT value FROM json_each(?10)))
                                ORDER BY seq LIMIT ?6)"
             ))?;
             let p = event_params(&filter, limit);
-            Ok(stmt.execute(params![p.0, p.1, p.2, p.3, p.4, p.5, ids])?)
+            Ok(stmt.execute(params![p.0, p.1, p.2, p.3, p.4, p.5, p.6, p.7, p.8, ids])?)
         })
         .await
     }
@@ -1126,7 +1126,11 @@ fn delivery_params(f: &DeliveryFilter) -> DeliveryParams {
 /// The WHERE clause shared by event listings and replays; parameters ?1-?5.
 const EVENT_WHERE: &str = "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR route = ?2)
     AND (?3 IS NULL OR received_at >= ?3) AND (?4 IS NULL OR received_at < ?4)
-    AND (?5 IS NULL OR seq < ?5)";
+    AND (?5 IS NULL OR seq < ?5) AND (?7 IS NULL OR event_type = ?7)
+    AND (?8 IS NULL OR EXISTS (SELECT 1 FROM deliveries d
+                               WHERE d.event_id = events.id AND d.destination = ?8))
+    AND (?9 IS NULL OR EXISTS (SELECT 1 FROM event_payloads p WHERE p.seq = events.seq
+                               AND (instr(p.headers, ?9) > 0 OR instr(CAST(p.body AS TEXT), ?9) > 0)))";
 
 /// Values for [`EVENT_WHERE`] plus the limit (?6).
 type EventParams = (
@@ -1136,6 +1140,9 @@ type EventParams = (
     Option<Millis>,
     Option<i64>,
     i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
 );
 
 fn event_params(f: &EventFilter, limit: i64) -> EventParams {
@@ -1146,6 +1153,9 @@ fn event_params(f: &EventFilter, limit: i64) -> EventParams {
         f.until,
         f.before,
         limit,
+        f.event_type.clone(),
+        f.destination.clone(),
+        f.search.clone(),
     )
 }
 

@@ -1,0 +1,123 @@
+//! The web console in a real browser: `tests/browser/console.py` drives Debian's Chromium
+//! through Playwright against the real binary (sign-in, filters, search, an event's page,
+//! retry, bulk replay with its count, the live tail, the charts); this test sets the stage
+//! and checks what the clicks did on the receiving end. Screenshots go to a temporary
+//! directory, or to `HOOKYARD_SCREENSHOTS` (docs/screenshots is made that way).
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_finds_retries_replays_and_watches_events_in_a_real_browser() {
+    let chat = Receiver::start().await;
+    let crm = Receiver::start().await;
+    crm.always(500);
+    let config = format!(
+        r#"{SERVER}
+[destinations.chat]
+url = "{}"
+
+[destinations.crm]
+url = "{}"
+retry = {{ attempts = 1, backoff = "50ms" }}
+breaker = {{ failures = 0 }}
+
+[[routes]]
+name = "shop"
+verify = {{ scheme = "none" }}
+to = ["chat"]
+
+[[routes]]
+name = "billing"
+verify = {{ scheme = "none" }}
+to = ["crm"]
+"#,
+        chat.url("/"),
+        crm.url("/")
+    );
+    let router = Router::start(&config).expect("router starts");
+    for order in ["ord_1000", "ord_4711", "ord_2000"] {
+        let body = format!(r#"{{"order":"{order}","total":12}}"#);
+        assert_eq!(post(&router, "shop", &[], body.as_bytes()).await.0, 202);
+    }
+    // The order the operator looks for also went to billing, whose CRM is down.
+    assert_eq!(
+        post(
+            &router,
+            "billing",
+            &[],
+            br#"{"order":"ord_4711","total":12}"#
+        )
+        .await
+        .0,
+        202
+    );
+    chat.wait_for(3, Duration::from_secs(20)).await;
+    eventually("the CRM delivery is dead", Duration::from_secs(20), || {
+        router.count("SELECT COUNT(*) FROM deliveries WHERE status = 'dead'") == 1
+    })
+    .await;
+    crm.always(200);
+
+    let shots = std::env::var("HOOKYARD_SCREENSHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir().join(format!("hookyard-shots-{}", free_port())));
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new("python3")
+        .arg(workspace().join("tests/browser/console.py"))
+        .arg(router.admin_base())
+        .arg(ADMIN_TOKEN)
+        .arg(router.base())
+        .arg(&shots)
+        .output()
+        .expect("run the browser (pip install playwright; apt-get install chromium)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the console walk-through failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.trim().lines().last().unwrap_or(""))
+        .expect("the walk-through reports JSON");
+    assert_eq!(report["events_listed"], 4);
+    assert_eq!(report["shop_events"], 3);
+    assert_eq!(
+        report["search_found"],
+        serde_json::json!(["billing", "shop"])
+    );
+    // The retry clicked on the event page reached the CRM, which now answers.
+    let retried = crm.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(retried.len(), 2);
+    // The bulk replay ran the three shop events again: three more chat messages (and the
+    // event the live tail watched arrive makes one more).
+    assert_eq!(report["replay_count"], 3);
+    chat.wait_for(7, Duration::from_secs(20)).await;
+    // The charts read the node's real activity: 5 received, deliveries and a failure.
+    assert_eq!(report["chart_received"], 5.0, "{report}");
+    assert!(
+        report["chart_delivered"].as_f64().unwrap_or(0.0) >= 4.0,
+        "{report}"
+    );
+    assert!(
+        report["chart_failed"].as_f64().unwrap_or(0.0) >= 1.0,
+        "{report}"
+    );
+    for page in [
+        "sign-in",
+        "events",
+        "events-filtered",
+        "event",
+        "replay-confirm",
+        "live-tail",
+        "charts",
+    ] {
+        assert!(
+            shots.join(format!("{page}.png")).exists(),
+            "screenshot of {page}"
+        );
+    }
+}
