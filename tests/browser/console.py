@@ -91,6 +91,15 @@ with sync_playwright() as p:
     page.get_by_role("button", name=f"Replay {count} event(s)").click()
     expect(page.locator("#replayed b")).to_have_text(str(count))
 
+    # Retry every dead letter of a destination, after reading how many that is.
+    page.goto(f"{ADMIN}/ui/deliveries?status=dead&destination=crm")
+    page.get_by_role("link", name="Retry the deliveries matching this filter…").click()
+    dead = int(page.locator("#retry-count b").inner_text())
+    report["retry_count"] = dead
+    shot(page, "retry-confirm")
+    page.get_by_role("button", name=f"Retry {dead} delivery(ies)").click()
+    expect(page.locator("#retried b")).to_have_text(str(dead))
+
     # The live tail takes an event sent while it is open, without a reload.
     page.goto(f"{ADMIN}/ui/tail")
     expect(page.locator("#tail-state")).to_contain_text("following")

@@ -14,7 +14,7 @@ use super::ui::{esc, failure, page, page_response};
 use super::{Admin, ListQuery, views};
 use crate::activity::Point;
 use crate::live::Snapshot;
-use crate::store::{EventFilter, Millis};
+use crate::store::{DeliveryFilter, DeliveryStatus, EventFilter, Millis};
 
 /// Most events the replay page counts (and replays) at once.
 const REPLAY_MAX: usize = 1000;
@@ -262,6 +262,111 @@ pub async fn replay(State(admin): State<Arc<Admin>>, Form(q): Form<ListQuery>) -
 
 /// A chart's series: its name, its colour, and its value at a point (none: no data).
 type Series<'a> = (&'a str, &'a str, fn(&Point) -> Option<f64>);
+
+/// The link to retrying every delivery a deliveries listing's filter matches, when it has
+/// one (and does not ask for delivered ones).
+pub fn retry_link(q: &ListQuery) -> String {
+    if !filtered(q) || q.status.as_deref() == Some(DeliveryStatus::Delivered.as_str()) {
+        return String::new();
+    }
+    format!(
+        "<p><a href=\"/ui/retry?{}\">Retry the deliveries matching this filter…</a></p>",
+        esc(filter_query(q).trim_start_matches('&'))
+    )
+}
+
+/// The deliveries `q` matches that a retry would queue again, up to [`REPLAY_MAX`].
+async fn retryable(admin: &Admin, q: &ListQuery) -> Result<(DeliveryFilter, usize, bool), String> {
+    let mut filter = q.delivery_filter()?;
+    filter.before = None;
+    filter.limit = Some(REPLAY_MAX + 1);
+    let found = admin
+        .store
+        .deliveries(filter.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let n = found
+        .iter()
+        .filter(|d| d.status != DeliveryStatus::Delivered)
+        .count();
+    Ok((filter, n.min(REPLAY_MAX), n > REPLAY_MAX))
+}
+
+/// `GET /ui/retry?<filters>`: how many deliveries would be queued again, and the button.
+pub async fn retry_confirm(
+    State(admin): State<Arc<Admin>>,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    if !filtered(&q) {
+        return page_response(
+            StatusCode::BAD_REQUEST,
+            "Retry",
+            "<p>Choose a filter first (dead letters of one destination, say).</p>",
+        );
+    }
+    let (_, n, more) = match retryable(&admin, &q).await {
+        Ok(c) => c,
+        Err(e) => {
+            return page_response(
+                StatusCode::BAD_REQUEST,
+                "Retry",
+                &format!("<p>{}</p>", esc(&e)),
+            );
+        }
+    };
+    let more = if more {
+        format!(" (the oldest {REPLAY_MAX} of more)")
+    } else {
+        String::new()
+    };
+    let body = format!(
+        "<p id=\"retry-count\"><b>{n}</b> delivery(ies) not delivered match{more}. Retrying queues \
+         them again, due now, with a fresh retry budget; attempts in flight are left alone.</p>\
+         <form method=\"post\" action=\"/ui/retry\">{}<input type=\"hidden\" name=\"limit\" value=\"{n}\">\
+         <button>Retry {n} delivery(ies)</button> <a href=\"/ui/deliveries?{}\">cancel</a></form>",
+        hidden(&q),
+        esc(filter_query(&q).trim_start_matches('&'))
+    );
+    page("Retry", &body).into_response()
+}
+
+/// `POST /ui/retry`: queues again what the confirmed filter matches (no more than counted).
+pub async fn retry(State(admin): State<Arc<Admin>>, Form(q): Form<ListQuery>) -> Response {
+    if !filtered(&q) {
+        return page_response(
+            StatusCode::BAD_REQUEST,
+            "Retry",
+            "<p>Choose a filter first.</p>",
+        );
+    }
+    let mut filter = match q.delivery_filter() {
+        Ok(f) => f,
+        Err(e) => {
+            return page_response(
+                StatusCode::BAD_REQUEST,
+                "Retry",
+                &format!("<p>{}</p>", esc(&e)),
+            );
+        }
+    };
+    filter.before = None;
+    filter.limit = Some(q.limit.unwrap_or(0).min(REPLAY_MAX));
+    if filter.limit == Some(0) {
+        return Redirect::to("/ui/deliveries").into_response();
+    }
+    match admin.store.requeue_deliveries(filter).await {
+        Ok(n) => {
+            admin.delivery_wake.notify_one();
+            let body = format!(
+                "<p id=\"retried\"><b>{n}</b> delivery(ies) queued again.</p>\
+                 <p><a href=\"/ui/deliveries?{}\">Back to the deliveries</a></p>",
+                esc(filter_query(&q).trim_start_matches('&'))
+            );
+            page("Retry", &body).into_response()
+        }
+        Err(e) => failure(e),
+    }
+}
 
 /// One line chart: each series a polyline over the same time axis.
 fn chart(title: &str, unit: &str, points: &[Point], series: &[Series<'_>]) -> String {

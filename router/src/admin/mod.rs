@@ -312,8 +312,7 @@ impl ListQuery {
     }
 
     fn delivery_filter(&self) -> Result<DeliveryFilter, String> {
-        let status = self
-            .status
+        let status = nonempty(&self.status)
             .as_deref()
             .map(|s| {
                 DeliveryStatus::parse(s).map_err(|_| {
@@ -324,8 +323,8 @@ impl ListQuery {
         let (since, until) = self.times()?;
         Ok(DeliveryFilter {
             status,
-            route: self.route.clone(),
-            destination: self.destination.clone(),
+            route: nonempty(&self.route),
+            destination: nonempty(&self.destination),
             since,
             until,
             before: self.before,

@@ -47,6 +47,10 @@ pub fn router(admin: Arc<Admin>) -> Router {
             "/ui/replay",
             get(super::console::replay_confirm).post(super::console::replay),
         )
+        .route(
+            "/ui/retry",
+            get(super::console::retry_confirm).post(super::console::retry),
+        )
         .route("/ui/charts", get(super::console::charts))
         .route("/ui/tail", get(super::console::tail_page))
         .route("/ui/tail.js", get(super::console::tail_js))
@@ -553,6 +557,7 @@ async fn deliveries_page(State(admin): State<Arc<Admin>>, Query(q): Query<ListQu
         &["pending", "retrying", "delivered", "dead"],
         q.status.as_deref(),
     );
+    body.push_str(&super::console::retry_link(&q));
     body.push_str(
         "<table><tr><th>created</th><th>delivery</th><th>event</th><th>destination</th>\
          <th>status</th><th>attempts</th><th>last error</th><th></th></tr>",
