@@ -23,8 +23,8 @@ use crate::live::Live;
 use crate::shutdown::Shutdown;
 use crate::store::{Appended, Millis, NewEvent, Store, new_id, now_ms};
 
-/// The internal route alerts are events of. Not a name a configured route can have.
-pub const ROUTE: &str = "@alerts";
+/// The internal route alerts are events of.
+pub const ROUTE: &str = crate::config::ALERTS_ROUTE;
 
 /// The content type of an alert as destinations receive it without `alerts.steps`.
 pub const CONTENT_TYPE: &str = "application/vnd.hookyard.alert+json";

@@ -343,7 +343,7 @@ pub fn build_routes(config: &Config, plugins: &LoadedPlugins) -> Result<Routes, 
     if let Some(alerts) = &config.alerts {
         // Alerts are events of their own route: its steps, then `alerts.to`.
         let route = Route {
-            name: crate::alerts::ROUTE.to_string(),
+            name: crate::config::ALERTS_ROUTE.to_string(),
             verifier: Verifier::Polled,
             steps: alerts
                 .steps

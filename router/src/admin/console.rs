@@ -10,7 +10,7 @@ use axum::extract::{Form, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::ui::{esc, failure, page, page_response};
+use super::page::{enc, esc, failure, page, page_response};
 use super::{Admin, ListQuery, views};
 use crate::activity::Point;
 use crate::live::Snapshot;
@@ -22,11 +22,6 @@ const REPLAY_MAX: usize = 1000;
 /// The policy of the live tail page: its own script and requests, nothing else.
 const TAIL_POLICY: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
                            style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'";
-
-/// A query value, percent-encoded.
-fn enc(text: &str) -> String {
-    form_urlencoded::byte_serialize(text.as_bytes()).collect()
-}
 
 /// The filters `q` sets, by query parameter name.
 fn set_filters(q: &ListQuery) -> impl Iterator<Item = (&'static str, &str)> {

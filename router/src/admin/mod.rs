@@ -18,6 +18,7 @@
 //! The same listener serves the UI for people at `/ui` ([`ui`]).
 
 mod console;
+mod page;
 pub mod ui;
 mod views;
 
@@ -98,7 +99,7 @@ async fn guard_host_and_origin(
     let headers = request.headers();
     let ui = request.uri().path().starts_with("/ui");
     let refuse = |reason: &str| match ui {
-        true => ui::page_response(
+        true => page::page_response(
             StatusCode::FORBIDDEN,
             "Refused",
             &format!("<p>{reason}</p>"),

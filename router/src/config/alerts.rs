@@ -5,6 +5,10 @@ use toml::Spanned;
 
 use super::Dur;
 
+/// The internal route alerts are events of: not a name a configured route can have
+/// (route names are letters, digits, `-`, `_` and `.`).
+pub const ALERTS_ROUTE: &str = "@alerts";
+
 /// `[alerts]`: conditions to watch and where alerts go (ordinary destinations).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
