@@ -115,6 +115,9 @@ to = ["crm"]
         "retry-confirm",
         "live-tail",
         "charts",
+        "dead-letters",
+        "destinations",
+        "alerts",
     ] {
         assert!(
             shots.join(format!("{page}.png")).exists(),

@@ -123,8 +123,17 @@ with sync_playwright() as p:
     )
     shot(page, "charts")
 
-    page.goto(f"{ADMIN}/ui/alerts")
-    shot(page, "alerts")
+    # The other pages render for a signed-in operator.
+    for path, name, heading in [
+        ("/ui/deliveries?status=dead", "dead-letters", "Dead letters"),
+        ("/ui/deliveries", "deliveries", "Deliveries"),
+        ("/ui/destinations", "destinations", "Destinations and backlog"),
+        ("/ui/alerts", "alerts", "Alerts"),
+        ("/ui/shadow", "shadow", "Shadow"),
+    ]:
+        page.goto(f"{ADMIN}{path}")
+        expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+        shot(page, name)
 
     assert not errors, f"script errors on the pages: {errors}"
     browser.close()
