@@ -198,7 +198,12 @@ fn init_tracing(
     let (layer, exporter) = crate::trace::layer(telemetry, endpoint, runtime)
         .context("cannot set up the OTLP trace exporter")?;
     let _ = logging.with(layer).try_init();
-    tracing::info!(collector = %endpoint, "exporting traces");
+    // The URL may carry credentials: log where, not how.
+    let collector = url::Url::parse(endpoint)
+        .ok()
+        .and_then(|u| Some(format!("{}://{}", u.scheme(), u.host_str()?)))
+        .unwrap_or_default();
+    tracing::info!(%collector, "exporting traces");
     Ok(Some(exporter))
 }
 
