@@ -421,6 +421,17 @@ fn chart(title: &str, unit: &str, points: &[Point], series: &[Series<'_>]) -> St
             esc(name),
             fmt_num(total)
         );
+        // A lone reading (latency in a quiet minute) has no line to show it: mark each one.
+        for (i, p) in points.iter().enumerate() {
+            if let Some(v) = f(p).filter(|v| *v > 0.0) {
+                let _ = write!(
+                    out,
+                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2\" fill=\"{color}\"/>",
+                    x(i),
+                    y(v)
+                );
+            }
+        }
     }
     out.push_str("</svg><p class=\"legend\">");
     for (name, color, _) in series {
