@@ -703,6 +703,38 @@ url = "sqlite://data/hookyard.db"
     }
 
     #[test]
+    fn alerts_name_configured_destinations_and_plugins_and_known_conditions() {
+        let dest = "[destinations.ops]\nurl = \"https://chat.example.com/hook\"\n";
+        let with = |alerts: &str| format!("{MINIMAL}{dest}[alerts]\n{alerts}");
+        let ok = parse(&with("to = [\"ops\"]\n")).expect("valid");
+        let alerts = ok.alerts.expect("configured");
+        assert_eq!(alerts.on, Condition::all(), "every condition by default");
+        assert_eq!(alerts.debounce.0, std::time::Duration::from_secs(600));
+        for (body, expected) in [
+            (
+                "to = [\"pager\"]\n",
+                "router.toml:9: alerts.to: destination \"pager\" is not defined",
+            ),
+            ("to = []\n", "alerts.to must name at least one destination"),
+            (
+                "to = [\"ops\"]\nsteps = [\"words\"]\n",
+                "alerts.steps: \"words\" is not defined under [plugins]",
+            ),
+            (
+                "to = [\"ops\"]\non = [\"dead_leter\"]\n",
+                "unknown variant `dead_leter`",
+            ),
+            (
+                "to = [\"ops\"]\nplugin_failure_rate = 1.5\n",
+                "alerts.plugin_failure_rate must be between 0.0 and 1.0",
+            ),
+        ] {
+            let err = parse(&with(body)).unwrap_err().to_string();
+            assert!(err.contains(expected), "{body}: {err}");
+        }
+    }
+
+    #[test]
     fn a_plugin_name_cannot_reach_the_routers_own_kv_space() {
         let text = format!("{MINIMAL}[plugins.\"hookyard/learned-secrets\"]\npath = \"x.wasm\"\n");
         let err = parse(&text).unwrap_err().to_string();
