@@ -180,83 +180,134 @@ async fn count(admin: &Admin, q: &ListQuery) -> Result<(EventFilter, usize, bool
     ))
 }
 
+/// The words and places of one bulk action: replaying events or retrying deliveries.
+struct Bulk {
+    title: &'static str,
+    /// Element ids: `<id>-count` on the confirmation, `done` on the result.
+    id: &'static str,
+    done: &'static str,
+    /// The listing to go back to.
+    list: &'static str,
+    noun: &'static str,
+    /// What the count is of, after "<n> <noun>".
+    counted: &'static str,
+    /// What confirming does.
+    explain: &'static str,
+    /// What was done, after "<n> <noun>".
+    did: &'static str,
+}
+
+const REPLAY: Bulk = Bulk {
+    title: "Replay",
+    id: "replay",
+    done: "replayed",
+    list: "/ui/events",
+    noun: "event(s)",
+    counted: "match",
+    explain: "Replaying runs them through their route's plugins as loaded now; their new \
+              outputs become new deliveries.",
+    did: "queued to run through their plugins again.",
+};
+
+const RETRY: Bulk = Bulk {
+    title: "Retry",
+    id: "retry",
+    done: "retried",
+    list: "/ui/deliveries",
+    noun: "delivery(ies)",
+    counted: "not delivered match",
+    explain: "Retrying queues them again, due now, with a fresh retry budget; attempts in \
+              flight are left alone.",
+    did: "queued again.",
+};
+
+impl Bulk {
+    fn refuse(&self, message: &str) -> Response {
+        page_response(
+            StatusCode::BAD_REQUEST,
+            self.title,
+            &format!("<p>{}</p>", esc(message)),
+        )
+    }
+
+    fn back(&self, q: &ListQuery) -> String {
+        format!(
+            "{}?{}",
+            self.list,
+            esc(filter_query(q).trim_start_matches('&'))
+        )
+    }
+
+    /// How many `q` matches (`more`: beyond [`REPLAY_MAX`]), and the button that acts on
+    /// that many.
+    fn confirm(&self, q: &ListQuery, n: usize, more: bool) -> Response {
+        let more = if more {
+            format!(" (the oldest {REPLAY_MAX} of more)")
+        } else {
+            String::new()
+        };
+        let body = format!(
+            "<p id=\"{id}-count\"><b>{n}</b> {noun} {counted}{more}. {explain}</p>\
+             <form method=\"post\" action=\"/ui/{id}\">{hidden}\
+             <input type=\"hidden\" name=\"limit\" value=\"{n}\">\
+             <button>{title} {n} {noun}</button> <a href=\"{back}\">cancel</a></form>",
+            id = self.id,
+            noun = self.noun,
+            counted = self.counted,
+            explain = self.explain,
+            title = self.title,
+            hidden = hidden(q),
+            back = self.back(q),
+        );
+        page(self.title, &body).into_response()
+    }
+
+    fn result(&self, q: &ListQuery, n: usize) -> Response {
+        let body = format!(
+            "<p id=\"{}\"><b>{n}</b> {} {}</p><p><a href=\"{}\">Back</a></p>",
+            self.done,
+            self.noun,
+            self.did,
+            self.back(q)
+        );
+        page(self.title, &body).into_response()
+    }
+}
+
 /// `GET /ui/replay?<filters>`: how many events would run again, and the button that does it.
 pub async fn replay_confirm(
     State(admin): State<Arc<Admin>>,
     Query(q): Query<ListQuery>,
 ) -> Response {
     if !filtered(&q) {
-        return page_response(
-            StatusCode::BAD_REQUEST,
-            "Replay",
-            "<p>Choose a filter first: replaying every event is almost never meant.</p>",
-        );
+        return REPLAY
+            .refuse("Choose a filter first: replaying every event is almost never meant.");
     }
-    let (_, n, more) = match count(&admin, &q).await {
-        Ok(c) => c,
-        Err(e) => {
-            return page_response(
-                StatusCode::BAD_REQUEST,
-                "Replay",
-                &format!("<p>{}</p>", esc(&e)),
-            );
-        }
-    };
-    let more = if more {
-        format!(" (the oldest {REPLAY_MAX} of more)")
-    } else {
-        String::new()
-    };
-    let body = format!(
-        "<p id=\"replay-count\"><b>{n}</b> event(s) match{more}. Replaying runs them through their \
-         route's plugins as loaded now; their new outputs become new deliveries.</p>\
-         <form method=\"post\" action=\"/ui/replay\">{}<input type=\"hidden\" name=\"limit\" value=\"{n}\">\
-         <button>Replay {n} event(s)</button> <a href=\"/ui/events?{}\">cancel</a></form>",
-        hidden(&q),
-        esc(filter_query(&q).trim_start_matches('&'))
-    );
-    page("Replay", &body).into_response()
+    match count(&admin, &q).await {
+        Ok((_, n, more)) => REPLAY.confirm(&q, n, more),
+        Err(e) => REPLAY.refuse(&e),
+    }
 }
 
 /// `POST /ui/replay`: replays what the confirmed filter matches (no more than was counted).
 pub async fn replay(State(admin): State<Arc<Admin>>, Form(q): Form<ListQuery>) -> Response {
     if !filtered(&q) {
-        return page_response(
-            StatusCode::BAD_REQUEST,
-            "Replay",
-            "<p>Choose a filter first.</p>",
-        );
+        return REPLAY.refuse("Choose a filter first.");
     }
     let mut filter = match q.event_filter() {
         Ok(f) => f,
-        Err(e) => {
-            return page_response(
-                StatusCode::BAD_REQUEST,
-                "Replay",
-                &format!("<p>{}</p>", esc(&e)),
-            );
-        }
+        Err(e) => return REPLAY.refuse(&e),
     };
     filter.before = None;
     filter.limit = q.limit.unwrap_or(0).min(REPLAY_MAX);
     if filter.limit == 0 {
-        return Redirect::to("/ui/events").into_response();
+        return Redirect::to(REPLAY.list).into_response();
     }
     match admin.store.replay_events(filter, None).await {
-        Ok(n) => {
-            let body = format!(
-                "<p id=\"replayed\"><b>{n}</b> event(s) queued to run through their plugins again.</p>\
-                 <p><a href=\"/ui/events?{}\">Back to the events</a></p>",
-                esc(filter_query(&q).trim_start_matches('&'))
-            );
-            page("Replay", &body).into_response()
-        }
+        Ok(n) => REPLAY.result(&q, n),
         Err(e) => failure(e),
     }
 }
-
-/// A chart's series: its name, its colour, and its value at a point (none: no data).
-type Series<'a> = (&'a str, &'a str, fn(&Point) -> Option<f64>);
 
 /// The link to retrying every delivery a deliveries listing's filter matches, when it has
 /// one (and does not ask for delivered ones).
@@ -293,75 +344,39 @@ pub async fn retry_confirm(
     Query(q): Query<ListQuery>,
 ) -> Response {
     if !filtered(&q) {
-        return page_response(
-            StatusCode::BAD_REQUEST,
-            "Retry",
-            "<p>Choose a filter first (dead letters of one destination, say).</p>",
-        );
+        return RETRY.refuse("Choose a filter first (dead letters of one destination, say).");
     }
-    let (_, n, more) = match retryable(&admin, &q).await {
-        Ok(c) => c,
-        Err(e) => {
-            return page_response(
-                StatusCode::BAD_REQUEST,
-                "Retry",
-                &format!("<p>{}</p>", esc(&e)),
-            );
-        }
-    };
-    let more = if more {
-        format!(" (the oldest {REPLAY_MAX} of more)")
-    } else {
-        String::new()
-    };
-    let body = format!(
-        "<p id=\"retry-count\"><b>{n}</b> delivery(ies) not delivered match{more}. Retrying queues \
-         them again, due now, with a fresh retry budget; attempts in flight are left alone.</p>\
-         <form method=\"post\" action=\"/ui/retry\">{}<input type=\"hidden\" name=\"limit\" value=\"{n}\">\
-         <button>Retry {n} delivery(ies)</button> <a href=\"/ui/deliveries?{}\">cancel</a></form>",
-        hidden(&q),
-        esc(filter_query(&q).trim_start_matches('&'))
-    );
-    page("Retry", &body).into_response()
+    match retryable(&admin, &q).await {
+        Ok((_, n, more)) => RETRY.confirm(&q, n, more),
+        Err(e) => RETRY.refuse(&e),
+    }
 }
 
 /// `POST /ui/retry`: queues again what the confirmed filter matches (no more than counted).
 pub async fn retry(State(admin): State<Arc<Admin>>, Form(q): Form<ListQuery>) -> Response {
     if !filtered(&q) {
-        return page_response(
-            StatusCode::BAD_REQUEST,
-            "Retry",
-            "<p>Choose a filter first.</p>",
-        );
+        return RETRY.refuse("Choose a filter first.");
     }
     let mut filter = match q.delivery_filter() {
         Ok(f) => f,
-        Err(e) => {
-            return page_response(
-                StatusCode::BAD_REQUEST,
-                "Retry",
-                &format!("<p>{}</p>", esc(&e)),
-            );
-        }
+        Err(e) => return RETRY.refuse(&e),
     };
     filter.before = None;
     filter.limit = Some(q.limit.unwrap_or(0).min(REPLAY_MAX));
     if filter.limit == Some(0) {
-        return Redirect::to("/ui/deliveries").into_response();
+        return Redirect::to(RETRY.list).into_response();
     }
     match admin.store.requeue_deliveries(filter).await {
         Ok(n) => {
             admin.delivery_wake.notify_one();
-            let body = format!(
-                "<p id=\"retried\"><b>{n}</b> delivery(ies) queued again.</p>\
-                 <p><a href=\"/ui/deliveries?{}\">Back to the deliveries</a></p>",
-                esc(filter_query(&q).trim_start_matches('&'))
-            );
-            page("Retry", &body).into_response()
+            RETRY.result(&q, n)
         }
         Err(e) => failure(e),
     }
 }
+
+/// A chart's series: its name, its colour, and its value at a point (none: no data).
+type Series<'a> = (&'a str, &'a str, fn(&Point) -> Option<f64>);
 
 /// One line chart: each series a polyline over the same time axis.
 fn chart(title: &str, unit: &str, points: &[Point], series: &[Series<'_>]) -> String {
