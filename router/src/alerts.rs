@@ -32,6 +32,13 @@ pub const CONTENT_TYPE: &str = "application/vnd.hookyard.alert+json";
 /// The id prefix of alert events; their deliveries raise no alerts.
 pub const ID_PREFIX: &str = "alt";
 
+/// Whether `event_id` is an alert's (its deliveries raise no alerts).
+pub fn is_alert(event_id: &str) -> bool {
+    event_id
+        .strip_prefix(ID_PREFIX)
+        .is_some_and(|rest| rest.starts_with('_'))
+}
+
 /// How often work waiting is checked for `backlog_age`.
 const BACKLOG_CHECK: Duration = Duration::from_secs(5);
 
@@ -259,7 +266,12 @@ impl Engine {
                     return out;
                 }
                 let window = config.window.0;
-                let runs = self.runs.entry(route.clone()).or_default();
+                if !self.runs.contains_key(&route) {
+                    self.runs.insert(route.clone(), VecDeque::new());
+                }
+                let Some(runs) = self.runs.get_mut(&route) else {
+                    return out;
+                };
                 runs.push_back((now, failed.is_some()));
                 while runs
                     .front()
@@ -399,6 +411,10 @@ impl Engine {
         subject: &Subject,
         out: &mut Vec<Raise>,
     ) {
+        // Most signals find nothing open: no key to build.
+        if self.open.is_empty() {
+            return;
+        }
         if let Some(state) = self.open.remove(&(condition, subject.clone()))
             && config.on.contains(&condition)
         {
@@ -795,6 +811,8 @@ mod tests {
         let event = r[0].event();
         assert_eq!(event.route, ROUTE);
         assert!(event.id.starts_with("alt_"));
+        assert!(is_alert(&event.id));
+        assert!(!is_alert("evt_1") && !is_alert("alternative"));
         assert_eq!(
             event.dedup_key.as_deref(),
             Some("@alerts:dead_letter:destination=crm:firing")

@@ -82,23 +82,33 @@ with sync_playwright() as p:
     expect(page.get_by_role("heading", name="Event", exact=True)).to_be_visible()
     report["retried"] = True
 
-    # Replay what a filter matches, after reading how many that is.
-    page.goto(f"{ADMIN}/ui/events?route=shop")
-    page.get_by_role("link", name="Replay the events matching this filter…").click()
-    count = int(page.locator("#replay-count b").inner_text())
-    report["replay_count"] = count
-    shot(page, "replay-confirm")
-    page.get_by_role("button", name=f"Replay {count} event(s)").click()
-    expect(page.locator("#replayed b")).to_have_text(str(count))
+    def bulk(listing, link, action, noun, done):
+        """Follows a listing's bulk link, reads the count, confirms, and checks that many
+        were acted on; the count."""
+        page.goto(f"{ADMIN}{listing}")
+        page.get_by_role("link", name=link).click()
+        count = int(page.locator(f"#{action.lower()}-count b").inner_text())
+        shot(page, f"{action.lower()}-confirm")
+        page.get_by_role("button", name=f"{action} {count} {noun}").click()
+        expect(page.locator(f"#{done} b")).to_have_text(str(count))
+        return count
 
+    # Replay what a filter matches, after reading how many that is.
+    report["replay_count"] = bulk(
+        "/ui/events?route=shop",
+        "Replay the events matching this filter…",
+        "Replay",
+        "event(s)",
+        "replayed",
+    )
     # Retry every dead letter of a destination, after reading how many that is.
-    page.goto(f"{ADMIN}/ui/deliveries?status=dead&destination=crm")
-    page.get_by_role("link", name="Retry the deliveries matching this filter…").click()
-    dead = int(page.locator("#retry-count b").inner_text())
-    report["retry_count"] = dead
-    shot(page, "retry-confirm")
-    page.get_by_role("button", name=f"Retry {dead} delivery(ies)").click()
-    expect(page.locator("#retried b")).to_have_text(str(dead))
+    report["retry_count"] = bulk(
+        "/ui/deliveries?status=dead&destination=crm",
+        "Retry the deliveries matching this filter…",
+        "Retry",
+        "delivery(ies)",
+        "retried",
+    )
 
     # The live tail takes an event sent while it is open, without a reload.
     page.goto(f"{ADMIN}/ui/tail")

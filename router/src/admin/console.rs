@@ -14,7 +14,7 @@ use super::page::{enc, esc, failure, page, page_response};
 use super::{Admin, ListQuery, views};
 use crate::activity::Point;
 use crate::live::Snapshot;
-use crate::store::{DeliveryFilter, DeliveryStatus, EventFilter, Millis};
+use crate::store::{DeliveryStatus, EventFilter, Millis};
 
 /// Most events the replay page counts (and replays) at once.
 const REPLAY_MAX: usize = 1000;
@@ -164,20 +164,16 @@ fn hidden(q: &ListQuery) -> String {
 }
 
 /// How many events `q` matches, up to [`REPLAY_MAX`] (`true` when there are more).
-async fn count(admin: &Admin, q: &ListQuery) -> Result<(EventFilter, usize, bool), String> {
+async fn count(admin: &Admin, q: &ListQuery) -> Result<(usize, bool), String> {
     let mut filter = q.event_filter()?;
     filter.before = None;
     filter.limit = REPLAY_MAX + 1;
     let found = admin
         .store
-        .events(filter.clone())
+        .events(filter)
         .await
         .map_err(|e| e.to_string())?;
-    Ok((
-        filter,
-        found.len().min(REPLAY_MAX),
-        found.len() > REPLAY_MAX,
-    ))
+    Ok((found.len().min(REPLAY_MAX), found.len() > REPLAY_MAX))
 }
 
 /// The words and places of one bulk action: replaying events or retrying deliveries.
@@ -284,7 +280,7 @@ pub async fn replay_confirm(
             .refuse("Choose a filter first: replaying every event is almost never meant.");
     }
     match count(&admin, &q).await {
-        Ok((_, n, more)) => REPLAY.confirm(&q, n, more),
+        Ok((n, more)) => REPLAY.confirm(&q, n, more),
         Err(e) => REPLAY.refuse(&e),
     }
 }
@@ -322,20 +318,20 @@ pub fn retry_link(q: &ListQuery) -> String {
 }
 
 /// The deliveries `q` matches that a retry would queue again, up to [`REPLAY_MAX`].
-async fn retryable(admin: &Admin, q: &ListQuery) -> Result<(DeliveryFilter, usize, bool), String> {
+async fn retryable(admin: &Admin, q: &ListQuery) -> Result<(usize, bool), String> {
     let mut filter = q.delivery_filter()?;
     filter.before = None;
     filter.limit = Some(REPLAY_MAX + 1);
     let found = admin
         .store
-        .deliveries(filter.clone())
+        .deliveries(filter)
         .await
         .map_err(|e| e.to_string())?;
     let n = found
         .iter()
         .filter(|d| d.status != DeliveryStatus::Delivered)
         .count();
-    Ok((filter, n.min(REPLAY_MAX), n > REPLAY_MAX))
+    Ok((n.min(REPLAY_MAX), n > REPLAY_MAX))
 }
 
 /// `GET /ui/retry?<filters>`: how many deliveries would be queued again, and the button.
@@ -347,7 +343,7 @@ pub async fn retry_confirm(
         return RETRY.refuse("Choose a filter first (dead letters of one destination, say).");
     }
     match retryable(&admin, &q).await {
-        Ok((_, n, more)) => RETRY.confirm(&q, n, more),
+        Ok((n, more)) => RETRY.confirm(&q, n, more),
         Err(e) => RETRY.refuse(&e),
     }
 }

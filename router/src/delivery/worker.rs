@@ -395,6 +395,7 @@ impl DeliveryWorker {
         recorder: &mpsc::UnboundedSender<Recorded>,
         held: Held,
     ) {
+        let Held { delivery, slot } = held;
         let job = Job {
             store: self.store.clone(),
             recorder: recorder.clone(),
@@ -403,17 +404,8 @@ impl DeliveryWorker {
             metrics: self.metrics.clone(),
             alerter: self.alerter.clone(),
             activity: self.activity.clone(),
-            ordered: false,
-            from_alert: false,
-        };
-        let Held { delivery, slot } = held;
-        let job = Job {
             ordered: delivery.new.ordering_key.is_some(),
-            from_alert: delivery
-                .new
-                .event_id
-                .starts_with(&format!("{}_", crate::alerts::ID_PREFIX)),
-            ..job
+            from_alert: crate::alerts::is_alert(&delivery.new.event_id),
         };
         let span = tracing::info_span!(
             target: crate::trace::TARGET,
