@@ -404,3 +404,38 @@ async fn a_store_that_stops_answering_gets_fast_503s_and_readyz_says_so() {
     assert_eq!(post(&router, "in", &[], br#"{"n":3}"#).await.0, 202);
     receiver.wait_for(2, Duration::from_secs(30)).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finishing_events_finds_them_by_id_not_through_the_index_of_waiting_events() {
+    // Under load `events_waiting` holds an entry for every event received since the last
+    // vacuum; a plan that scans it reads more heap pages with every batch.
+    let cluster = PgCluster::start().expect("PostgreSQL starts");
+    let url = cluster.new_database().await;
+    let _store = PostgresStore::open(&url).await.expect("open");
+    cluster
+        .query(
+            &url,
+            "INSERT INTO events (id, route, received_at, headers, body, status)
+             SELECT 'evt_' || g, 'r', g, '[]', '', CASE WHEN g > 4990 THEN 'received' ELSE 'processed' END
+             FROM generate_series(1, 5000) AS g;
+             ANALYZE events;",
+        )
+        .await;
+    let nulls = vec!["NULL"; 20].join(", ");
+    for mode in ["force_generic_plan", "force_custom_plan"] {
+        let plan = cluster
+            .query(
+                &url,
+                &format!(
+                    "PREPARE finish AS {};
+                     SET plan_cache_mode = {mode};
+                     EXPLAIN EXECUTE finish('{{evt_4995,evt_4996}}', {nulls});",
+                    hookyard::store::postgres::FINISH_EVENTS
+                ),
+            )
+            .await
+            .join("\n");
+        assert!(plan.contains("events_id_key"), "{mode}:\n{plan}");
+        assert!(!plan.contains("events_waiting"), "{mode}:\n{plan}");
+    }
+}

@@ -354,6 +354,57 @@ CREATE TABLE attempts (
 CREATE INDEX attempts_delivery ON attempts(delivery_id);
 "#;
 
+/// Records a batch of event outcomes and creates their deliveries, in one statement: the
+/// events' updates, then the deliveries of exactly those events the update changed (one still
+/// `received`), some of them claimed by this node, and a wake-up for the others.
+///
+/// The events are found by id. `status = (SELECT 'received')` hides the literal from the
+/// planner on purpose: given `status = 'received'` it scanned the partial index
+/// `events_waiting` instead, which under load holds an entry for every event received since
+/// the last vacuum (tens of thousands, finished or not), so each batch read thousands of heap
+/// pages and got slower the longer the load ran.
+pub const FINISH_EVENTS: &str = "WITH finished AS (
+    UPDATE events e SET status = f.status, error = f.error, lease_until = f.lease_until,
+           run_us = f.run_us, run_fuel = f.run_fuel, dropped = f.dropped
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[],
+                $17::bigint[])
+         AS f(id, status, error, run_us, run_fuel, dropped, lease_until)
+    WHERE e.id = f.id AND e.status = (SELECT 'received'::text)
+    RETURNING e.id
+ ), created AS (
+    INSERT INTO deliveries (id, event_id, destination, body, headers, content_type, status,
+                            next_attempt_at, created_at, ordering_key, method, path,
+                            lease_until, traceparent)
+    SELECT c.id, c.event_id, c.destination, c.body, c.headers, c.content_type, 'pending',
+           $7::bigint, $7::bigint, c.ordering_key, c.method, c.path,
+           CASE WHEN c.claim AND c.claimed <= $20 THEN $19::bigint ELSE 0 END,
+           c.traceparent
+    FROM (
+        SELECT d.*, sum(d.claim::int) OVER (ORDER BY d.ord) AS claimed
+        FROM (
+            SELECT u.id, u.event_id, u.destination, u.body, u.headers, u.content_type,
+                   u.ordering_key, u.method, u.path, u.traceparent, u.ord,
+                   u.claim AND u.destination NOT IN (SELECT name FROM paused_destinations)
+                       AS claim
+            FROM unnest($8::text[], $9::text[], $10::text[], $11::bytea[], $12::text[],
+                        $13::text[], $14::text[], $15::text[], $16::text[], $18::bool[],
+                        $21::text[])
+                 WITH ORDINALITY
+                 AS u(id, event_id, destination, body, headers, content_type,
+                      ordering_key, method, path, claim, traceparent, ord)
+            WHERE u.event_id IN (SELECT id FROM finished)
+        ) AS d
+    ) AS c
+    ORDER BY c.ord
+    RETURNING id, seq, lease_until
+ ), woken AS (
+    SELECT pg_notify('hookyard_deliveries', '')
+    FROM (SELECT 1 FROM created WHERE lease_until = 0 LIMIT 1) AS unclaimed
+ )
+ SELECT id, seq FROM created WHERE lease_until <> 0
+ UNION ALL
+ SELECT NULL::text, NULL::bigint FROM woken";
+
 /// A plugin's kv value ($1 plugin, $2 key), unless it expired before $3.
 const KV_LIVE_VALUE: &str = "SELECT value FROM kv WHERE plugin = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $3)";
 
@@ -898,8 +949,7 @@ impl Store for PostgresStore {
         if finished.is_empty() {
             return Ok(Vec::new());
         }
-        // One statement for the whole batch: the events' updates, then the deliveries of
-        // exactly those events the update changed (one still `received`), in one commit.
+        // One statement and one commit for the whole batch (see [`FINISH_EVENTS`]).
         let n = finished.len();
         let (mut ids, mut statuses, mut errors) = (
             Vec::with_capacity(n),
@@ -943,74 +993,34 @@ impl Store for PostgresStore {
         // Other nodes' workers (and this one's) hear of deliveries nobody holds; the claimed
         // ones come back as rows, and one row of nulls says the notice went out.
         let rows = rows(
-                &conn,
-                self.cached,
-                "WITH finished AS (
-                    UPDATE events e SET status = f.status, error = f.error, lease_until = f.lease_until,
-                           run_us = f.run_us, run_fuel = f.run_fuel, dropped = f.dropped
-                    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[],
-                                $17::bigint[])
-                         AS f(id, status, error, run_us, run_fuel, dropped, lease_until)
-                    WHERE e.id = f.id AND e.status = 'received'
-                    RETURNING e.id
-                 ), created AS (
-                    INSERT INTO deliveries (id, event_id, destination, body, headers, content_type, status,
-                                            next_attempt_at, created_at, ordering_key, method, path,
-                                            lease_until, traceparent)
-                    SELECT c.id, c.event_id, c.destination, c.body, c.headers, c.content_type, 'pending',
-                           $7::bigint, $7::bigint, c.ordering_key, c.method, c.path,
-                           CASE WHEN c.claim AND c.claimed <= $20 THEN $19::bigint ELSE 0 END,
-                           c.traceparent
-                    FROM (
-                        SELECT d.*, sum(d.claim::int) OVER (ORDER BY d.ord) AS claimed
-                        FROM (
-                            SELECT u.id, u.event_id, u.destination, u.body, u.headers, u.content_type,
-                                   u.ordering_key, u.method, u.path, u.traceparent, u.ord,
-                                   u.claim AND u.destination NOT IN (SELECT name FROM paused_destinations)
-                                       AS claim
-                            FROM unnest($8::text[], $9::text[], $10::text[], $11::bytea[], $12::text[],
-                                        $13::text[], $14::text[], $15::text[], $16::text[], $18::bool[],
-                                        $21::text[])
-                                 WITH ORDINALITY
-                                 AS u(id, event_id, destination, body, headers, content_type,
-                                      ordering_key, method, path, claim, traceparent, ord)
-                            WHERE u.event_id IN (SELECT id FROM finished)
-                        ) AS d
-                    ) AS c
-                    ORDER BY c.ord
-                    RETURNING id, seq, lease_until
-                 ), woken AS (
-                    SELECT pg_notify('hookyard_deliveries', '')
-                    FROM (SELECT 1 FROM created WHERE lease_until = 0 LIMIT 1) AS unclaimed
-                 )
-                 SELECT id, seq FROM created WHERE lease_until <> 0
-                 UNION ALL
-                 SELECT NULL::text, NULL::bigint FROM woken",
-                &[
-                    &ids,
-                    &statuses,
-                    &errors,
-                    &run_us,
-                    &fuel,
-                    &dropped,
-                    &now,
-                    &d.id,
-                    &d.event_id,
-                    &d.destination,
-                    &d.body,
-                    &d.headers,
-                    &d.content_type,
-                    &d.ordering_key,
-                    &d.method,
-                    &d.path,
-                    &leases,
-                    &claiming,
-                    &lease,
-                    &limit,
-                    &d.traceparent,
-                ],
-            )
-            .await?;
+            &conn,
+            self.cached,
+            FINISH_EVENTS,
+            &[
+                &ids,
+                &statuses,
+                &errors,
+                &run_us,
+                &fuel,
+                &dropped,
+                &now,
+                &d.id,
+                &d.event_id,
+                &d.destination,
+                &d.body,
+                &d.headers,
+                &d.content_type,
+                &d.ordering_key,
+                &d.method,
+                &d.path,
+                &leases,
+                &claiming,
+                &lease,
+                &limit,
+                &d.traceparent,
+            ],
+        )
+        .await?;
         let mut claimed = Vec::new();
         for row in rows {
             let (Some(id), Some(seq)) = (row.get::<_, Option<String>>(0), row.get(1)) else {
