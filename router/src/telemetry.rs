@@ -2,12 +2,13 @@
 //! failed, plugin time and fuel, delivery attempts per destination and result. Rendered in
 //! the Prometheus text format by `GET /admin/metrics`.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
-/// A metric's name and its label pairs, rendered `name{k="v",...}`.
-type Key = (&'static str, String);
+/// Each metric's series: its label pairs rendered `k="v",...`, and the value.
+type Series = BTreeMap<String, u64>;
 
 /// A value read at scrape time: name, labels, value.
 pub type Gauge<'a> = (&'static str, Vec<(&'a str, &'a str)>, u64);
@@ -15,7 +16,7 @@ pub type Gauge<'a> = (&'static str, Vec<(&'a str, &'a str)>, u64);
 /// The router's counters. Cheap to bump from any task.
 #[derive(Default)]
 pub struct Metrics {
-    counters: Mutex<BTreeMap<Key, u64>>,
+    counters: Mutex<BTreeMap<&'static str, Series>>,
 }
 
 /// What each counter means, for the `# HELP` lines.
@@ -74,26 +75,48 @@ const HELP: [(&str, &str); 13] = [
     ),
 ];
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Writes `k="v",...` with the values escaped as the text format asks.
+fn write_labels(out: &mut String, pairs: &[(&str, &str)]) {
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        for c in v.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
 }
 
-fn labels(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-        .collect::<Vec<_>>()
-        .join(",")
+thread_local! {
+    /// Where [`Metrics::add`] renders a series' labels to look it up: a counter bumped
+    /// several times per event allocates only the first time its series appears.
+    static LABELS: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 impl Metrics {
     /// Adds `by` to the counter `name` with these labels.
     pub fn add(&self, name: &'static str, pairs: &[(&str, &str)], by: u64) {
-        if let Ok(mut c) = self.counters.lock() {
-            *c.entry((name, labels(pairs))).or_default() += by;
-        }
+        LABELS.with_borrow_mut(|labels| {
+            labels.clear();
+            write_labels(labels, pairs);
+            if let Ok(mut c) = self.counters.lock() {
+                let series = c.entry(name).or_default();
+                match series.get_mut(labels.as_str()) {
+                    Some(value) => *value += by,
+                    None => {
+                        series.insert(labels.clone(), by);
+                    }
+                }
+            }
+        });
     }
 
     /// Adds one.
@@ -103,16 +126,21 @@ impl Metrics {
 
     /// The Prometheus text format, with `gauges` (name, labels, value) appended.
     pub fn render(&self, gauges: &[Gauge<'_>]) -> String {
-        let mut all: BTreeMap<Key, u64> =
+        let mut all: BTreeMap<&'static str, Series> =
             self.counters.lock().map(|c| c.clone()).unwrap_or_default();
         for (name, pairs, value) in gauges {
-            all.insert((name, labels(pairs)), *value);
+            let mut labels = String::new();
+            write_labels(&mut labels, pairs);
+            all.entry(name).or_default().insert(labels, *value);
         }
         let mut out = String::new();
         let mut last = "";
-        for ((name, labels), value) in &all {
-            if *name != last {
-                let help = HELP.iter().find(|(n, _)| n == name).map_or("", |(_, h)| h);
+        for (name, labels, value) in all
+            .iter()
+            .flat_map(|(name, series)| series.iter().map(move |(l, v)| (*name, l, v)))
+        {
+            if name != last {
+                let help = HELP.iter().find(|(n, _)| *n == name).map_or("", |(_, h)| h);
                 let kind = if name.ends_with("_total") {
                     "counter"
                 } else {
