@@ -90,7 +90,6 @@ fn main() {
         "| load | acked/s | delivered/s end to end | missing | p99 ack | commits/event | router CPU/event | acked vs bare hyper | delivered vs bare hyper |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    let mut breakdowns: Vec<(String, BTreeMap<String, f64>)> = Vec::new();
     let mut burst_verdict: Option<String> = None;
     let base = wrk(
         &work,
@@ -106,7 +105,15 @@ fn main() {
         base.per_sec(),
         base.p99
     );
-    let base_rate = base.per_sec();
+    let mut rows = Rows {
+        rt: &rt,
+        work: &work,
+        receiver: &receiver,
+        body: &body_path,
+        signature: &signature,
+        base_rate: base.per_sec(),
+        breakdowns: Vec::new(),
+    };
 
     if with_sqlite {
         let sqlite = Node::start(
@@ -121,36 +128,22 @@ fn main() {
             ("", CONNECTIONS, secs, "sq"),
             (" (light load)", LIGHT_CONNECTIONS, 10, "sql"),
         ] {
-            let row = measure(
-                &rt,
-                &work,
+            let row = rows.measure(
+                format!("SQLite, {connections} connections{what}, {secs} s"),
                 &[&sqlite],
-                &receiver,
-                &body_path,
-                &signature,
                 Load::For(connections, secs),
                 prefix,
             );
             if connections == CONNECTIONS {
                 sustained = row.delivered_rate();
             }
-            let what = format!("SQLite, {connections} connections{what}, {secs} s");
-            row.print(&what, base_rate);
-            breakdowns.push((what, row.cpu_split()));
         }
-        let row = measure(
-            &rt,
-            &work,
+        let row = rows.measure(
+            format!("SQLite, a burst of {BURST} events, {CONNECTIONS} connections"),
             &[&sqlite],
-            &receiver,
-            &body_path,
-            &signature,
             Load::Burst(CONNECTIONS, BURST),
             "sqb",
         );
-        let what = format!("SQLite, a burst of {BURST} events, {CONNECTIONS} connections");
-        row.print(&what, base_rate);
-        breakdowns.push((what, row.cpu_split()));
         // The issue's bar: the burst delivered within BURST / the sustained rate + 5 s, for
         // the rate this run sustained and for the 10,000/s the issue asks.
         let took = row.first_to_last.as_secs_f64();
@@ -196,19 +189,12 @@ fn main() {
                 if statements {
                     rt.block_on(reset_statements(&url));
                 }
-                let row = measure(
-                    &rt,
-                    &work,
+                let row = rows.measure(
+                    format!("PostgreSQL, 1 node, {CONNECTIONS} connections, {pg_secs} s"),
                     &[&one],
-                    &receiver,
-                    &body_path,
-                    &signature,
                     Load::For(CONNECTIONS, pg_secs),
                     "pg",
                 );
-                let what = format!("PostgreSQL, 1 node, {CONNECTIONS} connections, {pg_secs} s");
-                row.print(&what, base_rate);
-                breakdowns.push((what, row.cpu_split()));
                 if statements {
                     rt.block_on(print_statements(&url, row.delivered));
                 }
@@ -216,25 +202,18 @@ fn main() {
                 let url = rt.block_on(cluster.new_database());
                 let a = Node::start(&root, &work, "pg2a", &url, receiver.addr);
                 let b = Node::start(&root, &work, "pg2b", &url, receiver.addr);
-                let row = measure(
-                    &rt,
-                    &work,
+                rows.measure(
+                    format!(
+                        "PostgreSQL, 2 nodes on one database, {CONNECTIONS} connections in all, {pg_secs} s"
+                    ),
                     &[&a, &b],
-                    &receiver,
-                    &body_path,
-                    &signature,
                     Load::For(CONNECTIONS, pg_secs),
                     "pgb",
                 );
-                let what = format!(
-                    "PostgreSQL, 2 nodes on one database, {CONNECTIONS} connections in all, {pg_secs} s"
-                );
-                row.print(&what, base_rate);
-                breakdowns.push((what, row.cpu_split()));
             }
         }
     }
-    print_breakdowns(&breakdowns);
+    print_breakdowns(&rows.breakdowns);
     if let Some(verdict) = burst_verdict {
         println!("\n{verdict}");
     }
@@ -467,6 +446,37 @@ enum Load {
     For(usize, u64),
     /// This many connections until this many requests are answered.
     Burst(usize, u64),
+}
+
+/// What every measured row shares, and the CPU split of each row measured so far.
+struct Rows<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    work: &'a tempfile::TempDir,
+    receiver: &'a Receiver,
+    body: &'a Path,
+    signature: &'a str,
+    /// Bare hyper's rate in this run: what the ratios divide by.
+    base_rate: f64,
+    breakdowns: Vec<(String, BTreeMap<String, f64>)>,
+}
+
+impl Rows<'_> {
+    /// Measures one row, prints it and keeps its CPU split for the second table.
+    fn measure(&mut self, what: String, nodes: &[&Node], load: Load, prefix: &str) -> Row {
+        let row = measure(
+            self.rt,
+            self.work,
+            nodes,
+            self.receiver,
+            self.body,
+            self.signature,
+            load,
+            prefix,
+        );
+        row.print(&what, self.base_rate);
+        self.breakdowns.push((what, row.cpu_split()));
+        row
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
