@@ -615,9 +615,10 @@ end
         p99: String::new(),
     };
     let mut p99s = Vec::new();
-    for (i, child) in children.into_iter().enumerate() {
+    for (i, mut child) in children.into_iter().enumerate() {
         if burst.is_some() {
-            while !done(i).exists() && child_running(&child) {
+            // `try_wait` keeps the exit status for `wait_with_output` below.
+            while !done(i).exists() && matches!(child.try_wait(), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(5));
             }
             let _ = Command::new("kill")
@@ -640,17 +641,6 @@ end
     }
     total.p99 = p99s.join(" / ");
     total
-}
-
-/// Whether a child process has not exited yet (without reaping it).
-fn child_running(child: &Child) -> bool {
-    std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
-        .is_ok_and(|stat| stat_state(&stat) != Some('Z'))
-}
-
-/// The state letter of a `/proc/<pid>/stat` line.
-fn stat_state(stat: &str) -> Option<char> {
-    stat.get(stat.rfind(')')? + 2..)?.chars().next()
 }
 
 /// wrk's `30.00s`, `1.00m` or `500.00ms` as seconds.
