@@ -13,7 +13,7 @@ import re
 import sys
 import urllib.request
 
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import Error as PlaywrightError, expect, sync_playwright
 
 ADMIN, TOKEN, HOOKS, SHOTS = sys.argv[1:5]
 CHROMIUM = os.environ.get("HOOKYARD_CHROMIUM", "/usr/bin/chromium")
@@ -32,7 +32,16 @@ def post_event(route, body):
 
 
 def shot(page, name):
-    page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
+    # Chromium now and then answers "Unable to capture screenshot" while the machine is busy
+    # (seen once in a CI run); the page itself is fine, so try again before failing.
+    for attempt in range(3):
+        try:
+            page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
+            return
+        except PlaywrightError as e:
+            if "Unable to capture screenshot" not in str(e) or attempt == 2:
+                raise
+            page.wait_for_timeout(500)
 
 
 report = {}
