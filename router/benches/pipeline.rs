@@ -1,7 +1,8 @@
 //! `cargo bench -p hookyard --bench pipeline [-- <word>]`: prints a table of
 //!
-//! 1. the wasm step per event for `filter` (a small JSON filter) and `github-to-chat` (a
-//!    7.8 KB push turned into a chat message), each in a fresh, isolated instance per event
+//! 1. the wasm step per event for `filter` (a small JSON filter, on a 190 B event and on the
+//!    7.8 KB push with the end-to-end bench's conditions) and `github-to-chat` (the 7.8 KB
+//!    push turned into a chat message), each in a fresh, isolated instance per event
 //!    with a real GitHub delivery's headers, against the same logic compiled natively into
 //!    this binary;
 //! 2. `enrich` doing one `http.fetch` to a local server per event, against the same GET made
@@ -54,6 +55,18 @@ fn main() {
             config: serde_json::json!({"conditions": [{"pointer": "/action", "one_of": ["opened", "reopened"]}]}),
             event_type: "pull_request",
             body: small.to_vec(),
+            native: native_filter,
+        },
+        Case {
+            // The end-to-end bench's first step, on the body it gets there.
+            label: "filter, 7.8 KB push event",
+            wasm: dist.join("filter.wasm"),
+            config: serde_json::json!({"match": "any", "conditions": [
+                {"pointer": "/ref", "one_of": ["refs/heads/main", "refs/heads/master"]},
+                {"pointer": "/pull_request", "exists": true},
+            ]}),
+            event_type: "push",
+            body: push.clone(),
             native: native_filter,
         },
         Case {
