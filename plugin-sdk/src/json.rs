@@ -41,76 +41,126 @@ pub fn pointers(doc: &[u8], pointers: &[&str]) -> Result<Vec<Option<Value>>> {
 
 /// [`pointers`], leaving each value found as raw JSON text.
 pub fn raw_pointers<'a>(doc: &'a [u8], pointers: &[&str]) -> Result<Vec<Option<&'a RawValue>>> {
-    let mut firsts: Vec<Cow<'_, str>> = Vec::new();
+    let mut paths: Vec<Vec<Cow<'_, str>>> = Vec::with_capacity(pointers.len());
     for p in pointers {
         if !(p.is_empty() || p.starts_with('/')) {
             return Err(Error::new(format!(
                 "JSON pointer {p:?} must be empty or start with '/'"
             )));
         }
-        if let Some(first) = p.split('/').nth(1) {
-            firsts.push(unescape(first));
-        }
+        paths.push(p.split('/').skip(1).map(unescape).collect());
     }
-    // One pass over the document: the whole of it as raw text when a pointer is empty,
-    // and the top-level members (or elements) the pointers start with.
+    // One pass over the document: the whole of it as raw text when a pointer is empty, and
+    // every other pointer followed down as the scan passes the members it names.
     let whole: Option<&'a RawValue> = if pointers.iter().any(|p| p.is_empty()) {
         Some(serde_json::from_slice(doc)?)
     } else {
         None
     };
+    let mut texts: Vec<Option<&'a [u8]>> = vec![None; paths.len()];
     let start = skim::ws(doc, 0);
-    let tops = match doc.get(start) {
+    match doc.get(start) {
         Some(b'{' | b'[') => {
-            let (tops, end) = children(doc, start, &firsts)?;
+            let following: Vec<usize> =
+                (0..paths.len()).filter(|&i| !paths[i].is_empty()).collect();
+            let end = follow(doc, start, 0, &following, &paths, &mut texts)?;
             if skim::ws(doc, end) != doc.len() {
                 return Err(skim::invalid(end, "trailing characters after the document"));
             }
-            tops
         }
         _ => {
             serde_json::from_slice::<IgnoredAny>(doc)?;
-            vec![None; firsts.len()]
         }
-    };
-    let mut found = Vec::with_capacity(pointers.len());
-    let mut tops = tops.into_iter();
-    for p in pointers {
-        if p.is_empty() {
-            found.push(whole);
-            continue;
-        }
-        let top = tops.next().flatten();
-        let at = match (top, p.splitn(3, '/').nth(2)) {
-            (Some(top), Some(rest)) => descend(top, rest)?,
-            (top, None) => top,
-            (None, Some(_)) => None,
-        };
-        // Only the value a pointer ends on is parsed in full; the containers on the way
-        // were skimmed.
-        found.push(match at {
-            Some(text) => Some(serde_json::from_slice::<&'a RawValue>(text)?),
-            None => None,
-        });
     }
-    Ok(found)
+    // Only the value a pointer ends on is parsed in full; the containers on the way were
+    // skimmed.
+    paths
+        .iter()
+        .zip(texts)
+        .map(|(path, text)| match text {
+            _ if path.is_empty() => Ok(whole),
+            Some(text) => Ok(Some(serde_json::from_slice::<&'a RawValue>(text)?)),
+            None => Ok(None),
+        })
+        .collect()
 }
 
-/// Follows the tokens of `rest` (a pointer without its first token and slash) from the
-/// value `here`.
-fn descend<'a>(mut here: &'a [u8], rest: &str) -> Result<Option<&'a [u8]>> {
-    for token in rest.split('/') {
-        let wanted = [unescape(token)];
-        let next = match here.first() {
-            Some(b'{' | b'[') => children(here, 0, &wanted)?.0,
-            _ => vec![None],
+/// Skims the object or array at `doc[open]`, following the pointers in `following` (indexes
+/// into `paths`, each at token `depth`): the first member (or element) a token names is
+/// taken, then either recorded in `found` (the pointer's last token) or followed into (the
+/// pointer goes deeper), in the same pass. Returns where the container ends.
+fn follow<'a>(
+    doc: &'a [u8],
+    open: usize,
+    depth: usize,
+    following: &[usize],
+    paths: &[Vec<Cow<'_, str>>],
+    found: &mut [Option<&'a [u8]>],
+) -> Result<usize> {
+    let object = doc.get(open) == Some(&b'{');
+    let close = if object { b'}' } else { b']' };
+    let mut taken = vec![false; following.len()];
+    let mut at = skim::ws(doc, open + 1);
+    if doc.get(at) == Some(&close) {
+        return Ok(at + 1);
+    }
+    let mut n = 0usize;
+    loop {
+        let key = if object {
+            if doc.get(at) != Some(&b'"') {
+                return Err(skim::invalid(at, "expected a member name"));
+            }
+            let key_end = skim::string_end(doc, at)?;
+            let key = Key(&doc[at..key_end]);
+            at = skim::ws(doc, key_end);
+            if doc.get(at) != Some(&b':') {
+                return Err(skim::invalid(at, "expected ':'"));
+            }
+            at = skim::ws(doc, at + 1);
+            Some(key)
+        } else {
+            None
         };
-        match next.into_iter().next().flatten() {
-            Some(text) => here = text,
-            None => return Ok(None),
+        let mut here: Vec<usize> = Vec::new();
+        let mut deeper: Vec<usize> = Vec::new();
+        for (k, &i) in following.iter().enumerate() {
+            let token = &paths[i][depth];
+            let names = match &key {
+                Some(key) => key.is(token),
+                None => index(token) == Some(n),
+            };
+            if taken[k] || !names {
+                continue;
+            }
+            taken[k] = true;
+            if paths[i].len() == depth + 1 {
+                here.push(i);
+            } else {
+                deeper.push(i);
+            }
+        }
+        let end = match doc.get(at) {
+            Some(b'{' | b'[') if !deeper.is_empty() => {
+                follow(doc, at, depth + 1, &deeper, paths, found)?
+            }
+            _ => skim::value_end(doc, at)?,
+        };
+        for i in here {
+            found[i] = Some(&doc[at..end]);
+        }
+        n += 1;
+        at = skim::ws(doc, end);
+        match doc.get(at) {
+            Some(b',') => at = skim::ws(doc, at + 1),
+            Some(b) if *b == close => return Ok(at + 1),
+            _ => {
+                return Err(skim::invalid(
+                    at,
+                    "expected ',' or the end of the container",
+                ));
+            }
         }
     }
-    Ok(Some(here))
 }
 
 /// `~1` is `/` and `~0` is `~` in a pointer token (in that order, per RFC 6901).
@@ -128,64 +178,6 @@ fn index(token: &str) -> Option<usize> {
         return None;
     }
     token.parse().ok()
-}
-
-/// The text of the members (for an object at `doc[open]`) or elements (for an array) named
-/// by `tokens`, the first of each, and where the container ends. Everything is skimmed.
-fn children<'a>(
-    doc: &'a [u8],
-    open: usize,
-    tokens: &[Cow<'_, str>],
-) -> Result<(Vec<Option<&'a [u8]>>, usize)> {
-    let object = doc.get(open) == Some(&b'{');
-    let (close, indexes): (u8, Vec<Option<usize>>) = if object {
-        (b'}', Vec::new())
-    } else {
-        (b']', tokens.iter().map(|t| index(t)).collect())
-    };
-    let mut found = vec![None; tokens.len()];
-    let mut at = skim::ws(doc, open + 1);
-    if doc.get(at) == Some(&close) {
-        return Ok((found, at + 1));
-    }
-    let mut n = 0usize;
-    loop {
-        let wanted: Vec<usize> = if object {
-            if doc.get(at) != Some(&b'"') {
-                return Err(skim::invalid(at, "expected a member name"));
-            }
-            let key_end = skim::string_end(doc, at)?;
-            let key = Key(&doc[at..key_end]);
-            at = skim::ws(doc, key_end);
-            if doc.get(at) != Some(&b':') {
-                return Err(skim::invalid(at, "expected ':'"));
-            }
-            at = skim::ws(doc, at + 1);
-            (0..tokens.len())
-                .filter(|&i| found[i].is_none() && key.is(&tokens[i]))
-                .collect()
-        } else {
-            (0..tokens.len())
-                .filter(|&i| found[i].is_none() && indexes[i] == Some(n))
-                .collect()
-        };
-        let end = skim::value_end(doc, at)?;
-        for i in wanted {
-            found[i] = Some(&doc[at..end]);
-        }
-        n += 1;
-        at = skim::ws(doc, end);
-        match doc.get(at) {
-            Some(b',') => at = skim::ws(doc, at + 1),
-            Some(b) if *b == close => return Ok((found, at + 1)),
-            _ => {
-                return Err(skim::invalid(
-                    at,
-                    "expected ',' or the end of the container",
-                ));
-            }
-        }
-    }
 }
 
 /// A member name as it stands in the text, quotes included.
@@ -378,6 +370,22 @@ mod tests {
     }
 
     #[test]
+    fn pointers_into_one_subtree_and_repeated_names_take_the_first_member() {
+        let doc = br#"{"a":{"b":[1,{"c":2}],"d":3},"a":{"d":4},"e":[{"f":5},{"f":6}]}"#;
+        assert_eq!(
+            pointers(doc, &["/a/d", "/a", "/a/b/1/c", "/e/1/f", "/e/0", "/a/b/2"]).unwrap(),
+            [
+                Some(json!(3)),
+                Some(json!({"b": [1, {"c": 2}], "d": 3})),
+                Some(json!(2)),
+                Some(json!(6)),
+                Some(json!({"f": 5})),
+                None,
+            ]
+        );
+    }
+
+    #[test]
     fn skipped_members_are_checked_for_structure_not_every_token() {
         // Structure is checked everywhere...
         for bad in [
@@ -447,6 +455,26 @@ mod properties {
             let p: String = steps.iter().map(|s| format!("/{s}")).collect();
             for text in [serde_json::to_vec_pretty(&doc).unwrap(), serde_json::to_vec(&doc).unwrap()] {
                 prop_assert_eq!(pointer(&text, &p).unwrap(), doc.pointer(&p).cloned(), "{}", p);
+            }
+        }
+
+        #[test]
+        fn several_pointers_at_once_agree_with_serde_json(
+            doc in json(),
+            paths in proptest::collection::vec(
+                proptest::collection::vec("[a-c/~0-9]{0,3}|0|1|2|~0|~1", 0..4),
+                1..5,
+            ),
+        ) {
+            let text = serde_json::to_vec(&doc).unwrap();
+            let ps: Vec<String> = paths
+                .iter()
+                .map(|steps| steps.iter().map(|s| format!("/{s}")).collect())
+                .collect();
+            let refs: Vec<&str> = ps.iter().map(String::as_str).collect();
+            let got = pointers(&text, &refs).unwrap();
+            for (p, got) in ps.iter().zip(got) {
+                prop_assert_eq!(got, doc.pointer(p).cloned(), "{}", p);
             }
         }
 
