@@ -19,7 +19,10 @@
 //! CPU time the router processes used during the load and drain (from `/proc`), divided by the
 //! events delivered: unlike rates it hardly moves with the machine's noise. A second table
 //! splits it by thread: the store writer, the plugin workers, and the async workers that
-//! serve requests and make deliveries.
+//! serve requests and make deliveries. A third sets it beside the rest of the machine's CPU
+//! per delivered event: the PostgreSQL server (postmaster and backends), wrk (the children
+//! this bench waited for) and the receiver (this process); two cores at 10,000 events/s
+//! allow 200 us for all of it.
 //!
 //! `HOOKYARD_BENCH_BINARY=/path/to/hookyard` measures that router binary instead of this
 //! build's: to compare two builds, run the bench with each in turn, several times.
@@ -113,6 +116,8 @@ fn main() {
         signature: &signature,
         base_rate: base.per_sec(),
         breakdowns: Vec::new(),
+        machine: Vec::new(),
+        server: None,
     };
 
     if with_sqlite {
@@ -184,6 +189,7 @@ fn main() {
                 // As long as the SQLite row: a cost that grows with the rows a run leaves
                 // behind (an index bloated until the next vacuum) shows only in long runs.
                 let pg_secs = secs;
+                rows.server = cluster.postmaster_pid();
                 let url = rt.block_on(cluster.new_database());
                 let one = Node::start(&root, &work, "pg1", &url, receiver.addr);
                 if statements {
@@ -213,7 +219,18 @@ fn main() {
             }
         }
     }
-    print_breakdowns(&rows.breakdowns);
+    print_breakdowns(
+        "router CPU per delivered event, by thread",
+        &[],
+        &rows.breakdowns,
+    );
+    // At 10,000 events/s two cores give 200 us of CPU per event to everything: the router,
+    // the database server, wrk and the receiver.
+    print_breakdowns(
+        "CPU per delivered event, the whole machine (2 cores at 10,000/s allow 200 us)",
+        &["router", "database server", "wrk", "receiver", "all"],
+        &rows.machine,
+    );
     if let Some(verdict) = burst_verdict {
         println!("\n{verdict}");
     }
@@ -270,19 +287,25 @@ async fn print_statements(url: &str, delivered: u64) {
     }
 }
 
-/// The second table: router CPU per delivered event, by thread kind.
-fn print_breakdowns(rows: &[(String, BTreeMap<String, f64>)]) {
+/// A table of CPU per delivered event, one column per kind (thread kind, or process): the
+/// kinds in `order` first, then any others alphabetically.
+fn print_breakdowns(title: &str, order: &[&str], rows: &[(String, BTreeMap<String, f64>)]) {
     if rows.is_empty() {
         return;
     }
-    let kinds: Vec<&String> = rows
+    let others = rows
         .iter()
         .flat_map(|(_, split)| split.keys())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
+        .filter(|k| !order.contains(&k.as_str()))
+        .collect::<std::collections::BTreeSet<_>>();
+    let kinds: Vec<&str> = order
+        .iter()
+        .copied()
+        .filter(|k| rows.iter().any(|(_, split)| split.contains_key(*k)))
+        .chain(others.into_iter().map(String::as_str))
         .collect();
     println!();
-    print!("| router CPU per delivered event, by thread |");
+    print!("| {title} |");
     for kind in &kinds {
         print!(" {kind} |");
     }
@@ -291,7 +314,10 @@ fn print_breakdowns(rows: &[(String, BTreeMap<String, f64>)]) {
     for (what, split) in rows {
         print!("| {what} |");
         for kind in &kinds {
-            print!(" {:.0} us |", split.get(*kind).copied().unwrap_or(0.0));
+            match split.get(*kind) {
+                Some(us) => print!(" {us:.0} us |"),
+                None => print!(" - |"),
+            }
         }
         println!();
     }
@@ -387,6 +413,7 @@ struct Row {
     first_to_last: Duration,
     commits: Option<u64>,
     cpu: Cpu,
+    outside: Outside,
 }
 
 impl Row {
@@ -424,6 +451,24 @@ impl Row {
         ticks as f64 * 10_000.0 / self.delivered.max(1) as f64
     }
 
+    /// CPU per delivered event by process, and in all, in microseconds.
+    fn machine_split(&self) -> BTreeMap<String, f64> {
+        let mut split = BTreeMap::new();
+        let mut all = self.cpu.total + self.outside.wrk + self.outside.receiver;
+        split.insert("router".to_string(), self.cpu_per_event(self.cpu.total));
+        if let Some(server) = self.outside.server {
+            split.insert("database server".to_string(), self.cpu_per_event(server));
+            all += server;
+        }
+        split.insert("wrk".to_string(), self.cpu_per_event(self.outside.wrk));
+        split.insert(
+            "receiver".to_string(),
+            self.cpu_per_event(self.outside.receiver),
+        );
+        split.insert("all".to_string(), self.cpu_per_event(all));
+        split
+    }
+
     /// The router's CPU per delivered event by thread kind, in microseconds.
     fn cpu_split(&self) -> BTreeMap<String, f64> {
         let mut split: BTreeMap<String, f64> = self
@@ -458,6 +503,10 @@ struct Rows<'a> {
     /// Bare hyper's rate in this run: what the ratios divide by.
     base_rate: f64,
     breakdowns: Vec<(String, BTreeMap<String, f64>)>,
+    /// Each row's CPU per delivered event by process: router, server, wrk, receiver.
+    machine: Vec<(String, BTreeMap<String, f64>)>,
+    /// The PostgreSQL server's main process while its rows run.
+    server: Option<u32>,
 }
 
 impl Rows<'_> {
@@ -472,8 +521,10 @@ impl Rows<'_> {
             self.signature,
             load,
             prefix,
+            self.server,
         );
         row.print(&what, self.base_rate);
+        self.machine.push((what.clone(), row.machine_split()));
         self.breakdowns.push((what, row.cpu_split()));
         row
     }
@@ -489,10 +540,12 @@ fn measure(
     signature: &str,
     load: Load,
     prefix: &str,
+    server: Option<u32>,
 ) -> Row {
     receiver.reset();
     let commits_before = rt.block_on(nodes[0].commits());
     let cpu_before = cpu_of(nodes);
+    let outside_before = Outside::now(server);
     let started = Instant::now();
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.hooks).collect();
     let load = wrk(work, &addrs, "/hooks/github", body, signature, load, prefix);
@@ -516,6 +569,7 @@ fn measure(
     }
     let commits_after = rt.block_on(nodes[0].commits());
     let cpu = cpu_of(nodes).since(&cpu_before);
+    let outside = Outside::now(server).since(&outside_before);
     let last = receiver.last().unwrap_or(started);
     Row {
         load,
@@ -526,7 +580,71 @@ fn measure(
             .zip(commits_after)
             .map(|(b, a)| a.saturating_sub(b)),
         cpu,
+        outside,
     }
+}
+
+/// CPU time (clock ticks) spent outside the router: this process (the receiver), the wrk
+/// processes it ran and waited for, and the PostgreSQL server if there is one.
+#[derive(Default, Clone, Copy)]
+struct Outside {
+    receiver: u64,
+    wrk: u64,
+    server: Option<u64>,
+}
+
+impl Outside {
+    fn now(server: Option<u32>) -> Outside {
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        Outside {
+            receiver: stat_ticks(&own).map_or(0, |(_, t)| t),
+            wrk: waited_children_ticks(&own).unwrap_or(0),
+            server: server.map(tree_ticks),
+        }
+    }
+
+    fn since(&self, before: &Outside) -> Outside {
+        Outside {
+            receiver: self.receiver.saturating_sub(before.receiver),
+            wrk: self.wrk.saturating_sub(before.wrk),
+            server: self
+                .server
+                .zip(before.server)
+                .map(|(a, b)| a.saturating_sub(b)),
+        }
+    }
+}
+
+/// The user + system ticks of the children a process has waited for (`cutime + cstime`).
+fn waited_children_ticks(stat: &str) -> Option<u64> {
+    let close = stat.rfind(')')?;
+    let fields: Vec<&str> = stat.get(close + 2..)?.split(' ').collect();
+    let cutime: u64 = fields.get(13)?.parse().ok()?;
+    let cstime: u64 = fields.get(14)?.parse().ok()?;
+    Some(cutime + cstime)
+}
+
+/// The ticks of a process, of the children it has waited for, and of its live children (a
+/// PostgreSQL server: the postmaster and its backends).
+fn tree_ticks(pid: u32) -> u64 {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let mut ticks =
+        stat_ticks(&own).map_or(0, |(_, t)| t) + waited_children_ticks(&own).unwrap_or(0);
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return ticks;
+    };
+    for entry in procs.flatten() {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let parent = stat
+            .rfind(')')
+            .and_then(|close| stat.get(close + 2..))
+            .and_then(|rest| rest.split(' ').nth(1))
+            .and_then(|ppid| ppid.parse::<u32>().ok());
+        if parent == Some(pid) {
+            ticks += stat_ticks(&stat).map_or(0, |(_, t)| t);
+        }
+    }
+    ticks
 }
 
 /// What wrk reported.

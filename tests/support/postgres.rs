@@ -39,13 +39,15 @@ impl PgCluster {
         assert!(self.signal("-CONT"), "cannot continue the server");
     }
 
+    /// The server's main process, from its `postmaster.pid`.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        let pid_file = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid")).ok()?;
+        pid_file.lines().next()?.trim().parse().ok()
+    }
+
     /// Sends `signal` to the postmaster and its children; whether the postmaster got it.
     fn signal(&self, signal: &str) -> bool {
-        let Ok(pid_file) = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid"))
-        else {
-            return false;
-        };
-        let Some(pid) = pid_file.lines().next().map(|l| l.trim().to_string()) else {
+        let Some(pid) = self.postmaster_pid().map(|p| p.to_string()) else {
             return false;
         };
         let children = std::process::Command::new("pgrep")
