@@ -375,16 +375,47 @@ impl Cpu {
     }
 }
 
+/// A `/proc/<pid>/stat` (or task `stat`) line: the name, and the fields after it, so that
+/// index 0 is the state (field 3 of the line).
+struct Stat<'a> {
+    name: &'a str,
+    fields: Vec<&'a str>,
+}
+
+impl<'a> Stat<'a> {
+    fn parse(stat: &'a str) -> Option<Stat<'a>> {
+        let open = stat.find('(')?;
+        let close = stat.rfind(')')?;
+        Some(Stat {
+            name: stat.get(open + 1..close)?,
+            fields: stat.get(close + 2..)?.split(' ').collect(),
+        })
+    }
+
+    fn number(&self, index: usize) -> Option<u64> {
+        self.fields.get(index)?.parse().ok()
+    }
+
+    /// The parent's pid (field 4 of the line).
+    fn parent(&self) -> Option<u64> {
+        self.number(1)
+    }
+
+    /// User + system ticks (`utime + stime`, fields 14 and 15).
+    fn ticks(&self) -> Option<u64> {
+        Some(self.number(11)? + self.number(12)?)
+    }
+
+    /// User + system ticks of the children it has waited for (`cutime + cstime`, 16 and 17).
+    fn waited_children_ticks(&self) -> Option<u64> {
+        Some(self.number(13)? + self.number(14)?)
+    }
+}
+
 /// A thread's name and user + system ticks from a `stat` line.
 fn stat_ticks(stat: &str) -> Option<(String, u64)> {
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let name = stat.get(open + 1..close)?.to_string();
-    let fields: Vec<&str> = stat.get(close + 2..)?.split(' ').collect();
-    // After the name: state is field 3 of the line, utime 14 and stime 15.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((name, utime + stime))
+    let stat = Stat::parse(stat)?;
+    Some((stat.name.to_string(), stat.ticks()?))
 }
 
 fn thread_kind(name: &str) -> String {
@@ -596,9 +627,13 @@ struct Outside {
 impl Outside {
     fn now(server: Option<u32>) -> Outside {
         let own = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let own = Stat::parse(&own);
         Outside {
-            receiver: stat_ticks(&own).map_or(0, |(_, t)| t),
-            wrk: waited_children_ticks(&own).unwrap_or(0),
+            receiver: own.as_ref().and_then(Stat::ticks).unwrap_or(0),
+            wrk: own
+                .as_ref()
+                .and_then(Stat::waited_children_ticks)
+                .unwrap_or(0),
             server: server.map(tree_ticks),
         }
     }
@@ -615,33 +650,20 @@ impl Outside {
     }
 }
 
-/// The user + system ticks of the children a process has waited for (`cutime + cstime`).
-fn waited_children_ticks(stat: &str) -> Option<u64> {
-    let close = stat.rfind(')')?;
-    let fields: Vec<&str> = stat.get(close + 2..)?.split(' ').collect();
-    let cutime: u64 = fields.get(13)?.parse().ok()?;
-    let cstime: u64 = fields.get(14)?.parse().ok()?;
-    Some(cutime + cstime)
-}
-
 /// The ticks of a process, of the children it has waited for, and of its live children (a
 /// PostgreSQL server: the postmaster and its backends).
 fn tree_ticks(pid: u32) -> u64 {
     let own = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let mut ticks =
-        stat_ticks(&own).map_or(0, |(_, t)| t) + waited_children_ticks(&own).unwrap_or(0);
+    let mut ticks = Stat::parse(&own).map_or(0, |own| {
+        own.ticks().unwrap_or(0) + own.waited_children_ticks().unwrap_or(0)
+    });
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return ticks;
     };
     for entry in procs.flatten() {
         let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let parent = stat
-            .rfind(')')
-            .and_then(|close| stat.get(close + 2..))
-            .and_then(|rest| rest.split(' ').nth(1))
-            .and_then(|ppid| ppid.parse::<u32>().ok());
-        if parent == Some(pid) {
-            ticks += stat_ticks(&stat).map_or(0, |(_, t)| t);
+        if let Some(child) = Stat::parse(&stat).filter(|s| s.parent() == Some(pid.into())) {
+            ticks += child.ticks().unwrap_or(0);
         }
     }
     ticks
