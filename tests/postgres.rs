@@ -70,7 +70,7 @@ async fn a_foreign_or_newer_postgres_database_is_refused_with_a_reason() {
         .expect("refused")
         .to_string();
     assert!(
-        err.contains("schema version 99, newer than this hookyard's 2"),
+        err.contains("schema version 99, newer than this hookyard's 3"),
         "{err}"
     );
     // A version 1 database (before traces were kept) is brought up to date, data kept.
@@ -91,18 +91,45 @@ async fn a_foreign_or_newer_postgres_database_is_refused_with_a_reason() {
             &old,
             "ALTER TABLE events DROP COLUMN traceparent;
              ALTER TABLE deliveries DROP COLUMN traceparent;
+             CREATE INDEX events_dedup ON events(dedup_key, received_at) WHERE dedup_key IS NOT NULL;
              UPDATE hookyard_schema SET version = 1",
         )
         .await;
     let store = PostgresStore::open(&old).await.expect("migrated");
     let kept = store.event("evt_old").await.expect("read").expect("kept");
     assert_eq!(kept.event.traceparent, None);
-    assert_eq!(
-        cluster
-            .query(&old, "SELECT version FROM hookyard_schema")
-            .await,
-        ["2"]
+    let current = (
+        vec!["3".to_string()],
+        vec![
+            "events_id_key".to_string(),
+            "events_pkey".to_string(),
+            "events_waiting".to_string(),
+        ],
     );
+    assert_eq!(schema(&cluster, &old).await, current);
+    // A version 2 database loses the index no statement read (`events_dedup`), data kept.
+    let two = cluster.new_database().await;
+    {
+        let store = PostgresStore::open(&two).await.expect("created");
+        store
+            .append_event(
+                conformance::sample_event("evt_two", Some("key-two")),
+                Duration::from_secs(60),
+                Duration::from_secs(60),
+            )
+            .await
+            .expect("append");
+    }
+    cluster
+        .query(
+            &two,
+            "CREATE INDEX events_dedup ON events(dedup_key, received_at) WHERE dedup_key IS NOT NULL;
+             UPDATE hookyard_schema SET version = 2",
+        )
+        .await;
+    let store = PostgresStore::open(&two).await.expect("migrated");
+    assert!(store.event("evt_two").await.expect("read").is_some());
+    assert_eq!(schema(&cluster, &two).await, current);
     // Opening again (a second node, a restart) finds the schema and keeps the data.
     let url = cluster.new_database().await;
     let store = PostgresStore::open(&url).await.expect("created");
@@ -129,6 +156,20 @@ async fn a_foreign_or_newer_postgres_database_is_refused_with_a_reason() {
 }
 
 /// The test `[server]` and `[store]` tables with the store at `url`, four connections a node.
+/// A database's schema version and the indexes on its events table.
+async fn schema(cluster: &PgCluster, url: &str) -> (Vec<String>, Vec<String>) {
+    let version = cluster
+        .query(url, "SELECT version FROM hookyard_schema")
+        .await;
+    let indexes = cluster
+        .query(
+            url,
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'events' ORDER BY 1",
+        )
+        .await;
+    (version, indexes)
+}
+
 fn server_on(url: &str) -> String {
     SERVER.replace(
         "url = \"sqlite://data/hookyard.db\"",

@@ -26,9 +26,9 @@
 //!
 //! `HOOKYARD_BENCH_BINARY=/path/to/hookyard` measures that router binary instead of this
 //! build's: to compare two builds, run the bench with each in turn, several times.
-//! `HOOKYARD_BENCH_PG_STATEMENTS=1` also prints, for the 1-node PostgreSQL row, each
-//! statement's calls per delivered event and share of the server's execution time
-//! (`pg_stat_statements`).
+//! `HOOKYARD_BENCH_PG_STATEMENTS=1` also prints, for each PostgreSQL row, each statement's
+//! calls, execution time and pages read per delivered event and its share of the server's
+//! execution time (`pg_stat_statements`).
 
 #[path = "../../tests/support/postgres.rs"]
 #[allow(dead_code)]
@@ -202,13 +202,16 @@ fn main() {
                     "pg",
                 );
                 if statements {
-                    rt.block_on(print_statements(&url, row.delivered));
+                    rt.block_on(print_statements(&url, "1 node", row.delivered));
                 }
                 drop(one);
                 let url = rt.block_on(cluster.new_database());
                 let a = Node::start(&root, &work, "pg2a", &url, receiver.addr);
                 let b = Node::start(&root, &work, "pg2b", &url, receiver.addr);
-                rows.measure(
+                if statements {
+                    rt.block_on(reset_statements(&url));
+                }
+                let row = rows.measure(
                     format!(
                         "PostgreSQL, 2 nodes on one database, {CONNECTIONS} connections in all, {pg_secs} s"
                     ),
@@ -216,6 +219,9 @@ fn main() {
                     Load::For(CONNECTIONS, pg_secs),
                     "pgb",
                 );
+                if statements {
+                    rt.block_on(print_statements(&url, "2 nodes", row.delivered));
+                }
             }
         }
     }
@@ -250,16 +256,18 @@ async fn reset_statements(url: &str) {
         .expect("pg_stat_statements");
 }
 
-/// Where the server's time went in the 1-node row: each statement's calls per delivered
-/// event and share of execution time, most calls first.
-async fn print_statements(url: &str, delivered: u64) {
+/// Where the server's time went in one row (`nodes` names it): each statement's calls,
+/// execution time and pages read (shared buffers hit or read) per delivered event, and its
+/// share of execution time, most calls first.
+async fn print_statements(url: &str, nodes: &str, delivered: u64) {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("connect to the bench database");
     tokio::spawn(connection);
     let rows = client
         .query(
-            "SELECT query, calls, total_exec_time, sum(total_exec_time) OVER () FROM pg_stat_statements
+            "SELECT query, calls, total_exec_time, sum(total_exec_time) OVER (),
+                    shared_blks_hit + shared_blks_read FROM pg_stat_statements
              WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
              ORDER BY calls DESC LIMIT 12",
             &[],
@@ -268,20 +276,24 @@ async fn print_statements(url: &str, delivered: u64) {
         .expect("pg_stat_statements");
     println!();
     println!(
-        "| statement (PostgreSQL, 1 node) | calls per delivered event | share of execution time |"
+        "| statement (PostgreSQL, {nodes}) | calls per delivered event | execution per delivered event | pages read per delivered event | share of execution time |"
     );
-    println!("| --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- |");
     for row in rows {
         let query: String = row.get(0);
         let calls: i64 = row.get(1);
         let time: f64 = row.get(2);
         let all: f64 = row.get(3);
+        let pages: i64 = row.get(4);
+        let per_event = |n: f64| n / delivered.max(1) as f64;
         let text: String = query.split_whitespace().collect::<Vec<_>>().join(" ");
         let short: String = text.chars().take(90).collect();
         println!(
-            "| `{}` | {:.3} | {:.0}% |",
+            "| `{}` | {:.3} | {:.0} us | {:.1} | {:.0}% |",
             short.replace('|', "\\|"),
-            calls as f64 / delivered.max(1) as f64,
+            per_event(calls as f64),
+            per_event(time * 1000.0),
+            per_event(pages as f64),
             100.0 * time / all.max(f64::MIN_POSITIVE)
         );
     }

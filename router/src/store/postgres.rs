@@ -297,7 +297,6 @@ CREATE TABLE events (
     dropped      TEXT,
     traceparent  TEXT
 );
-CREATE INDEX events_dedup ON events(dedup_key, received_at) WHERE dedup_key IS NOT NULL;
 CREATE INDEX events_waiting ON events(lease_until) WHERE status = 'received';
 CREATE TABLE deliveries (
     seq             BIGSERIAL PRIMARY KEY,
@@ -412,13 +411,21 @@ const KV_LIVE_VALUE: &str = "SELECT value FROM kv WHERE plugin = $1 AND key = $2
 pub const DEFAULT_CONNECTIONS: usize = 16;
 
 /// The schema version this build writes (in `hookyard_schema`).
-const SCHEMA_VERSION: i32 = 2;
+const SCHEMA_VERSION: i32 = 3;
 
 /// Version 2 keeps the trace each event and delivery belongs to.
 const V1_TO_V2: &str = "
 ALTER TABLE events ADD COLUMN IF NOT EXISTS traceparent TEXT;
 ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS traceparent TEXT;
 UPDATE hookyard_schema SET version = 2;
+";
+
+/// Version 3 drops `events_dedup`: duplicates are found through the `dedup` table, and no
+/// statement read that index, yet every event paid for it twice (its insert, and the new row
+/// version its outcome writes).
+const V2_TO_V3: &str = "
+DROP INDEX IF EXISTS events_dedup;
+UPDATE hookyard_schema SET version = 3;
 ";
 
 impl PostgresStore {
@@ -523,9 +530,13 @@ impl PostgresStore {
                 .await?;
             }
             Some(SCHEMA_VERSION) => {}
-            Some(1) => {
-                tracing::info!("store: keeping trace contexts (schema 1 -> 2)");
-                tx.batch_execute(V1_TO_V2).await?;
+            Some(v @ (1 | 2)) => {
+                if v == 1 {
+                    tracing::info!("store: keeping trace contexts (schema 1 -> 2)");
+                    tx.batch_execute(V1_TO_V2).await?;
+                }
+                tracing::info!("store: dropping an index no statement reads (schema 2 -> 3)");
+                tx.batch_execute(V2_TO_V3).await?;
             }
             Some(v) if v > SCHEMA_VERSION => {
                 return Err(StoreError::Database(format!(
