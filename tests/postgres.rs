@@ -480,3 +480,79 @@ async fn finishing_events_finds_them_by_id_not_through_the_index_of_waiting_even
         assert!(!plan.contains("events_waiting"), "{mode}:\n{plan}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outcomes_and_attempts_on_a_grown_database_do_not_read_whole_tables() {
+    // Statements stay prepared on a connection. Planned once for the tables as they were in
+    // its first runs (new, nearly empty), recording outcomes and attempts read every row
+    // ever stored at every batch, until an `ANALYZE` happened to replace the plan.
+    let cluster = PgCluster::start().expect("PostgreSQL starts");
+    let url = cluster.new_database().await;
+    let options = PgOptions {
+        max_connections: 1,
+        listen: false,
+        ..PgOptions::default()
+    };
+    let store = PostgresStore::open_with_options(&url, options)
+        .await
+        .expect("open");
+    // No autovacuum: its `ANALYZE` could replace a bad plan before the check sees it.
+    cluster
+        .query(
+            &url,
+            "ALTER TABLE events SET (autovacuum_enabled = off);
+             ALTER TABLE deliveries SET (autovacuum_enabled = off);
+             ALTER TABLE attempts SET (autovacuum_enabled = off);",
+        )
+        .await;
+    for round in 0..8 {
+        conformance::deliver_batch(&store, &format!("evt_warm{round}"), 2).await;
+    }
+    cluster
+        .query(
+            &url,
+            "INSERT INTO events (id, route, received_at, headers, body, status)
+             SELECT 'evt_old' || g, 'r', g, '[]', '', 'processed' FROM generate_series(1, 20000) AS g;
+             INSERT INTO deliveries (id, event_id, destination, body, headers, status,
+                                     next_attempt_at, created_at)
+             SELECT 'dlv_old' || g, 'evt_old' || g, 'chat', '', '[]', 'delivered', g, g
+             FROM generate_series(1, 20000) AS g;",
+        )
+        .await;
+    conformance::deliver_batch(&store, "evt_new", 5).await;
+    // A server process reports its table counters when it exits.
+    drop(store);
+    let mut others = Vec::new();
+    for _ in 0..100 {
+        others = cluster
+            .query(
+                &url,
+                "SELECT pid FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            .await;
+        if others.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(others.is_empty(), "the store's connection closed");
+    // While the tables were small, scanning them was right: those runs read a few dozen
+    // rows in all. One scan of either table grown to 20,000 rows reads them all.
+    let read = cluster
+        .query(
+            &url,
+            "SELECT relname || ' ' || coalesce(seq_tup_read, 0) FROM pg_stat_user_tables
+             WHERE relname IN ('events', 'deliveries') ORDER BY relname",
+        )
+        .await;
+    assert_eq!(read.len(), 2, "{read:?}");
+    for table in &read {
+        let rows: u64 = table
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a count");
+        assert!(rows < 1_000, "rows read by sequential scans: {read:?}");
+    }
+}

@@ -27,8 +27,8 @@
 //! `HOOKYARD_BENCH_BINARY=/path/to/hookyard` measures that router binary instead of this
 //! build's: to compare two builds, run the bench with each in turn, several times.
 //! `HOOKYARD_BENCH_PG_STATEMENTS=1` also prints, for each PostgreSQL row, each statement's
-//! calls, execution time and pages read per delivered event and its share of the server's
-//! execution time (`pg_stat_statements`).
+//! calls, execution and planning time and pages read per delivered event and its share of
+//! the server's execution time (`pg_stat_statements`).
 
 #[path = "../../tests/support/postgres.rs"]
 #[allow(dead_code)]
@@ -176,10 +176,10 @@ fn main() {
     if with_pg {
         let statements = std::env::var("HOOKYARD_BENCH_PG_STATEMENTS").is_ok_and(|v| v == "1");
         let cluster = if statements {
-            postgres::PgCluster::start_with_settings(&[(
-                "shared_preload_libraries",
-                "pg_stat_statements",
-            )])
+            postgres::PgCluster::start_with_settings(&[
+                ("shared_preload_libraries", "pg_stat_statements"),
+                ("pg_stat_statements.track_planning", "on"),
+            ])
         } else {
             postgres::PgCluster::start()
         };
@@ -257,7 +257,8 @@ async fn reset_statements(url: &str) {
 }
 
 /// Where the server's time went in one row (`nodes` names it): each statement's calls,
-/// execution time and pages read (shared buffers hit or read) per delivered event, and its
+/// execution and planning time and pages read (shared buffers hit or read) per delivered
+/// event, and its
 /// share of execution time, most calls first.
 async fn print_statements(url: &str, nodes: &str, delivered: u64) {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -267,7 +268,7 @@ async fn print_statements(url: &str, nodes: &str, delivered: u64) {
     let rows = client
         .query(
             "SELECT query, calls, total_exec_time, sum(total_exec_time) OVER (),
-                    shared_blks_hit + shared_blks_read FROM pg_stat_statements
+                    shared_blks_hit + shared_blks_read, total_plan_time FROM pg_stat_statements
              WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
              ORDER BY calls DESC LIMIT 12",
             &[],
@@ -276,23 +277,25 @@ async fn print_statements(url: &str, nodes: &str, delivered: u64) {
         .expect("pg_stat_statements");
     println!();
     println!(
-        "| statement (PostgreSQL, {nodes}) | calls per delivered event | execution per delivered event | pages read per delivered event | share of execution time |"
+        "| statement (PostgreSQL, {nodes}) | calls per delivered event | execution per delivered event | planning per delivered event | pages read per delivered event | share of execution time |"
     );
-    println!("| --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- |");
     for row in rows {
         let query: String = row.get(0);
         let calls: i64 = row.get(1);
         let time: f64 = row.get(2);
         let all: f64 = row.get(3);
         let pages: i64 = row.get(4);
+        let planning: f64 = row.get(5);
         let per_event = |n: f64| n / delivered.max(1) as f64;
         let text: String = query.split_whitespace().collect::<Vec<_>>().join(" ");
         let short: String = text.chars().take(90).collect();
         println!(
-            "| `{}` | {:.3} | {:.0} us | {:.1} | {:.0}% |",
+            "| `{}` | {:.3} | {:.0} us | {:.0} us | {:.1} | {:.0}% |",
             short.replace('|', "\\|"),
             per_event(calls as f64),
             per_event(time * 1000.0),
+            per_event(planning * 1000.0),
             per_event(pages as f64),
             100.0 * time / all.max(f64::MIN_POSITIVE)
         );

@@ -65,6 +65,46 @@ async fn attempt_on<S: Store>(
     }
 }
 
+/// Takes `events` new events (ids `<prefix>_<n>`) along the path the router takes under
+/// load: appended, finished in one batch with one delivery each, created claimed, and those
+/// deliveries' attempts recorded in one batch. For checks of what that path costs a backend.
+pub async fn deliver_batch<S: Store>(s: &S, prefix: &str, events: usize) {
+    let ids: Vec<String> = (0..events).map(|n| format!("{prefix}_{n}")).collect();
+    for id in &ids {
+        s.append_event(sample_event(id, None), LONG, WINDOW)
+            .await
+            .unwrap();
+    }
+    let finished = ids
+        .iter()
+        .map(|id| FinishedEvent {
+            id: id.clone(),
+            outcome: EventOutcome::Processed(vec![delivery(&format!("dlv_{id}"), id)]),
+            run: RunRecord::default(),
+        })
+        .collect();
+    let claim = ClaimNew {
+        lease: LONG,
+        limit: events,
+        skip: Vec::new(),
+    };
+    let claimed = s.finish_events(finished, Some(claim)).await.unwrap();
+    assert_eq!(claimed.len(), events, "every new delivery claimed");
+    let mut attempts = Vec::with_capacity(events);
+    for d in &claimed {
+        let attempt = Attempt {
+            lease: d.lease,
+            ..attempt(&d.new.id, 1, Some(202), None)
+        };
+        attempts.push((attempt, AttemptOutcome::Delivered));
+    }
+    s.record_attempts(attempts).await.unwrap();
+    for d in &claimed {
+        let now = s.delivery(&d.new.id).await.unwrap().unwrap();
+        assert_eq!(now.status, DeliveryStatus::Delivered, "{}", d.new.id);
+    }
+}
+
 const LONG: Duration = Duration::from_secs(600);
 const NONE: Duration = Duration::from_millis(0);
 const WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
