@@ -73,6 +73,11 @@ async fn a_foreign_or_newer_postgres_database_is_refused_with_a_reason() {
         err.contains("schema version 99, newer than this hookyard's 3"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn older_postgres_schemas_are_upgraded_and_current_ones_reopened_with_their_data() {
+    let cluster = PgCluster::start().expect("PostgreSQL starts");
     // A version 1 database (before traces were kept) is brought up to date, data kept.
     let old = cluster.new_database().await;
     {
@@ -155,7 +160,6 @@ async fn a_foreign_or_newer_postgres_database_is_refused_with_a_reason() {
     assert_eq!(compression, ["deliveries.l", "events.l"]);
 }
 
-/// The test `[server]` and `[store]` tables with the store at `url`, four connections a node.
 /// A database's schema version and the indexes on its events table.
 async fn schema(cluster: &PgCluster, url: &str) -> (Vec<String>, Vec<String>) {
     let version = cluster
@@ -170,6 +174,7 @@ async fn schema(cluster: &PgCluster, url: &str) -> (Vec<String>, Vec<String>) {
     (version, indexes)
 }
 
+/// The test `[server]` and `[store]` tables with the store at `url`, four connections a node.
 fn server_on(url: &str) -> String {
     SERVER.replace(
         "url = \"sqlite://data/hookyard.db\"",

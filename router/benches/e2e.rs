@@ -258,8 +258,7 @@ async fn reset_statements(url: &str) {
 
 /// Where the server's time went in one row (`nodes` names it): each statement's calls,
 /// execution and planning time and pages read (shared buffers hit or read) per delivered
-/// event, and its
-/// share of execution time, most calls first.
+/// event, and its share of execution time, most calls first.
 async fn print_statements(url: &str, nodes: &str, delivered: u64) {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
