@@ -2,7 +2,8 @@
 //! through Playwright against the real binary (sign-in, filters, search, an event's page,
 //! retry, bulk replay with its count, the live tail, the charts); this test sets the stage
 //! and checks what the clicks did on the receiving end. Screenshots go to a temporary
-//! directory, or to `HOOKYARD_SCREENSHOTS` (docs/screenshots is made that way).
+//! directory, removed when the walk-through passes, or to `HOOKYARD_SCREENSHOTS`
+//! (docs/screenshots is made that way).
 
 use std::process::Command;
 use std::time::Duration;
@@ -58,9 +59,19 @@ to = ["crm"]
     .await;
     crm.always(200);
 
-    let shots = std::env::var("HOOKYARD_SCREENSHOTS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::env::temp_dir().join(format!("hookyard-shots-{}", free_port())));
+    // Screenshots go where HOOKYARD_SCREENSHOTS says and stay there; otherwise to a temporary
+    // directory that is removed when the walk-through passes and kept (for a look) when not.
+    let (shots, temporary) = match std::env::var("HOOKYARD_SCREENSHOTS") {
+        Ok(dir) => (std::path::PathBuf::from(dir), false),
+        Err(_) => (
+            tempfile::Builder::new()
+                .prefix("hookyard-shots-")
+                .tempdir()
+                .unwrap()
+                .keep(),
+            true,
+        ),
+    };
     std::fs::create_dir_all(&shots).unwrap();
     let out = Command::new("python3")
         .arg(workspace().join("tests/browser/console.py"))
@@ -121,7 +132,11 @@ to = ["crm"]
     ] {
         assert!(
             shots.join(format!("{page}.png")).exists(),
-            "screenshot of {page}"
+            "screenshot of {page} in {}",
+            shots.display()
         );
+    }
+    if temporary {
+        std::fs::remove_dir_all(&shots).unwrap();
     }
 }
