@@ -84,19 +84,23 @@ async fn rows(
     }
 }
 
-/// [`rows`] for a statement that finds table rows by the keys in its array parameters, planned
-/// at every run for the tables as they are then (and for the arrays' lengths).
+/// [`rows`] for a statement that finds table rows by the keys in its array parameters, run
+/// with sequential scans switched off for its transaction: the plan the server keeps for it
+/// then looks rows up by index, whatever the tables' sizes were when it was made.
 ///
 /// A statement kept prepared is planned afresh for its first five runs; after that the
 /// server keeps a generic plan if it looks no dearer. For these statements the one it kept
 /// on a new database, made while the tables were nearly empty, read the whole table (a
 /// sequential scan and a hash join): recording outcomes and attempts then read every row
 /// ever stored at each batch, 2,300-4,500 pages a batch a few seconds into a load, until
-/// autovacuum's next `ANALYZE` of that table happened to replace the plan. Planning these
-/// two at every run costs the server about 20 us per delivered event; the append, whose
-/// plan does not depend on the tables' sizes, keeps its generic plan (planning it too would
-/// add about 21 us). As text (no statement cache) every run is planned anyway.
-async fn rows_planned_now(
+/// autovacuum's next `ANALYZE` of that table happened to replace the plan. Planning them at
+/// every run instead (`plan_cache_mode = force_custom_plan`) cost 300-600 us a batch, 20 us
+/// per delivered event on one node and 45 on two; the plan kept with sequential scans off
+/// reads the same pages per event as a fresh one and is made once (docs/benchmarks.md).
+/// Everything else keeps the planner's full choice: the console's and the backlog's
+/// queries read many rows on purpose. As text (no statement cache) every run is planned
+/// for the tables as they are anyway.
+async fn rows_by_index(
     conn: &mut deadpool_postgres::Client,
     cached: bool,
     sql: &str,
@@ -106,8 +110,7 @@ async fn rows_planned_now(
         return rows(conn, cached, sql, params).await;
     }
     let tx = conn.transaction().await?;
-    tx.batch_execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        .await?;
+    tx.batch_execute("SET LOCAL enable_seqscan = off").await?;
     let statement = tx.prepare_cached(sql).await?;
     let found = tx.query(&statement, params).await?;
     tx.commit().await?;
@@ -1033,7 +1036,7 @@ impl Store for PostgresStore {
         let mut conn = self.pool.get().await?;
         // Other nodes' workers (and this one's) hear of deliveries nobody holds; the claimed
         // ones come back as rows, and one row of nulls says the notice went out.
-        let rows = rows_planned_now(
+        let rows = rows_by_index(
             &mut conn,
             self.cached,
             FINISH_EVENTS,
@@ -1148,7 +1151,7 @@ impl Store for PostgresStore {
             ids.push(attempt.delivery_id);
         }
         let mut conn = self.pool.get().await?;
-        rows_planned_now(
+        rows_by_index(
             &mut conn,
             self.cached,
             "WITH moved AS (
