@@ -94,12 +94,12 @@ async fn rows(
 /// sequential scan and a hash join): recording outcomes and attempts then read every row
 /// ever stored at each batch, 2,300-4,500 pages a batch a few seconds into a load, until
 /// autovacuum's next `ANALYZE` of that table happened to replace the plan. Planning them at
-/// every run instead (`plan_cache_mode = force_custom_plan`) cost 300-600 us a batch, 12-23
-/// us per delivered event on one node and 29-53 on two; the plan kept with sequential scans off
-/// reads the same pages per event as a fresh one and is made once (docs/benchmarks.md).
-/// Everything else keeps the planner's full choice: the console's and the backlog's
-/// queries read many rows on purpose. As text (no statement cache) every run is planned
-/// for the tables as they are anyway.
+/// every run instead (`plan_cache_mode = force_custom_plan`) cost 300-600 us a batch,
+/// 12-23 us per delivered event on one node and 29-53 on two; the plan kept with
+/// sequential scans off reads the same pages per event as a fresh one and is made once
+/// (docs/benchmarks.md). Everything else keeps the planner's full choice: the console's and
+/// the backlog's queries read many rows on purpose. As text (no statement cache) every run
+/// is planned for the tables as they are anyway.
 async fn rows_by_index(
     conn: &mut deadpool_postgres::Client,
     cached: bool,
