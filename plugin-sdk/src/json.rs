@@ -11,8 +11,15 @@
 //! literal inside a skipped member is not noticed, as with simdjson's On-Demand API. That is
 //! what makes the scan cheaper than a validating parse: the `filter` plugin on a 7.8 KB push
 //! costs about a third less in the sandbox (`cargo bench -p hookyard --bench pipeline -- 7.8`).
+//!
+//! The scan also stops as soon as every pointer has its value: what follows is not read, so
+//! it is not checked either (again as with On-Demand). A condition on a push's `ref`, its
+//! first member, then costs the few bytes up to it instead of the whole payload. A pointer
+//! that does not resolve is only known to be absent at the end, so the document is then read
+//! (and its structure checked) to the end.
 
 use std::borrow::Cow;
+use std::ops::ControlFlow;
 
 use serde::de::IgnoredAny;
 use serde_json::Value;
@@ -21,8 +28,9 @@ use serde_json::value::RawValue;
 use crate::{Error, Result};
 
 /// The value at `pointer` in the JSON document `doc` (`""` is the whole document), or `None`
-/// when a step does not resolve. A document that is not JSON is an error; so is a pointer
-/// that is neither empty nor starts with `/`.
+/// when a step does not resolve. A document whose structure is broken before the value (or,
+/// when the pointer does not resolve, anywhere) is an error; so is a pointer that is neither
+/// empty nor starts with `/`.
 pub fn pointer(doc: &[u8], pointer: &str) -> Result<Option<Value>> {
     Ok(pointers(doc, &[pointer])?.pop().flatten())
 }
@@ -41,6 +49,34 @@ pub fn pointers(doc: &[u8], pointers: &[&str]) -> Result<Vec<Option<Value>>> {
 
 /// [`pointers`], leaving each value found as raw JSON text.
 pub fn raw_pointers<'a>(doc: &'a [u8], pointers: &[&str]) -> Result<Vec<Option<&'a RawValue>>> {
+    let mut values: Vec<Option<&'a RawValue>> = vec![None; pointers.len()];
+    let mut left = pointers.len();
+    // Stopped or read to the end, `values` holds what there is.
+    let _ = scan(doc, pointers, |i, value| {
+        values[i] = Some(value);
+        left -= 1;
+        Ok(if left == 0 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        })
+    })?;
+    Ok(values)
+}
+
+/// Reads the document once and hands each pointer's value to `seen` as the scan reaches it:
+/// `seen(i, value)` for `pointers[i]`, in the order the values stand in the document (the
+/// whole document, for `""`, first). A pointer that does not resolve is never handed over.
+/// When `seen` answers [`ControlFlow::Break`] the scan stops there and the rest of the
+/// document is not read; this is how a caller that has its answer (the first condition of
+/// several that holds, say) skips the rest of a large body. Returns whether `seen` stopped
+/// the scan. Structure up to where the scan stopped is checked as in [`pointer`]; an error
+/// from `seen` ends the scan with that error.
+pub fn scan<'a>(
+    doc: &'a [u8],
+    pointers: &[&str],
+    mut seen: impl FnMut(usize, &'a RawValue) -> Result<ControlFlow<()>>,
+) -> Result<ControlFlow<()>> {
     let mut paths: Vec<Vec<Cow<'_, str>>> = Vec::with_capacity(pointers.len());
     for p in pointers {
         if !(p.is_empty() || p.starts_with('/')) {
@@ -50,59 +86,66 @@ pub fn raw_pointers<'a>(doc: &'a [u8], pointers: &[&str]) -> Result<Vec<Option<&
         }
         paths.push(p.split('/').skip(1).map(unescape).collect());
     }
-    // One pass over the document: the whole of it as raw text when a pointer is empty, and
-    // every other pointer followed down as the scan passes the members it names.
-    let whole: Option<&'a RawValue> = if pointers.iter().any(|p| p.is_empty()) {
-        Some(serde_json::from_slice(doc)?)
-    } else {
-        None
-    };
-    let mut texts: Vec<Option<&'a [u8]>> = vec![None; paths.len()];
+    // The whole document, when a pointer is empty, is parsed in full before anything else.
+    if pointers.iter().any(|p| p.is_empty()) {
+        let whole: &'a RawValue = serde_json::from_slice(doc)?;
+        for i in (0..paths.len()).filter(|&i| paths[i].is_empty()) {
+            if seen(i, whole)?.is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
+        }
+    }
+    // Every other pointer is followed down as the scan passes the members it names.
     let start = skim::ws(doc, 0);
     match doc.get(start) {
         Some(b'{' | b'[') => {
             let following: Vec<usize> =
                 (0..paths.len()).filter(|&i| !paths[i].is_empty()).collect();
-            let end = follow(doc, start, 0, &following, &paths, &mut texts)?;
-            if skim::ws(doc, end) != doc.len() {
-                return Err(skim::invalid(end, "trailing characters after the document"));
+            // Only the value a pointer ends on is parsed in full; the containers on the way
+            // are skimmed.
+            let mut reached = |i: usize, text: &'a [u8]| -> Result<ControlFlow<()>> {
+                seen(i, serde_json::from_slice::<&'a RawValue>(text)?)
+            };
+            match follow(doc, start, 0, &following, &paths, &mut reached)? {
+                Scan::Stopped => Ok(ControlFlow::Break(())),
+                Scan::End(end) if skim::ws(doc, end) == doc.len() => Ok(ControlFlow::Continue(())),
+                Scan::End(end) => Err(skim::invalid(end, "trailing characters after the document")),
             }
         }
         _ => {
             serde_json::from_slice::<IgnoredAny>(doc)?;
+            Ok(ControlFlow::Continue(()))
         }
     }
-    // Only the value a pointer ends on is parsed in full; the containers on the way were
-    // skimmed.
-    paths
-        .iter()
-        .zip(texts)
-        .map(|(path, text)| match text {
-            _ if path.is_empty() => Ok(whole),
-            Some(text) => Ok(Some(serde_json::from_slice::<&'a RawValue>(text)?)),
-            None => Ok(None),
-        })
-        .collect()
+}
+
+/// How far a skim went.
+enum Scan {
+    /// The container ends just before this index.
+    End(usize),
+    /// The caller had what it needed; the rest of the document was not read.
+    Stopped,
 }
 
 /// Skims the object or array at `doc[open]`, following the pointers in `following` (indexes
 /// into `paths`, each at token `depth`): the first member (or element) a token names is
-/// taken, then either recorded in `found` (the pointer's last token) or followed into (the
-/// pointer goes deeper), in the same pass. Returns where the container ends.
+/// taken, then either handed to `reached` (the pointer's last token) or followed into (the
+/// pointer goes deeper), in the same pass. Returns where the container ends, or stops as soon
+/// as `reached` says so.
 fn follow<'a>(
     doc: &'a [u8],
     open: usize,
     depth: usize,
     following: &[usize],
     paths: &[Vec<Cow<'_, str>>],
-    found: &mut [Option<&'a [u8]>],
-) -> Result<usize> {
+    reached: &mut dyn FnMut(usize, &'a [u8]) -> Result<ControlFlow<()>>,
+) -> Result<Scan> {
     let object = doc.get(open) == Some(&b'{');
     let close = if object { b'}' } else { b']' };
     let mut taken = vec![false; following.len()];
     let mut at = skim::ws(doc, open + 1);
     if doc.get(at) == Some(&close) {
-        return Ok(at + 1);
+        return Ok(Scan::End(at + 1));
     }
     let mut n = 0usize;
     loop {
@@ -141,18 +184,23 @@ fn follow<'a>(
         }
         let end = match doc.get(at) {
             Some(b'{' | b'[') if !deeper.is_empty() => {
-                follow(doc, at, depth + 1, &deeper, paths, found)?
+                match follow(doc, at, depth + 1, &deeper, paths, reached)? {
+                    Scan::End(end) => end,
+                    Scan::Stopped => return Ok(Scan::Stopped),
+                }
             }
             _ => skim::value_end(doc, at)?,
         };
         for i in here {
-            found[i] = Some(&doc[at..end]);
+            if reached(i, &doc[at..end])?.is_break() {
+                return Ok(Scan::Stopped);
+            }
         }
         n += 1;
         at = skim::ws(doc, end);
         match doc.get(at) {
             Some(b',') => at = skim::ws(doc, at + 1),
-            Some(b) if *b == close => return Ok(at + 1),
+            Some(b) if *b == close => return Ok(Scan::End(at + 1)),
             _ => {
                 return Err(skim::invalid(
                     at,
@@ -387,17 +435,35 @@ mod tests {
 
     #[test]
     fn skipped_members_are_checked_for_structure_not_every_token() {
-        // Structure is checked everywhere...
+        // Structure is checked up to the value a pointer needs...
         for bad in [
-            &br#"{"a":1,"b":[1,2}"#[..],
-            br#"{"a":1,"b":"open}"#,
-            br#"{"a":1,"b" 2}"#,
-            br#"{"a":1 "b":2}"#,
-            br#"{"a":1,"b":{"c":[}]}}"#,
+            &br#"{"b":[1,2},"a":1}"#[..],
+            br#"{"b":"open,"a":1}"#,
+            br#"{"b" 2,"a":1}"#,
+            br#"{"b":2 "a":1}"#,
+            br#"{"b":{"c":[}]},"a":1}"#,
             br#"[1,2"#,
         ] {
             assert!(
                 pointer(bad, "/a").is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // ...and, for a pointer that does not resolve, to the end of the document.
+        for bad in [
+            &br#"{"a":1,"b":[1,2}"#[..],
+            br#"{"a":1,"b":"open}"#,
+            br#"{"a":1 "b":2}"#,
+            br#"{"a":{"c":1},"b":{"c":[}]}}"#,
+        ] {
+            assert!(
+                pointers(bad, &["/a", "/missing"]).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+            assert!(
+                pointer(bad, "/a/missing").is_err(),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
@@ -412,9 +478,56 @@ mod tests {
     }
 
     #[test]
+    fn the_scan_stops_once_every_pointer_has_its_value() {
+        // Nothing after the last value needed is read: not even a broken tail.
+        let doc = br#"{"ref":"refs/heads/main","pusher":{"name":"octo","x":[}"#;
+        assert_eq!(
+            pointers(doc, &["/pusher/name", "/ref"]).unwrap(),
+            [Some(json!("octo")), Some(json!("refs/heads/main"))]
+        );
+        assert_eq!(
+            pointer(br#"{"a":1} trailing"#, "/a").unwrap(),
+            Some(json!(1))
+        );
+        // A container a pointer ends on is read to its end, and checked.
+        assert!(pointers(br#"{"p":{"n":1,"x":[}}"#, &["/p/n", "/p"]).is_err());
+        // The whole document (`""`) is always parsed in full.
+        assert!(pointers(br#"{"a":1,"b":[}"#, &["/a", ""]).is_err());
+    }
+
+    #[test]
+    fn scan_hands_over_values_in_document_order_until_told_to_stop() {
+        let doc = br#"{"a":1,"b":{"c":2},"d":3,"broken":[}"#;
+        let mut seen = Vec::new();
+        let stopped = scan(doc, &["/d", "/b/c", "/a", "/missing"], |i, v| {
+            seen.push((i, v.get().to_string()));
+            Ok(if i == 0 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        })
+        .unwrap();
+        assert!(stopped.is_break());
+        assert_eq!(
+            seen,
+            [
+                (2, "1".to_string()),
+                (1, "2".to_string()),
+                (0, "3".to_string())
+            ]
+        );
+        // Never told to stop, the scan reads to the end and finds the broken tail.
+        assert!(scan(doc, &["/a"], |_, _| Ok(ControlFlow::Continue(()))).is_err());
+        // An error from the caller ends the scan with that error.
+        let err = scan(doc, &["/a"], |_, _| Err(Error::new("no thanks"))).unwrap_err();
+        assert_eq!(err.message, "no thanks");
+    }
+
+    #[test]
     fn bad_documents_and_pointers_are_errors() {
         assert!(pointer(b"{not json", "/a").is_err());
-        assert!(pointer(br#"{"a":1} trailing"#, "/a").is_err());
+        assert!(pointer(br#"{"a":1} trailing"#, "/b").is_err());
         let err = pointer(DOC, "ref").unwrap_err();
         assert!(
             err.message.contains("must be empty or start with '/'"),

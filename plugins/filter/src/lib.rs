@@ -13,6 +13,7 @@
 
 use hookyard_sdk::prelude::*;
 use serde::Deserialize;
+use std::ops::ControlFlow;
 
 /// The plugin's configuration.
 #[derive(Debug, Deserialize)]
@@ -79,23 +80,42 @@ impl Condition {
 }
 
 impl Config {
-    /// Whether an event with this JSON body is kept. An ill-formed condition or a body that
-    /// is not JSON is an error. The body is read once for all conditions, and only the values
-    /// at their pointers are parsed (see [`hookyard_sdk::json::pointers`]).
+    /// Whether an event with this JSON body is kept. An ill-formed condition is an error, and
+    /// so is a body whose structure is broken before the answer is known. The body is read
+    /// once for all conditions and only until the answer is known: with `match = "any"` up to
+    /// the first value that meets its condition, with `"all"` up to the first that fails. A
+    /// condition on a value the body does not have is decided at the end. Only the values at
+    /// the conditions' pointers are parsed (see [`hookyard_sdk::json::scan`]).
     pub fn keeps(&self, doc: &[u8]) -> Result<bool> {
         for c in &self.conditions {
             c.check()?;
         }
         let pointers: Vec<&str> = self.conditions.iter().map(|c| c.pointer.as_str()).collect();
-        let found = hookyard_sdk::json::pointers(doc, &pointers)?;
-        let mut results = self
+        // A value that meets its condition decides `any`; one that fails decides `all`.
+        let decisive = self.mode == Match::Any;
+        let mut reached = vec![false; self.conditions.len()];
+        let stopped = hookyard_sdk::json::scan(doc, &pointers, |i, raw| {
+            reached[i] = true;
+            let value: Value = serde_json::from_str(raw.get())?;
+            Ok(if self.conditions[i].holds_for(Some(&value)) == decisive {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        })?;
+        if stopped.is_break() {
+            return Ok(decisive);
+        }
+        // Every value the body has was undecisive; what is left are the absent ones.
+        let mut absent = self
             .conditions
             .iter()
-            .zip(&found)
-            .map(|(c, v)| c.holds_for(v.as_ref()));
+            .zip(&reached)
+            .filter(|(_, reached)| !**reached)
+            .map(|(c, _)| c.holds_for(None));
         Ok(match self.mode {
-            Match::All => results.all(|ok| ok),
-            Match::Any => results.any(|ok| ok),
+            Match::All => absent.all(|ok| ok),
+            Match::Any => absent.any(|ok| ok),
         })
     }
 }
@@ -166,6 +186,49 @@ mod tests {
         assert!(
             !c.keeps(&doc(json!({"pull_request": {"base": {"ref": "dev"}}})))
                 .unwrap()
+        );
+    }
+
+    #[test]
+    fn the_body_is_read_only_until_the_answer_is_known() {
+        // The demo's `main-or-pr`: a push to main is kept on its first member, and the rest
+        // of the body (here broken) is not read.
+        let any = config(json!({"match": "any", "conditions": [
+            {"pointer": "/ref", "one_of": ["refs/heads/main", "refs/heads/master"]},
+            {"pointer": "/pull_request", "exists": true},
+        ]}));
+        let tail = br#"{"ref":"refs/heads/main","commits":[}"#;
+        assert!(any.keeps(tail).unwrap());
+        // A push to another branch needs the whole body, to know `/pull_request` is absent.
+        assert!(
+            any.keeps(br#"{"ref":"refs/heads/dev","commits":[}"#)
+                .is_err()
+        );
+        assert!(
+            !any.keeps(br#"{"ref":"refs/heads/dev","commits":[]}"#)
+                .unwrap()
+        );
+        // With `all`, the first condition that fails decides.
+        let all = config(json!({"conditions": [
+            {"pointer": "/ref", "equals": "refs/heads/main"},
+            {"pointer": "/forced", "exists": false},
+        ]}));
+        assert!(
+            !all.keeps(br#"{"ref":"refs/heads/dev","commits":[}"#)
+                .unwrap()
+        );
+        assert!(
+            all.keeps(br#"{"ref":"refs/heads/main","commits":[}"#)
+                .is_err()
+        );
+        assert!(
+            !all.keeps(br#"{"ref":"refs/heads/main","forced":true}"#)
+                .unwrap()
+        );
+        // Broken before the answer is known: an error, whichever way it would have gone.
+        assert!(
+            any.keeps(br#"{"commits":[},"ref":"refs/heads/main"}"#)
+                .is_err()
         );
     }
 
