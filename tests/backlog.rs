@@ -1,5 +1,6 @@
 //! The asynchronous half keeps up: events that miss the in-memory hand-off are claimed
-//! from the store at once (not after a lease), and `server.max_backlog` turns senders away
+//! from the store at once (not after a lease), requests wait a little for room in memory
+//! rather than queue in the store, and `server.max_backlog` turns senders away
 //! with 503 + Retry-After while too much waits, then accepts again once it drains.
 
 use std::time::{Duration, Instant};
@@ -34,34 +35,64 @@ async fn events_that_miss_the_memory_queue_are_processed_promptly_not_after_thei
     let router = Router::start(&config(
         &receiver,
         "",
-        "concurrency = 1\nmemory_queue = 1\nevent_lease = \"60s\"",
+        "concurrency = 1\nmemory_queue = 1\nmemory_queue_wait = \"0s\"\nevent_lease = \"60s\"",
     ))
     .expect("router starts");
     let started = Instant::now();
-    let posts = (0..40).map(|n| {
-        let body = format!("{{\"n\":{n}}}");
-        let router = &router;
-        async move { post(router, "in", &[], body.as_bytes()).await.0 }
-    });
-    let statuses = futures::future::join_all(posts).await;
-    assert!(statuses.iter().all(|s| *s == 202), "{statuses:?}");
-    receiver.wait_for(40, Duration::from_secs(20)).await;
+    burst_of_40(&router, &receiver).await;
     let took = started.elapsed();
     assert!(
         took < Duration::from_secs(30),
         "delivered in {took:?}, which is a lease, not a prompt claim"
     );
-    let (_, metrics) = admin(&router, "GET", "/admin/metrics", None).await;
-    let metrics = metrics.as_str().unwrap_or_default().to_string();
-    let queued_in_store: u64 = metrics
-        .lines()
-        .find(|l| l.starts_with("hookyard_events_queued_in_store_total{route=\"in\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0);
+    let (queued_in_store, metrics) = queued_in_store(&router).await;
     assert!(
         queued_in_store > 0,
         "the burst did overflow the memory queue:\n{metrics}"
     );
+    assert_eq!(
+        router.count("SELECT COUNT(*) FROM events WHERE status = 'processed'"),
+        40
+    );
+}
+
+/// Posts 40 events at once, all accepted, and waits until the receiver has them all.
+async fn burst_of_40(router: &Router, receiver: &Receiver) {
+    let posts = (0..40).map(|n| {
+        let body = format!("{{\"n\":{n}}}");
+        async move { post(router, "in", &[], body.as_bytes()).await.0 }
+    });
+    let statuses = futures::future::join_all(posts).await;
+    assert!(statuses.iter().all(|s| *s == 202), "{statuses:?}");
+    receiver.wait_for(40, Duration::from_secs(20)).await;
+}
+
+/// `hookyard_events_queued_in_store_total` for the route, and the whole metrics text.
+async fn queued_in_store(router: &Router) -> (u64, String) {
+    let (_, metrics) = admin(router, "GET", "/admin/metrics", None).await;
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    let queued = metrics
+        .lines()
+        .find(|l| l.starts_with("hookyard_events_queued_in_store_total{route=\"in\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    (queued, metrics)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_memory_queue_holds_requests_for_room_rather_than_queuing_in_the_store() {
+    let receiver = Receiver::start().await;
+    // The same burst into one slot, but requests may wait for room: every event is handed
+    // over in memory, none is read back from the store.
+    let router = Router::start(&config(
+        &receiver,
+        "",
+        "concurrency = 1\nmemory_queue = 1\nmemory_queue_wait = \"10s\"",
+    ))
+    .expect("router starts");
+    burst_of_40(&router, &receiver).await;
+    let (queued_in_store, metrics) = queued_in_store(&router).await;
+    assert_eq!(queued_in_store, 0, "{metrics}");
     assert_eq!(
         router.count("SELECT COUNT(*) FROM events WHERE status = 'processed'"),
         40

@@ -256,6 +256,7 @@ async fn a_burst_beyond_the_memory_queue_is_processed_at_once_by_the_nodes_not_a
 [runtime]
 concurrency = 1
 memory_queue = 1
+memory_queue_wait = "0s"
 event_lease = "60s"
 
 [destinations.sink]

@@ -198,6 +198,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
         metrics,
         event_lease: config.runtime.event_lease.0,
+        memory_queue_wait: config.runtime.memory_queue_wait.0,
         backpressure,
         store_health: store_health.clone(),
         activity: activity.clone(),

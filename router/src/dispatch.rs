@@ -106,6 +106,20 @@ impl Handoff {
         self.queue.clone().try_reserve_owned().ok()
     }
 
+    /// A slot in the in-memory queue, waiting up to `wait` for one to free up.
+    pub async fn reserve_within(&self, wait: Duration) -> Option<mpsc::OwnedPermit<NewEvent>> {
+        if let Some(slot) = self.reserve() {
+            return Some(slot);
+        }
+        if wait.is_zero() {
+            return None;
+        }
+        tokio::time::timeout(wait, self.queue.clone().reserve_owned())
+            .await
+            .ok()?
+            .ok()
+    }
+
     /// Tells the dispatcher that the store holds an event nobody has claimed.
     pub fn wake(&self) {
         self.wake.notify_one();

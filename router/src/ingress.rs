@@ -51,6 +51,8 @@ pub struct Ingress {
     pub metrics: Arc<Metrics>,
     /// How long a new event stays claimed by this node (`runtime.event_lease`).
     pub event_lease: Duration,
+    /// How long a request waits for room in the memory queue (`runtime.memory_queue_wait`).
+    pub memory_queue_wait: Duration,
     /// `server.max_backlog`: refuse new events while this much work waits.
     pub backpressure: Arc<Backpressure>,
     /// Whether the store answers; `/readyz` says 503 while it does not.
@@ -502,8 +504,14 @@ async fn handle_hook(
     tracing::Span::current().record("hookyard.event_id", event.id.as_str());
     // A slot in the in-memory queue, taken before journaling: with one the event is leased to
     // this node and handed over in memory; without one it is journaled unleased for the
-    // dispatcher (of any node) to claim from the store at once.
-    let slot = ingress.dispatch.reserve();
+    // dispatcher (of any node) to claim from the store at once. When the plugins are behind,
+    // waiting a little for a slot paces acknowledgements to them: an event claimed back from
+    // the store costs the store a claim and a read of its body, so taking that path under
+    // sustained load makes the plugins fall further behind.
+    let slot = ingress
+        .dispatch
+        .reserve_within(ingress.memory_queue_wait)
+        .await;
     let (lease, copy) = match &slot {
         Some(_) => (ingress.event_lease, Some(event.clone())),
         None => (Duration::ZERO, None),

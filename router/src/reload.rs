@@ -116,6 +116,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         concurrency,
         event_lease,
         memory_queue,
+        memory_queue_wait,
         max_deliveries_in_flight,
     } = &new.runtime;
     let (s, st, r) = (&old.server, &old.store, &old.runtime);
@@ -145,6 +146,10 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("runtime.concurrency", r.concurrency != *concurrency),
         ("runtime.event_lease", r.event_lease != *event_lease),
         ("runtime.memory_queue", r.memory_queue != *memory_queue),
+        (
+            "runtime.memory_queue_wait",
+            r.memory_queue_wait != *memory_queue_wait,
+        ),
         (
             "runtime.max_deliveries_in_flight",
             r.max_deliveries_in_flight != *max_deliveries_in_flight,

@@ -103,7 +103,7 @@ pub struct StoreConfig {
 pub struct RuntimeConfig {
     /// Where compiled plugins are cached; default `$XDG_CACHE_HOME/hookyard` or `~/.cache/hookyard`.
     pub cache_dir: Option<PathBuf>,
-    /// How many events run through plugins at once; default: the number of CPUs.
+    /// How many events run through plugins at once; default: twice the number of CPUs.
     pub concurrency: Option<usize>,
     /// How long an event being run through its plugins stays claimed by the node that took
     /// it; if that node dies, another takes the event over once this has passed. Keep it
@@ -114,6 +114,10 @@ pub struct RuntimeConfig {
     /// events wait in the store and are claimed from there in batches. Default 1024.
     #[serde(default = "default_memory_queue")]
     pub memory_queue: usize,
+    /// How long ingress waits for room in the memory queue before it journals an event for a
+    /// claim from the store instead. Default `50ms`; `0s` never waits.
+    #[serde(default = "default_memory_queue_wait")]
+    pub memory_queue_wait: Dur,
     /// Most delivery attempts in flight at once, to all destinations together (each
     /// destination also has its own `concurrency`). Default 512.
     #[serde(default = "default_max_deliveries_in_flight")]
@@ -128,15 +132,22 @@ fn default_memory_queue() -> usize {
     1024
 }
 
+fn default_memory_queue_wait() -> Dur {
+    Dur(std::time::Duration::from_millis(50))
+}
+
 fn default_event_lease() -> Dur {
     Dur(std::time::Duration::from_secs(60))
 }
 
 impl RuntimeConfig {
-    /// Events run through plugins at once: `concurrency`, else one per CPU.
+    /// Events run through plugins at once: `concurrency`, else two per CPU. With one per CPU
+    /// a worker that finishes a chain waits for the dispatcher (on the busy ingress runtime)
+    /// to give it the next, and the plugin stage fell behind ingress with its threads mostly
+    /// idle; with two, the next chain is already there (docs/benchmarks.md).
     pub fn workers(&self) -> usize {
         self.concurrency
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) * 2)
             .max(1)
     }
 }
@@ -148,6 +159,7 @@ impl Default for RuntimeConfig {
             concurrency: None,
             event_lease: default_event_lease(),
             memory_queue: default_memory_queue(),
+            memory_queue_wait: default_memory_queue_wait(),
             max_deliveries_in_flight: default_max_deliveries_in_flight(),
         }
     }
