@@ -144,7 +144,7 @@ impl RuntimeConfig {
     /// Events run through plugins at once: `concurrency`, else two per CPU. With one per CPU
     /// a worker that finishes a chain waits for the dispatcher (on the busy ingress runtime)
     /// to give it the next, and the plugin stage fell behind ingress with its threads mostly
-    /// idle; with two, the next chain is already there (docs/benchmarks.md).
+    /// idle; with two, another chain runs meanwhile (docs/benchmarks.md).
     pub fn workers(&self) -> usize {
         self.concurrency
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) * 2)
