@@ -434,6 +434,16 @@ impl Config {
                 message: "runtime.event_lease must be at least 1s".into(),
             });
         }
+        if self.runtime.memory_queue_wait.0 > crate::ingress::APPEND_DEADLINE {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: find_key_line(text, "memory_queue_wait"),
+                message: format!(
+                    "runtime.memory_queue_wait must be at most {}s: a provider waits for its answer meanwhile",
+                    crate::ingress::APPEND_DEADLINE.as_secs()
+                ),
+            });
+        }
         for (key, value) in [
             ("memory_queue", self.runtime.memory_queue),
             (
@@ -444,7 +454,7 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError::Invalid {
                     path: path.to_path_buf(),
-                    line: find_line(text, key),
+                    line: find_key_line(text, key),
                     message: format!("runtime.{key} must be at least 1"),
                 });
             }
@@ -615,6 +625,18 @@ fn find_line(text: &str, needle: &str) -> usize {
     text.find(needle).map_or(1, |i| line_of(text, i))
 }
 
+/// The line that sets `key` (`key = ...`), not one whose key merely starts with it
+/// (`memory_queue` is not `memory_queue_wait`); else as [`find_line`].
+fn find_key_line(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|line| {
+            line.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map_or_else(|| find_line(text, key), |i| i + 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -674,6 +696,24 @@ url = "sqlite://data/hookyard.db"
         assert_eq!(
             err,
             "router.toml:7: runtime.event_lease must be at least 1s"
+        );
+        let err = parse(&format!(
+            "{MINIMAL}[runtime]\nmemory_queue_wait = \"50ms\"\nmemory_queue = 0\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "router.toml:8: runtime.memory_queue must be at least 1"
+        );
+        let err = parse(&format!(
+            "{MINIMAL}[runtime]\nmemory_queue_wait = \"11s\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "router.toml:7: runtime.memory_queue_wait must be at most 10s: a provider waits for its answer meanwhile"
         );
         let err = parse(&MINIMAL.replace("[server]\n", "[server]\nmax_backlog = 0\n"))
             .unwrap_err()
