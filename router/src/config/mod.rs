@@ -437,7 +437,7 @@ impl Config {
         if self.runtime.memory_queue_wait.0 > crate::ingress::APPEND_DEADLINE {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
-                line: find_key_line(text, "memory_queue_wait"),
+                line: find_line(text, "memory_queue_wait"),
                 message: format!(
                     "runtime.memory_queue_wait must be at most {}s: a provider waits for its answer meanwhile",
                     crate::ingress::APPEND_DEADLINE.as_secs()
@@ -454,7 +454,7 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError::Invalid {
                     path: path.to_path_buf(),
-                    line: find_key_line(text, key),
+                    line: find_line(text, key),
                     message: format!("runtime.{key} must be at least 1"),
                 });
             }
@@ -621,20 +621,20 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
+/// The line an error about `needle` points at: the line that sets it as a key (`needle =
+/// ...`), so that `memory_queue` is not found on a `memory_queue_wait` line or in a comment;
+/// else (a section header, a key inside an inline table) where the text first appears.
 fn find_line(text: &str, needle: &str) -> usize {
-    text.find(needle).map_or(1, |i| line_of(text, i))
-}
-
-/// The line that sets `key` (`key = ...`), not one whose key merely starts with it
-/// (`memory_queue` is not `memory_queue_wait`); else as [`find_line`].
-fn find_key_line(text: &str, key: &str) -> usize {
     text.lines()
         .position(|line| {
             line.trim_start()
-                .strip_prefix(key)
+                .strip_prefix(needle)
                 .is_some_and(|rest| rest.trim_start().starts_with('='))
         })
-        .map_or_else(|| find_line(text, key), |i| i + 1)
+        .map_or_else(
+            || text.find(needle).map_or(1, |i| line_of(text, i)),
+            |i| i + 1,
+        )
 }
 
 #[cfg(test)]
