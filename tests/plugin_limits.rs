@@ -6,6 +6,16 @@
 use std::time::Duration;
 
 use crate::support::*;
+use hookyard::pipeline::engine::{Meter, PoolLimits, WasmEngine};
+
+/// A wasm engine for loading plugins directly, its compiled-code cache in `dir`.
+fn engine_in(dir: &std::path::Path, meter: Meter) -> WasmEngine {
+    let limits = PoolLimits {
+        instances: 8,
+        max_memory: 32 << 20,
+    };
+    WasmEngine::metering(limits, dir.to_path_buf(), meter).expect("engine")
+}
 
 /// A config whose route `in` runs one plugin, `name` built from `build` with `keys` added to
 /// its table, and delivers to `receiver`.
@@ -120,16 +130,11 @@ async fn plugin_error_result_marks_the_event_failed_with_its_message() {
 fn plugins_that_import_nothing_that_waits_are_called_synchronously() {
     use hookyard::config::PluginConfig;
     use hookyard::pipeline::Plugin;
-    use hookyard::pipeline::engine::{PoolLimits, WasmEngine};
     use hookyard::pipeline::host::Capabilities;
     use std::sync::Arc;
 
     let cache = tempfile::tempdir().expect("tempdir");
-    let limits = PoolLimits {
-        instances: 4,
-        max_memory: 32 << 20,
-    };
-    let engine = WasmEngine::new(limits, cache.path().to_path_buf()).expect("engine");
+    let engine = engine_in(cache.path(), Meter::Limited);
     for (name, sync) in [
         ("filter", true),
         ("misbehave-sync", true),
@@ -142,6 +147,51 @@ fn plugins_that_import_nothing_that_waits_are_called_synchronously() {
         let loaded = Plugin::load(&engine, &plugin(name), &config, caps).expect("plugin loads");
         assert_eq!(loaded.is_sync(), sync, "{name}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_plugins_with_a_fuel_limit_count_fuel_unless_every_plugin_is_metered() {
+    use hookyard::config::PluginConfig;
+    use hookyard::pipeline::Plugin;
+    use hookyard::pipeline::bindings::Event;
+    use hookyard::pipeline::host::Capabilities;
+    use std::sync::Arc;
+
+    let cache = tempfile::tempdir().expect("tempdir");
+    let event = Event {
+        id: "evt_fuel".into(),
+        route: "in".into(),
+        received_at: 0,
+        headers: vec![("x-github-event".into(), "push".into())],
+        body: include_bytes!("../examples/github-push.json").to_vec(),
+        event_type: Some("push".into()),
+    };
+    let router = engine_in(cache.path(), Meter::Limited);
+    let authoring = engine_in(cache.path(), Meter::All);
+    // (engine, fuel limit, whether it counts)
+    for (engine, fuel, metered) in [
+        (&router, None, false),
+        (&router, Some(u64::MAX / 2), true),
+        (&authoring, None, true),
+    ] {
+        // One plugin for each way of calling: sync, and on fibers (enrich imports http).
+        for name in ["github-to-chat", "enrich"] {
+            let caps = Arc::new(Capabilities::none(name, &serde_json::json!({})));
+            let mut config = PluginConfig::with_defaults(plugin(name));
+            config.fuel = fuel;
+            let loaded = Plugin::load(engine, &plugin(name), &config, caps).expect("loads");
+            assert_eq!(loaded.is_metered(), metered, "{name} with fuel {fuel:?}");
+            if loaded.is_sync() {
+                let run = loaded.handle(&event).await.expect("runs");
+                assert_eq!(run.outputs.len(), 1);
+                assert_eq!(run.fuel > 0, metered, "{name}: {} fuel", run.fuel);
+            }
+        }
+    }
+    // The two kinds of compiled code are cached apart: a metered load after an unmetered one
+    // of the same file still counts.
+    let entries = std::fs::read_dir(cache.path()).expect("cache").count();
+    assert!(entries >= 4, "{entries} cache entries");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -365,17 +415,12 @@ impl TroubledKv {
 #[tokio::test(flavor = "multi_thread")]
 async fn kv_store_trouble_is_transient_not_the_plugins_fault() {
     use hookyard::config::{Dur, PluginConfig};
-    use hookyard::pipeline::engine::{PoolLimits, WasmEngine};
     use hookyard::pipeline::host::Capabilities;
     use hookyard::pipeline::{Plugin, StepError};
     use std::sync::Arc;
 
     let cache = tempfile::tempdir().expect("tempdir");
-    let limits = PoolLimits {
-        instances: 4,
-        max_memory: 32 << 20,
-    };
-    let engine = WasmEngine::new(limits, cache.path().to_path_buf()).expect("engine");
+    let engine = engine_in(cache.path(), Meter::Limited);
     let event = hookyard::pipeline::bindings::Event {
         id: "evt_1".into(),
         route: "in".into(),

@@ -75,6 +75,8 @@ fn config(collector: Option<&Collector>, api: &Receiver, sink: &Receiver) -> Str
 {telemetry}
 [plugins.orders]
 path = "{}"
+# A fuel limit makes the plugin count its fuel, which its span then reports.
+fuel = 1000000000
 allow_http = ["127.0.0.1:{}"]
 config = {{ url = "{}/orders/{{/data/id}}" }}
 

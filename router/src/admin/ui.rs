@@ -327,13 +327,17 @@ async fn event_page(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> 
             let _ = write!(body, "<tr><th>{label}</th><td>{}</td></tr>", esc(v));
         }
     }
+    // Fuel is counted only by plugins with a `fuel` limit.
+    let fuel = match s.fuel {
+        0 => String::new(),
+        n => format!(", {n} fuel"),
+    };
     let _ = write!(
         body,
-        "<tr><th>plugins</th><td>{} us, {} fuel</td></tr><tr><th>duplicates</th><td>{}</td></tr></table>\
+        "<tr><th>plugins</th><td>{} us{fuel}</td></tr><tr><th>duplicates</th><td>{}</td></tr></table>\
          <form method=\"post\" action=\"/ui/events/{}/replay\"><p><button>Replay through the plugins</button> \
          (the plugins loaded now run on the stored event; new outputs become new deliveries)</p></form>",
         s.run_us,
-        s.fuel,
         s.duplicates,
         enc(&s.id)
     );

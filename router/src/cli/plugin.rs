@@ -11,7 +11,7 @@ use clap::Subcommand;
 
 use crate::config::{ByteSize, Dur, PluginConfig};
 use crate::pipeline::bindings::{Event, Response};
-use crate::pipeline::engine::{PoolLimits, WasmEngine};
+use crate::pipeline::engine::{Meter, PoolLimits, WasmEngine};
 use crate::pipeline::host::{Capabilities, Fetcher, MemoryKv, PluginKv};
 use crate::pipeline::{Plugin, run_chain};
 
@@ -210,12 +210,14 @@ fn test(args: TestArgs) -> Result<ExitCode> {
         log_limit: Default::default(),
         kv_quota: crate::pipeline::host::KvQuota::new(pc.kv_max_keys),
     });
-    let engine = WasmEngine::new(
+    // Every run reports its fuel here, limit or not, so an author can choose a limit.
+    let engine = WasmEngine::metering(
         PoolLimits {
             instances: 8,
             max_memory: pc.memory.0,
         },
         crate::config::default_cache_dir(),
+        Meter::All,
     )?;
     let plugin = Plugin::load(&engine, &args.plugin, &pc, caps)?;
     let event = Event {

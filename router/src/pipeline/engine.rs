@@ -1,11 +1,16 @@
-//! The shared wasmtime [`Engine`]: pooling allocator, fuel metering, epoch interruption
-//! driven by one ticker thread (a sync plugin traps at its deadline, an async one yields at
-//! every tick), and an on-disk cache of compiled components.
+//! The shared wasmtime [`Engine`]s: pooling allocator, epoch interruption driven by one
+//! ticker thread (a sync plugin traps at its deadline, an async one yields at every tick),
+//! fuel metering where it is asked for, and an on-disk cache of compiled components.
+//!
+//! Fuel metering is compiled into a plugin's code (every block counts what it burns), so it
+//! is decided per engine: plugins that count fuel and plugins that do not are compiled by two
+//! engines, each made the first time a plugin needs it. Counting costs 10-20% of the plugin
+//! stage's CPU (docs/benchmarks.md), so the router meters only plugins given a `fuel` limit.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -49,9 +54,24 @@ pub struct PoolLimits {
     pub max_memory: u64,
 }
 
-/// The engine plus its epoch ticker; dropping it stops the ticker.
+/// Which plugins count the fuel they burn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Meter {
+    /// Only plugins with a `fuel` limit: the others report no fuel and run faster.
+    Limited,
+    /// Every plugin, so every run reports its fuel (`hookyard plugin test`, for choosing a
+    /// limit).
+    All,
+}
+
+/// The two engines a [`WasmEngine`] may hold: without and with fuel metering.
+type Engines = [OnceLock<Engine>; 2];
+
+/// The engines plus their epoch ticker; dropping it stops the ticker.
 pub struct WasmEngine {
-    engine: Engine,
+    engines: Arc<Engines>,
+    pool: PoolingAllocationConfig,
+    meter: Meter,
     cache_dir: PathBuf,
     ticker: Option<EpochTicker>,
 }
@@ -71,8 +91,18 @@ impl Drop for EpochTicker {
 }
 
 impl WasmEngine {
-    /// Creates the engine and starts the epoch ticker.
+    /// Creates the engine for the router (fuel counted only where a plugin has a limit) and
+    /// starts the epoch ticker.
     pub fn new(limits: PoolLimits, cache_dir: PathBuf) -> Result<WasmEngine, EngineError> {
+        WasmEngine::metering(limits, cache_dir, Meter::Limited)
+    }
+
+    /// Creates the engine with the given fuel metering and starts the epoch ticker.
+    pub fn metering(
+        limits: PoolLimits,
+        cache_dir: PathBuf,
+        meter: Meter,
+    ) -> Result<WasmEngine, EngineError> {
         let mut pool = PoolingAllocationConfig::default();
         let n = limits.instances.max(4);
         pool.total_component_instances(n)
@@ -90,56 +120,77 @@ impl WasmEngine {
             // alternating end-to-end runs (docs/benchmarks.md). Elsewhere it is off.
             .pagemap_scan(wasmtime::Enabled::Auto);
         pool.total_stacks(n);
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .consume_fuel(true)
-            .epoch_interruption(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config).map_err(EngineError::Engine)?;
+        let engines: Arc<Engines> = Arc::new([OnceLock::new(), OnceLock::new()]);
         let stop = Arc::new(AtomicBool::new(false));
         let handle = {
-            let engine = engine.clone();
+            let engines = engines.clone();
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("hookyard-epoch".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
+                        for engine in engines.iter().filter_map(OnceLock::get) {
+                            engine.increment_epoch();
+                        }
                     }
                 })
                 .map_err(|e| EngineError::Engine(e.into()))?
         };
-        Ok(WasmEngine {
-            engine,
+        let engine = WasmEngine {
+            engines,
+            pool,
+            meter,
             cache_dir,
             ticker: Some(EpochTicker {
                 stop,
                 handle: Some(handle),
             }),
-        })
+        };
+        // Made now so a configuration wasmtime refuses is an error at start, not at a load.
+        engine.engine(meter == Meter::All)?;
+        Ok(engine)
     }
 
-    /// The wasmtime engine.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    /// Whether a plugin with this fuel limit counts its fuel.
+    pub fn meters(&self, fuel: Option<u64>) -> bool {
+        self.meter == Meter::All || fuel.is_some()
     }
 
-    /// Loads a component, compiling it only if no cached compilation matches its bytes.
-    pub fn load(&self, path: &Path) -> Result<Component, EngineError> {
+    /// The engine without (`false`) or with (`true`) fuel metering, made on first use.
+    pub fn engine(&self, metered: bool) -> Result<&Engine, EngineError> {
+        let slot = &self.engines[usize::from(metered)];
+        if let Some(engine) = slot.get() {
+            return Ok(engine);
+        }
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .consume_fuel(metered)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(self.pool.clone()));
+        let engine = Engine::new(&config).map_err(EngineError::Engine)?;
+        // Loads happen one at a time (at start or reload); should two race, one engine wins
+        // and the other is dropped unused.
+        Ok(slot.get_or_init(|| engine))
+    }
+
+    /// Loads a component for the engine with or without fuel metering, compiling it only if
+    /// no cached compilation matches its bytes.
+    pub fn load(&self, path: &Path, metered: bool) -> Result<Component, EngineError> {
+        let engine = self.engine(metered)?;
         let bytes = std::fs::read(path).map_err(|source| EngineError::Read {
             path: path.to_path_buf(),
             source,
         })?;
         let cached = self
             .cache_dir
-            .join(format!("{}.cwasm", self.cache_key(&bytes)));
+            .join(format!("{}.cwasm", cache_key(engine, metered, &bytes)));
         if cached.exists() {
             // SAFETY: the cache holds only files this function wrote with
             // `precompile_component` for an engine with the same compatibility hash (part of
             // the file name); wasmtime re-checks the header and rejects mismatches.
-            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+            match unsafe { Component::deserialize_file(engine, &cached) } {
                 Ok(c) => return Ok(c),
                 Err(e) => {
                     tracing::warn!(file = %cached.display(), error = %e, "ignoring unusable plugin cache entry")
@@ -147,7 +198,7 @@ impl WasmEngine {
             }
         }
         let compiled =
-            self.engine
+            engine
                 .precompile_component(&bytes)
                 .map_err(|source| EngineError::Compile {
                     path: path.to_path_buf(),
@@ -157,19 +208,22 @@ impl WasmEngine {
             tracing::warn!(dir = %self.cache_dir.display(), error = %e, "cannot cache compiled plugin");
         }
         // SAFETY: `compiled` was produced just above by this engine's `precompile_component`.
-        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|source| {
+        unsafe { Component::deserialize(engine, &compiled) }.map_err(|source| {
             EngineError::Compile {
                 path: path.to_path_buf(),
                 source,
             }
         })
     }
+}
 
-    fn cache_key(&self, bytes: &[u8]) -> String {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut h);
-        format!("{}-{:016x}", hex::encode(Sha256::digest(bytes)), h.finish())
-    }
+/// The cache file name for `bytes` compiled by `engine`: the component's hash and the
+/// engine's compatibility hash and whether it meters fuel.
+fn cache_key(engine: &Engine, metered: bool, bytes: &[u8]) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    metered.hash(&mut h);
+    format!("{}-{:016x}", hex::encode(Sha256::digest(bytes)), h.finish())
 }
 
 impl Drop for WasmEngine {

@@ -148,7 +148,7 @@ impl StepError {
 pub struct RunStats {
     /// Wall time in the plugins, microseconds.
     pub elapsed_us: u64,
-    /// Fuel burned in the plugins.
+    /// Fuel burned in the plugins that count it (those with a `fuel` limit); 0 when none does.
     pub fuel: u64,
     /// The first drop reason a plugin gave.
     pub dropped: Option<String>,
@@ -171,6 +171,8 @@ pub struct Plugin {
     name: Arc<str>,
     pre: Pre,
     engine: wasmtime::Engine,
+    /// Whether the plugin counts the fuel it burns (only then can `fuel` limit it).
+    metered: bool,
     memory: ByteSize,
     timeout: Duration,
     fuel: Option<u64>,
@@ -185,7 +187,7 @@ pub struct StepRun {
     pub outputs: Vec<Output>,
     /// Wall time.
     pub elapsed: Duration,
-    /// Fuel burned.
+    /// Fuel burned; 0 when the plugin does not count it (it has no `fuel` limit).
     pub fuel: u64,
     /// Its drop reason.
     pub dropped: Option<String>,
@@ -202,20 +204,23 @@ impl Plugin {
         caps: Arc<Capabilities>,
     ) -> Result<Plugin, LoadError> {
         let name = caps.plugin.clone();
-        let component = engine.load(path)?;
+        let metered = engine.meters(config.fuel);
+        let component = engine.load(path, metered)?;
+        let wasm = engine.engine(metered)?;
         let contract = |source| LoadError::Contract {
             name: name.to_string(),
             path: path.display().to_string(),
             source,
         };
-        let pre = match sync_pre(engine.engine(), &component) {
+        let pre = match sync_pre(wasm, &component) {
             Ok(pre) => Pre::Sync(pre),
-            Err(_) => Pre::Async(async_pre(engine.engine(), &component).map_err(contract)?),
+            Err(_) => Pre::Async(async_pre(wasm, &component).map_err(contract)?),
         };
         Ok(Plugin {
             name,
             pre,
-            engine: engine.engine().clone(),
+            engine: wasm.clone(),
+            metered,
             memory: config.memory,
             timeout: config.timeout.0,
             fuel: config.fuel,
@@ -235,12 +240,19 @@ impl Plugin {
         matches!(self.pre, Pre::Sync(_))
     }
 
-    /// A store for one run: fresh state, the memory limiter, the fuel budget.
-    fn store(&self, run: Arc<str>) -> Result<Store<HostState>, wasmtime::Error> {
+    /// Whether runs of this plugin report the fuel they burn.
+    pub fn is_metered(&self) -> bool {
+        self.metered
+    }
+
+    /// A store for one run: fresh state, the memory limiter, the fuel budget if metered.
+    fn store(&self, run: Arc<str>, fuel: u64) -> Result<Store<HostState>, wasmtime::Error> {
         let state = HostState::new(self.caps.clone(), run, self.memory.0);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_fuel(self.fuel.unwrap_or(u64::MAX))?;
+        if self.metered {
+            store.set_fuel(fuel)?;
+        }
         Ok(store)
     }
 
@@ -276,10 +288,7 @@ impl Plugin {
             });
         }
         let mut store = self
-            .store(event.id.as_str().into())
-            .map_err(|e| self.trap(format!("{e:#}")))?;
-        store
-            .set_fuel(left.fuel)
+            .store(event.id.as_str().into(), left.fuel)
             .map_err(|e| self.trap(format!("{e:#}")))?;
         let budget = left.fuel;
         let time = left.time;
@@ -303,7 +312,10 @@ impl Plugin {
             }
         };
         let elapsed = started.elapsed();
-        let fuel = budget - store.get_fuel().unwrap_or(0);
+        let fuel = match self.metered {
+            true => budget - store.get_fuel().unwrap_or(0),
+            false => 0,
+        };
         left.time = left.time.saturating_sub(elapsed);
         left.fuel = left.fuel.saturating_sub(fuel);
         store.data_mut().log_console();
@@ -335,7 +347,7 @@ impl Plugin {
             message,
         };
         let mut store = self
-            .store("validate".into())
+            .store("validate".into(), self.fuel.unwrap_or(u64::MAX))
             .map_err(|e| invalid(format!("{e:#}")))?;
         let result: wasmtime::Result<Result<(), PluginError>> = match &self.pre {
             Pre::Sync(pre) => {
@@ -594,7 +606,9 @@ async fn run_steps(
             match &run {
                 Ok(run) => {
                     span.record("hookyard.elapsed_us", run.elapsed.as_micros() as i64);
-                    span.record("hookyard.fuel", i64::try_from(run.fuel).unwrap_or(i64::MAX));
+                    if step.is_metered() {
+                        span.record("hookyard.fuel", i64::try_from(run.fuel).unwrap_or(i64::MAX));
+                    }
                     span.record("hookyard.outputs", run.outputs.len() as i64);
                     if let Some(reason) = &run.dropped {
                         span.record("hookyard.dropped", reason.as_str());
