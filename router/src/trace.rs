@@ -8,7 +8,7 @@
 //!
 //! - `ingress`, continuing the sender's `traceparent` if it sent one, with `verify` and
 //!   `journal` inside;
-//! - `process`, with a `plugin <name>` span per step (time, fuel, outputs) and a
+//! - `process`, with a `plugin <name>` span per step (time, fuel if metered, outputs) and a
 //!   `fetch <host>` span per `http.fetch`;
 //! - `delivery <destination>`, one per attempt (status, latency, outcome).
 //!
