@@ -312,9 +312,10 @@ impl Plugin {
             }
         };
         let elapsed = started.elapsed();
-        let fuel = match self.metered {
-            true => budget - store.get_fuel().unwrap_or(0),
-            false => 0,
+        let fuel = if self.metered {
+            budget - store.get_fuel().unwrap_or(0)
+        } else {
+            0
         };
         left.time = left.time.saturating_sub(elapsed);
         left.fuel = left.fuel.saturating_sub(fuel);
@@ -347,7 +348,7 @@ impl Plugin {
             message,
         };
         let mut store = self
-            .store("validate".into(), self.fuel.unwrap_or(u64::MAX))
+            .store("validate".into(), self.allowance().fuel)
             .map_err(|e| invalid(format!("{e:#}")))?;
         let result: wasmtime::Result<Result<(), PluginError>> = match &self.pre {
             Pre::Sync(pre) => {
